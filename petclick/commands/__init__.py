@@ -1,0 +1,1 @@
+"""Subcommands of the `petclick` CLI: each module defines `register(subparsers)`."""
