@@ -1,0 +1,17 @@
+"""The challenge's metrics, the 11-step interactive protocol and its report.
+
+- lesion.py: Dice, false-positive and false-negative volume (18-connectivity, header spacing)
+- aggregate.py: trapezoid AUC over steps, per-case and cohort statistics (NaN excluded, with n)
+- protocol.py: run a predictor through steps 0..10 (official or error-driven clicks)
+- files.py: score saved `<case>_pred<k>.nii.gz` files against `<case>.nii.gz` ground truth
+- cohort.py: case loop that skips bad cases with their reason
+- report.py, plots.py: cases.csv, summary.json, curves.png, per-case PET MIP PNGs
+"""
+
+from petclick.metrics.aggregate import auc_trapezoid, case_summary, cohort_summary
+from petclick.metrics.lesion import lesion_metrics
+from petclick.metrics.protocol import run_protocol
+from petclick.metrics.report import read_cases_csv, write_report
+
+__all__ = ["auc_trapezoid", "case_summary", "cohort_summary", "lesion_metrics", "run_protocol",
+           "read_cases_csv", "write_report"]

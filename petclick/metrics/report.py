@@ -1,0 +1,116 @@
+"""The evaluation report: cases.csv (one row per case and step), summary.json and curves.png.
+
+Both `petclick evaluate` and `petclick interactive` write it through `write_report`. NaN (Dice
+and FNV of a case with empty ground truth) is written as `nan` in the CSV and `null` in JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from petclick.metrics.aggregate import CASE_KEYS, N_STEPS, cohort_summary, per_step_stats
+from petclick.metrics.plots import plot_curves
+
+log = logging.getLogger(__name__)
+
+CSV_COLUMNS = ("case", "tracer", "step", "dice", "fpv_ml", "fnv_ml", "gt_ml", "pred_ml", "n_gt_lesions",
+               "n_pred_components", "n_fp_components", "n_fn_lesions", "n_tumor_clicks", "n_background_clicks",
+               "tumor_clicks", "background_clicks", "source")
+FLOAT_COLUMNS = ("dice", "fpv_ml", "fnv_ml", "gt_ml", "pred_ml")
+INT_COLUMNS = ("step", "n_gt_lesions", "n_pred_components", "n_fp_components", "n_fn_lesions",
+               "n_tumor_clicks", "n_background_clicks")
+
+
+def write_cases_csv(rows: Sequence[dict], path: str | Path) -> Path:
+    """One line per case and step; click lists as JSON, missing values empty."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for r in rows:
+            out = dict(r)
+            for key in ("tumor_clicks", "background_clicks"):
+                if key in out:
+                    out[key] = json.dumps(out[key], separators=(",", ":"))
+            writer.writerow(out)
+    return path
+
+
+def read_cases_csv(path: str | Path) -> list[dict]:
+    """Read cases.csv back with numbers as numbers (nan for undefined values)."""
+    rows = []
+    with Path(path).open(newline="") as fh:
+        for r in csv.DictReader(fh):
+            for key in FLOAT_COLUMNS:
+                r[key] = float(r[key]) if r.get(key) not in (None, "") else math.nan
+            for key in INT_COLUMNS:
+                if r.get(key) not in (None, ""):
+                    r[key] = int(r[key])
+            for key in ("tumor_clicks", "background_clicks"):
+                if r.get(key):
+                    r[key] = json.loads(r[key])
+            rows.append(r)
+    return rows
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_summary(summary: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_json_safe(summary), indent=1) + "\n")
+    return path
+
+
+def format_summary(summary: dict) -> str:
+    """Console lines: counts (evaluated, skipped, negatives) and the cohort means/medians."""
+    o = summary["overall"]
+    lines = [f"evaluated {summary['n_evaluated']} of {summary['n_cases']} cases "
+             f"({summary['n_skipped']} skipped, {o['n_negative']} with empty ground truth: Dice/FNV taken over "
+             f"{o['n_cases'] - o['n_negative']})"]
+    for s in summary["skipped"]:
+        lines.append(f"  skipped {s['case']}: {s['reason']}")
+    groups = {"all": o, **summary["per_tracer"]}
+    lines.append(f"{'group':<8}{'n':>4}" + "".join(f"{k:>12}" for k in CASE_KEYS))
+    for name, g in groups.items():
+        means = "".join(f"{_fmt(g[k]['mean']):>12}" for k in CASE_KEYS)
+        lines.append(f"{name:<8}{g['n_cases']:>4}{means}   (mean)")
+        medians = "".join(f"{_fmt(g[k]['median']):>12}" for k in CASE_KEYS)
+        lines.append(f"{'':<8}{'':>4}{medians}   (median)")
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+def write_report(out: str | Path, rows: Sequence[dict], skipped: Sequence[dict] = (), meta: dict | None = None,
+                 n_steps: int = N_STEPS) -> dict:
+    """Write cases.csv, summary.json and curves.png into `out`; return the summary."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = sorted(rows, key=lambda r: (r["case"], int(r["step"])))
+    write_cases_csv(rows, out / "cases.csv")
+    summary = cohort_summary(rows, skipped, meta, n_steps)
+    write_summary(summary, out / "summary.json")
+    if summary["n_evaluated"]:
+        series = {f"all (n={summary['n_evaluated']})": summary["per_step"]}
+        if len(summary["per_tracer"]) > 1:
+            for tracer in summary["per_tracer"]:
+                series[tracer] = per_step_stats([r for r in rows if r.get("tracer") == tracer], n_steps)
+        plot_curves(out / "curves.png", series, title=str((meta or {}).get("predictor", "")))
+    return summary

@@ -1,0 +1,103 @@
+"""Predictors: what the interactive protocol runs. A protocol, a baseline and a factory.
+
+A predictor has a `.name` and `.predict(case, clicks) -> np.ndarray`: float32 probabilities (or
+0/1) on the PET grid; the protocol thresholds them at 0.5. Trained models come from
+`petclick.inference.predictor.load_model_predictor` (imported only when a path is given).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import cc3d
+import numpy as np
+
+from petclick.errors import InputError
+from petclick.io.clickfile import Clicks
+from petclick.io.images import CaseVolumes
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """Anything the protocol can run: a name and a prediction on the PET grid for given clicks."""
+
+    name: str
+
+    def predict(self, case: CaseVolumes, clicks: Clicks) -> np.ndarray:
+        ...
+
+
+class SuvThresholdPredictor:
+    """The baseline every model must beat: an SUV threshold edited by clicks.
+
+    mask = PET >= `threshold` (SUV 2.5 by default). Components are 26-connected (regions touching
+    at an edge or a corner are one uptake region, so one click takes or removes all of it).
+    - no tumour click: every component is kept (step 0 is the plain threshold);
+    - tumour clicks: only the components holding a tumour click are kept;
+    - background clicks remove the components they fall in, except a component that also holds a
+      tumour click (the tumour click wins, so a lesion touching the bladder is not lost).
+    Clicks on voxels below the threshold do nothing.
+    """
+
+    def __init__(self, threshold: float = 2.5, connectivity: int = 26):
+        if connectivity not in (6, 18, 26):
+            raise ValueError("connectivity must be 6, 18 or 26")
+        self.threshold = float(threshold)
+        self.connectivity = connectivity
+        self.name = "suv-threshold" if threshold == 2.5 else f"suv-threshold-{threshold:g}"
+        self._cache: tuple[np.ndarray, np.ndarray, int] | None = None  # (PET array, its labels, n)
+
+    def _labels(self, pet: np.ndarray) -> tuple[np.ndarray, int]:
+        """Components of the thresholded PET, cached per PET array (the 11 steps share one labelling)."""
+        if self._cache is not None and self._cache[0] is pet:
+            return self._cache[1], self._cache[2]
+        mask = np.ascontiguousarray(pet >= self.threshold).view(np.uint8)
+        n_fg = int(mask.sum(dtype=np.int64))
+        if n_fg == 0:
+            labels, n = np.zeros(pet.shape, np.uint8), 0
+        else:
+            labels, n = cc3d.connected_components(mask, connectivity=self.connectivity, return_N=True, max_labels=n_fg)
+        self._cache = (pet, labels, int(n))
+        return labels, int(n)
+
+    def predict(self, case: CaseVolumes, clicks: Clicks) -> np.ndarray:
+        pet = case.pet.array
+        labels, n = self._labels(pet)
+        keep = np.ones(n + 1, bool)
+        tumour = _labels_at(labels, clicks.tumor)
+        if tumour.size:
+            keep[:] = False
+            keep[tumour] = True
+        background = np.setdiff1d(_labels_at(labels, clicks.background), tumour)
+        keep[background] = False
+        keep[0] = False
+        return keep[labels].astype(np.float32)
+
+
+def _labels_at(labels: np.ndarray, points) -> np.ndarray:
+    """Distinct non-zero component labels under the given (i, j, k) points."""
+    if not points:
+        return np.zeros(0, np.int64)
+    idx = np.asarray(points, dtype=np.int64).reshape(-1, 3)
+    values = labels[idx[:, 0], idx[:, 1], idx[:, 2]].astype(np.int64)
+    return np.unique(values[values > 0])
+
+
+BUILTIN = {"suv-threshold": SuvThresholdPredictor}
+
+
+def get_predictor(name_or_path: str | Path, **kwargs) -> Predictor:
+    """A built-in predictor by name ("suv-threshold") or a trained model from a path.
+
+    A path (AutoRunner work_dir, bundle folder, checkpoint .pt, ...) goes to
+    petclick.inference.predictor.load_model_predictor(path, **kwargs).
+    """
+    key = str(name_or_path)
+    if key in BUILTIN:
+        return BUILTIN[key](**kwargs)
+    path = Path(key)
+    if not path.exists():
+        raise InputError(key, f"unknown predictor: neither a built-in name ({', '.join(BUILTIN)}) nor an existing path")
+    from petclick.inference.predictor import load_model_predictor  # training part; torch-heavy, so lazy
+    return load_model_predictor(path, **kwargs)
