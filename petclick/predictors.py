@@ -31,12 +31,14 @@ class Predictor(Protocol):
 class SuvThresholdPredictor:
     """The baseline every model must beat: an SUV threshold edited by clicks.
 
-    mask = PET >= `threshold` (SUV 2.5 by default). Components are 26-connected (regions touching
-    at an edge or a corner are one uptake region, so one click takes or removes all of it).
-    - no tumour click: every component is kept (step 0 is the plain threshold);
+    mask = PET >= `threshold` (SUV 2.5 by default). Components are 26-connected (uptake regions
+    touching at an edge or a corner are one region, so one click takes or removes all of it).
+    - no tumour click: every component is kept (step 0 is the plain threshold), minus the
+      components a background click falls in;
     - tumour clicks: only the components holding a tumour click are kept;
-    - background clicks remove the components they fall in, except a component that also holds a
-      tumour click (the tumour click wins, so a lesion touching the bladder is not lost).
+    - a component holding both a tumour and a background click (a lesion merged with the bladder,
+      say) is split between them: each of its voxels goes to the nearest click (in mm) and is kept
+      when that click is a tumour click.
     Clicks on voxels below the threshold do nothing.
     """
 
@@ -46,33 +48,59 @@ class SuvThresholdPredictor:
         self.threshold = float(threshold)
         self.connectivity = connectivity
         self.name = "suv-threshold" if threshold == 2.5 else f"suv-threshold-{threshold:g}"
-        self._cache: tuple[np.ndarray, np.ndarray, int] | None = None  # (PET array, its labels, n)
+        self._cache: tuple | None = None  # (PET array, labels, n, bounding boxes)
 
-    def _labels(self, pet: np.ndarray) -> tuple[np.ndarray, int]:
-        """Components of the thresholded PET, cached per PET array (the 11 steps share one labelling)."""
+    def _labels(self, pet: np.ndarray) -> tuple[np.ndarray, int, list]:
+        """Components of the thresholded PET and their bounding boxes, cached per PET array
+        (the 11 protocol steps share one labelling)."""
         if self._cache is not None and self._cache[0] is pet:
-            return self._cache[1], self._cache[2]
+            return self._cache[1:]
         mask = np.ascontiguousarray(pet >= self.threshold).view(np.uint8)
-        n_fg = int(mask.sum(dtype=np.int64))
+        n_fg = int(np.count_nonzero(mask))
         if n_fg == 0:
-            labels, n = np.zeros(pet.shape, np.uint8), 0
+            labels, n, boxes = np.zeros(pet.shape, np.uint8), 0, [None]
         else:
             labels, n = cc3d.connected_components(mask, connectivity=self.connectivity, return_N=True, max_labels=n_fg)
-        self._cache = (pet, labels, int(n))
-        return labels, int(n)
+            boxes = cc3d.statistics(labels)["bounding_boxes"]
+        self._cache = (pet, labels, int(n), boxes)
+        return labels, int(n), boxes
 
     def predict(self, case: CaseVolumes, clicks: Clicks) -> np.ndarray:
         pet = case.pet.array
-        labels, n = self._labels(pet)
-        keep = np.ones(n + 1, bool)
+        labels, n, boxes = self._labels(pet)
         tumour = _labels_at(labels, clicks.tumor)
-        if tumour.size:
-            keep[:] = False
-            keep[tumour] = True
-        background = np.setdiff1d(_labels_at(labels, clicks.background), tumour)
-        keep[background] = False
-        keep[0] = False
-        return keep[labels].astype(np.float32)
+        background = _labels_at(labels, clicks.background)
+        if tumour.size == 0:
+            out = (labels > 0).astype(np.float32)
+            for c in background:
+                box = boxes[c]
+                out[box][labels[box] == c] = 0.0
+            return out
+        out = np.zeros(pet.shape, np.float32)
+        spacing = np.asarray(case.pet.spacing)
+        for c in tumour:
+            box = boxes[c]
+            inside = labels[box] == c
+            if c in background:
+                inside &= _nearer_tumour(box, inside.shape, clicks, labels, c, spacing)
+            out[box][inside] = 1.0
+        return out
+
+
+def _nearer_tumour(box, shape, clicks: Clicks, labels: np.ndarray, c: int, spacing: np.ndarray) -> np.ndarray:
+    """Within a bounding box: voxels nearer (mm) to a tumour click than to a background click of component c."""
+    origin = np.array([s.start for s in box])
+
+    def nearest(points) -> np.ndarray:
+        pts = [p for p in points if labels[tuple(p)] == c]
+        grid = np.ogrid[tuple(slice(0, s) for s in shape)]
+        best = np.full(shape, np.inf)
+        for p in pts:
+            d2 = sum(((g + o - q) * sp) ** 2 for g, o, q, sp in zip(grid, origin, p, spacing))
+            best = np.minimum(best, d2)
+        return best
+
+    return nearest(clicks.tumor) <= nearest(clicks.background)
 
 
 def _labels_at(labels: np.ndarray, points) -> np.ndarray:
