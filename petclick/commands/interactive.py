@@ -141,16 +141,16 @@ def _case_runner(predictor, case, clicks, case_id: str, tracer: str, out: Path, 
 
 
 def _write_comparison(out: Path, predictors, outs, summaries) -> None:
-    """OUT/compare.json (overall statistics side by side) and OUT/compare_curves.png."""
-    table = {p.name: {"folder": str(o), "n_evaluated": s["n_evaluated"], "n_skipped": s["n_skipped"],
-                      **{k: v for k, v in s["overall"].items()}}
+    """OUT/compare.json (overall statistics side by side, keyed by report folder) and OUT/compare_curves.png."""
+    table = {Path(o).name: {"predictor": p.name, "folder": str(o), "n_evaluated": s["n_evaluated"],
+                            "n_skipped": s["n_skipped"], **s["overall"]}
              for p, o, s in zip(predictors, outs, summaries)}
     write_summary({"predictors": table}, out / "compare.json")
-    series = {p.name: s["per_step"] for p, s in zip(predictors, summaries) if s["n_evaluated"]}
+    series = {name: s["per_step"] for name, s in zip(table, summaries) if s["n_evaluated"]}
     if series:
         plot_curves(out / "compare_curves.png", series, title="comparison")
     keys = ("dice_auc", "fpv_auc", "fnv_auc", "dice_final", "fpv_final", "fnv_final")
-    print("== comparison (cohort means)")
+    print("== comparison (cohort means; Dice/FNV over cases with lesions)")
     print(f"{'predictor':<24}" + "".join(f"{k:>12}" for k in keys))
     for name, row in table.items():
         print(f"{name:<24}" + "".join(f"{'-' if row[k]['mean'] is None else format(row[k]['mean'], '.4g'):>12}" for k in keys))

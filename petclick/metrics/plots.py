@@ -115,7 +115,7 @@ class CoronalView:
 def save_case_mip(path: str | Path, pet: np.ndarray, affine: np.ndarray, gt: np.ndarray | None,
                   predictions: Mapping[str, np.ndarray], clicks: Mapping[str, dict] | None = None,
                   tracer: str = "unknown", title: str = "", suv_max: float | None = None) -> Path:
-    """One PNG: a coronal PET MIP (inverted grey) per prediction, GT outline blue, prediction outline vermillion.
+    """One PNG: a coronal PET MIP (inverted grey) per prediction; GT outline solid blue, prediction dashed vermillion.
 
     `predictions` maps a panel title (e.g. "step 0", "step 10") to a mask; `clicks` optionally maps
     the same titles to {"tumor": [...], "background": [...]} drawn as markers.
@@ -134,11 +134,11 @@ def save_case_mip(path: str | Path, pet: np.ndarray, affine: np.ndarray, gt: np.
     for ax, (name, mask) in zip(axes, items):
         ax.imshow(mip, cmap="gray_r", vmin=0, vmax=vmax, aspect=view.aspect, interpolation="nearest")
         if gt_mip is not None and gt_mip.any():
-            ax.contour(gt_mip, levels=[0.5], colors=[GT_COLOR], linewidths=1.0)
+            ax.contour(gt_mip, levels=[0.5], colors=[GT_COLOR], linewidths=2.2)
         if mask is not None:
             pm = view.project(mask != 0).astype(np.float32)
             if pm.any():
-                ax.contour(pm, levels=[0.5], colors=[PRED_COLOR], linewidths=1.0)
+                ax.contour(pm, levels=[0.5], colors=[PRED_COLOR], linewidths=1.2, linestyles="--")
         for kind, marker, colour in (("tumor", "+", TUMOR_CLICK_COLOR), ("background", "x", BACKGROUND_CLICK_COLOR)):
             pts = (clicks or {}).get(name, {}).get(kind, [])
             x, y = view.points(pts)
@@ -146,7 +146,8 @@ def save_case_mip(path: str | Path, pet: np.ndarray, affine: np.ndarray, gt: np.
                 ax.scatter(x, y, marker=marker, c=colour, s=40, linewidths=1.5)
         ax.set_title(name, fontsize=9)
         ax.set_axis_off()
-    handles = [Line2D([], [], color=GT_COLOR, label="ground truth"), Line2D([], [], color=PRED_COLOR, label="prediction"),
+    handles = [Line2D([], [], color=GT_COLOR, lw=2.2, label="ground truth"),
+               Line2D([], [], color=PRED_COLOR, lw=1.2, ls="--", label="prediction"),
                Line2D([], [], color=TUMOR_CLICK_COLOR, marker="+", ls="", label="tumour click"),
                Line2D([], [], color=BACKGROUND_CLICK_COLOR, marker="x", ls="", label="background click")]
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
