@@ -5,7 +5,8 @@
 Builds a ground truth and a prediction with N ball-shaped components each (radius 2-12 voxels,
 spread over the volume; about half of the predicted balls overlap a lesion, the rest are false
 positives, and some lesions are missed), then times `lesion_metrics` and, for reference, the
-suv-threshold predictor's 11 protocol steps on a PET built from the same balls. Prints a table.
+suv-threshold predictor's 11 protocol steps on a PET built from the same balls, the whole
+protocol (predictor + metrics) and one per-case MIP picture. Prints a table.
 """
 
 from __future__ import annotations
@@ -88,6 +89,20 @@ def main() -> None:
         return [predictor.predict(case, clicks.first(k)) for k in range(11)]
     _, best_p, med_p = timed(eleven_steps, max(1, args.repeats - 1))
 
+    from petclick.metrics.protocol import run_protocol
+    labelled = CaseVolumes(Volume(pet, affine), Volume(pet, affine), Volume(gt.astype(np.uint8), affine))
+
+    def protocol():
+        predictor._cache = None
+        return run_protocol(predictor, labelled, clicks)
+    _, best_r, med_r = timed(protocol, max(1, args.repeats - 1))
+
+    import tempfile
+    from petclick.metrics.plots import save_case_mip
+    with tempfile.TemporaryDirectory() as tmp:
+        _, best_m, med_m = timed(lambda: save_case_mip(f"{tmp}/mip.png", pet, affine, gt, {"step 0": pred, "step 10": gt}),
+                                 max(1, args.repeats - 1))
+
     print(f"shape {shape}, {args.components} components per mask, 1 thread "
           f"(pred {m['n_pred_components']} / GT {m['n_gt_lesions']} components after merging)")
     print("| what | best s | median s |")
@@ -95,6 +110,8 @@ def main() -> None:
     print(f"| lesion_metrics, components spread over the volume | {best:.3f} | {med:.3f} |")
     print(f"| lesion_metrics, components in one corner (crop) | {best_c:.3f} | {med_c:.3f} |")
     print(f"| suv-threshold predictor, 11 protocol steps | {best_p:.3f} | {med_p:.3f} |")
+    print(f"| run_protocol: suv-threshold + metrics, 11 steps | {best_r:.3f} | {med_r:.3f} |")
+    print(f"| per-case MIP PNG, two panels | {best_m:.3f} | {med_m:.3f} |")
     print(f"target: lesion_metrics <= 1 s -> {'met' if best <= 1.0 else 'NOT met'}"
           f" (Dice {m['dice']:.3f}, FPV {m['fpv_ml']:.1f} mL, FNV {m['fnv_ml']:.1f} mL)")
 

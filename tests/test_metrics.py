@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from petclick.metrics.aggregate import auc_trapezoid, case_summary, cohort_summary, per_step_stats
-from petclick.metrics.lesion import lesion_metrics
+from petclick.metrics.lesion import LesionScorer, lesion_metrics
 
 UNIT = (1.0, 1.0, 1.0)  # 1 mm^3 voxels = 0.001 mL
 
@@ -150,6 +150,17 @@ def test_matches_per_component_reference(seed, p_pred, p_gt):
     m = lesion_metrics(pred, gt, (1.5, 1.0, 2.0))
     dice, fpv, fnv = _reference(pred, gt, 0.003)
     np.testing.assert_allclose([m["dice"], m["fpv_ml"], m["fnv_ml"]], [dice, fpv, fnv], rtol=1e-9, equal_nan=True)
+
+
+def test_scorer_reused_over_many_predictions_matches_one_shot_metrics():
+    rng = np.random.default_rng(11)
+    gt = rng.random((9, 8, 7)) < 0.2
+    scorer = LesionScorer(gt, (1.0, 2.0, 3.0))
+    for p in (0.0, 0.05, 0.3, 0.9):
+        pred = rng.random(gt.shape) < p
+        assert scorer(pred) == lesion_metrics(pred, gt, (1.0, 2.0, 3.0))
+    empty = LesionScorer(np.zeros((4, 4, 4)), UNIT)
+    assert empty(np.ones((4, 4, 4)))["fpv_ml"] == pytest.approx(0.064)
 
 
 def test_cropping_to_the_masks_is_exact_at_volume_borders():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 
@@ -98,6 +99,10 @@ def test_evaluate_end_to_end(folders, capsys):
     assert s["per_tracer"]["psma"]["dice_final"]["median"] == pytest.approx(2 / 3)
     assert s["per_step"]["dice"]["mean"][4] == pytest.approx(2 / 3)
 
+    per_case = {r["case"]: r for r in csv.DictReader((out / "case_summary.csv").open())}
+    assert sorted(per_case) == ["fdg_a_1", "fdg_neg_1", "psma_b_1"]
+    assert float(per_case["fdg_a_1"]["dice_auc"]) == pytest.approx(dice_auc_a)
+    assert per_case["fdg_neg_1"]["negative"] == "True" and per_case["fdg_neg_1"]["dice_auc"] == "nan"
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "mip" / "fdg_a_1.png").stat().st_size > 1000
     assert sorted(p.name for p in (out / "mip").iterdir()) == ["fdg_a_1.png"]  # PET given for that case only

@@ -8,6 +8,8 @@ import types
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from petclick.errors import InputError
 from petclick.io.clickfile import Clicks
@@ -75,6 +77,41 @@ def test_suv_threshold_splits_a_component_holding_both_click_kinds():
     case = CaseVolumes(Volume(pet, aff), Volume(pet, aff))
     out = SuvThresholdPredictor().predict(case, Clicks([(1, 2, 2)], [(8, 2, 2)]))
     assert out[0:5, 2, 2].all() and not out[5:, 2, 2].any()
+
+
+def _reference_suv(pet, clicks, spacing, threshold=2.5):
+    """The documented rule, written out voxel by voxel with scipy's 26-connected labelling."""
+    from scipy import ndimage
+    labels, _ = ndimage.label(pet >= threshold, np.ones((3, 3, 3)))
+    t = {labels[p] for p in clicks.tumor} - {0}
+    b = {labels[p] for p in clicks.background} - {0}
+    out = np.zeros(pet.shape, np.float32)
+    for idx in np.ndindex(pet.shape):
+        c = labels[idx]
+        if c == 0:
+            continue
+        if not t:
+            out[idx] = c not in b
+        elif c in t and c not in b:
+            out[idx] = 1
+        elif c in t:
+            def d(points):
+                return min(sum(((a - q) * s) ** 2 for a, q, s in zip(idx, p, spacing)) for p in points if labels[p] == c)
+            out[idx] = d(clicks.tumor) <= d(clicks.background)
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(0, 3), st.integers(0, 3))
+def test_suv_threshold_matches_the_written_rule(seed, n_t, n_b):
+    rng = np.random.default_rng(seed)
+    shape = (7, 6, 5)
+    pet = (rng.random(shape) * 4.0).astype(np.float32)
+    aff = np.diag([1.0, 2.0, 3.0, 1.0])
+    case = CaseVolumes(Volume(pet, aff), Volume(pet, aff))
+    pts = [tuple(int(v) for v in rng.integers(0, shape)) for _ in range(n_t + n_b)]
+    clicks = Clicks(pts[:n_t], pts[n_t:])
+    np.testing.assert_array_equal(SuvThresholdPredictor().predict(case, clicks), _reference_suv(pet, clicks, (1.0, 2.0, 3.0)))
 
 
 def test_get_predictor(monkeypatch, tmp_path):

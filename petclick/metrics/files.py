@@ -19,7 +19,7 @@ import numpy as np
 from petclick.errors import InputError
 from petclick.io.images import Volume, check_same_grid, load_volume
 from petclick.metrics.aggregate import N_STEPS
-from petclick.metrics.lesion import lesion_metrics
+from petclick.metrics.lesion import LesionScorer
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 STEP_FILE = re.compile(r"^(?P<case>.+)_pred(?P<step>\d+)$")
@@ -92,14 +92,14 @@ def evaluate_case_files(case: str, gt_path: Path, files: list[tuple[int | None, 
     """Score one case's prediction files; returns (rows, GT volume, {step: mask} for `keep_steps`)."""
     gt_vol = load_volume(gt_path, dtype=None)
     gt = require_binary(gt_vol, "ground truth")
-    spacing = gt_vol.spacing
+    score = LesionScorer(gt, gt_vol.spacing)
     rows: list[dict] = []
     kept: dict[int, np.ndarray] = {}
     for step, path in files:
         pred_vol = load_volume(path, dtype=None)
         check_same_grid(gt_vol, pred_vol, "prediction")
         pred = require_binary(pred_vol, "prediction")
-        metrics = lesion_metrics(pred, gt, spacing)
+        metrics = score(pred)
         steps = range(n_steps) if step is None else [step]
         for k in steps:
             rows.append({"case": case, "tracer": tracer, "step": k, **metrics, "source": path.name})

@@ -8,9 +8,10 @@ Definitions (autoPET, see DESIGN.md):
   prediction; NaN when the ground truth is empty.
 - Voxel volume from the header spacing: sx*sy*sz/1000 mL.
 
-Vectorised: the work is cropped to the bounding box of pred | gt (components never leave it),
-each mask is labelled once with cc3d, and component sizes and overlap flags come from bincounts
-over the foreground voxels only, never a per-component pass over the volume.
+Vectorised: each mask is labelled once with cc3d inside its own bounding box (components never
+leave it), and component sizes and overlap flags come from bincounts over foreground voxels
+only, never a per-component pass over the volume. LesionScorer labels a ground truth once for
+many predictions (the protocol's 11 steps).
 """
 
 from __future__ import annotations
@@ -61,6 +62,54 @@ def _unmatched_voxels(labels: np.ndarray, n: int, own: np.ndarray, overlap: np.n
     return int(sizes[unmatched].sum()), int(np.count_nonzero(unmatched))
 
 
+class LesionScorer:
+    """Scores many predictions against one ground truth, labelling the ground truth only once.
+
+    The protocol's 11 steps (and `evaluate`'s 11 step files) share one case's ground truth, so its
+    components, their sizes and bounding box are computed here once. Each call then labels the
+    prediction inside the prediction's bounding box and reads GT overlaps inside the GT's box.
+    """
+
+    def __init__(self, gt: np.ndarray, spacing: Sequence[float] | np.ndarray, connectivity: int = CONNECTIVITY):
+        gt = np.asarray(gt)
+        self.gt = gt if gt.dtype == bool else gt != 0
+        self.connectivity = connectivity
+        self.voxel_ml = voxel_volume_ml(spacing)
+        self.box = _bbox(self.gt)
+        self.n_gt, self.n_lesions = 0, 0
+        if self.box is not None:
+            self.g = self.gt[self.box]
+            self.n_gt = int(np.count_nonzero(self.g))
+            self.labels, self.n_lesions = label_components(self.g, connectivity)
+            self.sizes = np.bincount(self.labels[self.g], minlength=self.n_lesions + 1)
+
+    def __call__(self, pred: np.ndarray) -> dict[str, float]:
+        pred = np.asarray(pred)
+        if pred.shape != self.gt.shape:
+            raise ValueError(f"prediction shape {pred.shape} differs from ground-truth shape {self.gt.shape}")
+        pred = pred if pred.dtype == bool else pred != 0
+        vox = self.voxel_ml
+        pbox = _bbox(pred)
+        # False positives: predicted components (labelled inside their box) with no GT voxel.
+        n_pred = n_comp = fp_vox = n_fp = 0
+        if pbox is not None:
+            p = pred[pbox]
+            n_pred = int(np.count_nonzero(p))
+            lp, n_comp = label_components(p, self.connectivity)
+            fp_vox, n_fp = _unmatched_voxels(lp, n_comp, p, p & self.gt[pbox])
+        if self.box is None:
+            return _result(np.nan, fp_vox * vox, np.nan, 0.0, n_pred * vox, 0, n_comp, n_fp, 0)
+        # False negatives and Dice: every overlap voxel lies inside the GT box.
+        both = pred[self.box] & self.g
+        inter = int(np.count_nonzero(both))
+        touched = np.bincount(self.labels[both], minlength=self.n_lesions + 1) > 0
+        missed = ~touched
+        missed[0] = False
+        fn_vox, n_fn = int(self.sizes[missed].sum()), int(np.count_nonzero(missed))
+        dice = 2.0 * inter / (n_pred + self.n_gt)
+        return _result(dice, fp_vox * vox, fn_vox * vox, self.n_gt * vox, n_pred * vox, self.n_lesions, n_comp, n_fp, n_fn)
+
+
 def lesion_metrics(pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float] | np.ndarray,
                    connectivity: int = CONNECTIVITY) -> dict[str, float]:
     """Dice, FPV and FNV (mL) of one binary prediction against one binary ground truth.
@@ -69,31 +118,10 @@ def lesion_metrics(pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float] | 
     check_binary / threshold probabilities before). Extra keys (volumes, component counts) help
     reading a case: gt_ml, pred_ml, n_gt_lesions, n_pred_components, n_fp_components, n_fn_lesions.
     """
-    pred = np.asarray(pred)
-    gt = np.asarray(gt)
+    pred, gt = np.asarray(pred), np.asarray(gt)
     if pred.shape != gt.shape:
         raise ValueError(f"prediction shape {pred.shape} differs from ground-truth shape {gt.shape}")
-    pred = pred if pred.dtype == bool else pred != 0
-    gt = gt if gt.dtype == bool else gt != 0
-    vox = voxel_volume_ml(spacing)
-    box = _bbox(pred | gt)
-    if box is None:
-        return _result(np.nan, 0.0, np.nan, 0, 0, 0, 0, 0, 0)
-    p, g = pred[box], gt[box]
-    n_pred, n_gt = int(np.count_nonzero(p)), int(np.count_nonzero(g))
-    both = p & g
-    inter = int(np.count_nonzero(both))
-    dice = 2.0 * inter / (n_pred + n_gt) if n_gt else np.nan
-    lp, np_ = label_components(p, connectivity)
-    fp_vox, n_fp = _unmatched_voxels(lp, np_, p, both)
-    del lp
-    if n_gt:
-        lg, ng = label_components(g, connectivity)
-        fn_vox, n_fn = _unmatched_voxels(lg, ng, g, both)
-        fnv = fn_vox * vox
-    else:
-        ng, n_fn, fnv = 0, 0, np.nan
-    return _result(dice, fp_vox * vox, fnv, n_gt * vox, n_pred * vox, ng, np_, n_fp, n_fn)
+    return LesionScorer(gt, spacing, connectivity)(pred)
 
 
 def _result(dice, fpv, fnv, gt_ml, pred_ml, n_gt, n_pred, n_fp, n_fn) -> dict[str, float]:

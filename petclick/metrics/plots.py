@@ -143,7 +143,7 @@ def save_case_mip(path: str | Path, pet: np.ndarray, affine: np.ndarray, gt: np.
             pts = (clicks or {}).get(name, {}).get(kind, [])
             x, y = view.points(pts)
             if x.size:
-                ax.scatter(x, y, marker=marker, c=colour, s=40, linewidths=1.5)
+                ax.scatter(x, y, marker=marker, c=colour, s=70, linewidths=1.8)
         ax.set_title(name, fontsize=9)
         ax.set_axis_off()
     handles = [Line2D([], [], color=GT_COLOR, lw=2.2, label="ground truth"),

@@ -23,7 +23,7 @@ import numpy as np
 from petclick.errors import InputError
 from petclick.io.clickfile import Clicks
 from petclick.io.images import CaseVolumes, save_volume
-from petclick.metrics.lesion import lesion_metrics
+from petclick.metrics.lesion import LesionScorer
 
 MODES = ("official", "error-driven")
 THRESHOLD = 0.5
@@ -61,7 +61,7 @@ def run_protocol(predictor, case: CaseVolumes, clicks: Clicks | None = None, mod
     if mode == "official" and clicks is None:
         raise InputError(case.pet.path, f"case {case_id} has no click file, needed by the official protocol")
     gt = case.label.array != 0
-    spacing = case.pet.spacing
+    score = LesionScorer(gt, case.pet.spacing)
     next_clicks = _error_click_fn() if mode == "error-driven" else None
     current = Clicks()
     rows: list[dict] = []
@@ -74,7 +74,7 @@ def run_protocol(predictor, case: CaseVolumes, clicks: Clicks | None = None, mod
         if prev_clicks is None or current != prev_clicks:
             prob = predictor.predict(case, current)
             mask = to_mask(prob, case.shape, getattr(predictor, "name", "predictor"))
-            metrics = lesion_metrics(mask, gt, spacing)
+            metrics = score(mask)
         rows.append({"case": case_id, "tracer": tracer, "step": int(step), **metrics,
                      "n_tumor_clicks": len(current.tumor), "n_background_clicks": len(current.background),
                      "tumor_clicks": [list(map(int, p)) for p in current.tumor],

@@ -1,4 +1,5 @@
-"""The evaluation report: cases.csv (one row per case and step), summary.json and curves.png.
+"""The evaluation report: cases.csv (one row per case and step), case_summary.csv (one row per
+case: AUCs and final values), summary.json and curves.png.
 
 Both `petclick evaluate` and `petclick interactive` write it through `write_report`. NaN (Dice
 and FNV of a case with empty ground truth) is written as `nan` in the CSV and `null` in JSON.
@@ -39,6 +40,16 @@ def write_cases_csv(rows: Sequence[dict], path: str | Path) -> Path:
                 if key in out:
                     out[key] = json.dumps(out[key], separators=(",", ":"))
             writer.writerow(out)
+    return path
+
+
+def write_case_summary_csv(cases: Sequence[dict], path: str | Path) -> Path:
+    """One line per case: tracer, negative flag, AUC and final value of each metric."""
+    path = Path(path)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=("case", "tracer", "negative", *CASE_KEYS), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(cases)
     return path
 
 
@@ -100,13 +111,14 @@ def _fmt(v) -> str:
 
 def write_report(out: str | Path, rows: Sequence[dict], skipped: Sequence[dict] = (), meta: dict | None = None,
                  n_steps: int = N_STEPS) -> dict:
-    """Write cases.csv, summary.json and curves.png into `out`; return the summary."""
+    """Write cases.csv, case_summary.csv, summary.json and curves.png into `out`; return the summary."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = sorted(rows, key=lambda r: (r["case"], int(r["step"])))
     write_cases_csv(rows, out / "cases.csv")
     summary = cohort_summary(rows, skipped, meta, n_steps)
     write_summary(summary, out / "summary.json")
+    write_case_summary_csv(summary["cases"], out / "case_summary.csv")
     if summary["n_evaluated"]:
         series = {f"all (n={summary['n_evaluated']})": summary["per_step"]}
         if len(summary["per_tracer"]) > 1:
