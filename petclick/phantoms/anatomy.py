@@ -124,7 +124,7 @@ def sample_anatomy(rng: np.random.Generator, grid: Grid) -> Anatomy:
         angle, top = (side * 50, -8, 190), (side * 52, 2, 158)
         org["skull"] += [b.capsule(chin, angle, 7), b.capsule(angle, top, 7)]
     gl = b.size()
-    org["salivary_glands"] = [b.ellipsoid((side * 52, 0, 150), (12, 20, 22), gl, jitter=3) for side in lr]
+    org["salivary_glands"] = [b.ellipsoid((side * 52, 0, 156), (12, 20, 22), gl, jitter=3) for side in lr]
     org["salivary_glands"] += [b.ellipsoid((side * 32, -35, 198), (10, 13, 10), gl, jitter=3) for side in lr]
 
     # Airways.
@@ -264,7 +264,7 @@ def render_organs(an: Anatomy, grid: Grid) -> np.ndarray:
     for sh in an.organs["brain"]:
         paint(organs, grid, sh, L["brain"])
     for sh in an.organs["salivary_glands"]:
-        paint(organs, grid, sh, L["salivary_glands"], only=(SOFT, FAT))
+        paint(organs, grid, sh, L["salivary_glands"], only=(SOFT, FAT, L["skull"]))
     for sh in an.organs["heart"]:
         paint(organs, grid, sh, L["blood_pool"], only=(SOFT, FAT, L["lung"]))
     for sh in an.organs["myocardium"]:

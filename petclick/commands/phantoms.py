@@ -1,0 +1,77 @@
+"""`petclick phantoms`: generate the synthetic whole-body PET/CT cohort and its datalist."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from petclick.errors import InputError
+from petclick.phantoms.case import MIN_SHAPE
+from petclick.phantoms.cohort import TRACER_CHOICES, generate_cohort
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _size(text: str) -> int:
+    value = _positive_int(text)
+    if value < MIN_SHAPE:
+        raise argparse.ArgumentTypeError(f"each size must be >= {MIN_SHAPE} voxels, got {text}")
+    return value
+
+
+def _mm(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"spacing must be > 0 mm, got {text}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("phantoms", help="generate a synthetic whole-body PET/CT cohort (autoPET layout + datalist.json)",
+                       description="Write DIR/imagesTr (CT _0000, PET _0001), labelsTr, labelsTr_organs, clicks, meta "
+                                   "and DIR/datalist.json (5 folds grouped by patient, ~20%% of patients in testing).")
+    p.add_argument("--out", required=True, type=Path, help="output folder (new, or holding this same cohort)")
+    p.add_argument("--cases", required=True, type=_positive_int, help="number of cases (studies)")
+    p.add_argument("--seed", type=int, default=0, help="cohort seed: the same seed gives identical files")
+    p.add_argument("--shape", type=_size, nargs=3, default=(96, 96, 128), metavar=("X", "Y", "Z"),
+                   help="voxels per case (default 96 96 128; 400 400 326 is the autoPET grid)")
+    p.add_argument("--spacing", type=_mm, nargs=3, default=None, metavar=("SX", "SY", "SZ"),
+                   help="voxel size in mm (default: fit an 816 x 816 x 978 mm whole-body field of view)")
+    p.add_argument("--tracer", choices=TRACER_CHOICES, default="mixed", help="tracer of every patient (default mixed)")
+    p.add_argument("--negatives", type=_fraction, default=0.4, help="fraction of cases without lesions (default 0.4)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(args.out, "exists and is not a folder")
+    path = generate_cohort(args.out, args.cases, args.seed, tuple(args.shape),
+                           None if args.spacing is None else tuple(args.spacing), args.tracer, args.negatives)
+    data = json.loads(path.read_text())
+    train, test = data["training"], data["testing"]
+    tracers = sorted({e["tracer"] for e in train + test})
+    print(f"wrote {len(train) + len(test)} cases ({', '.join(tracers)}) to {args.out}; "
+          f"{path}: {len(train)} training in {data['num_folds']} folds, {len(test)} testing")
+    return 0
