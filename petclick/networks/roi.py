@@ -1,0 +1,87 @@
+"""ROI (patch size) rules derived from each network's downsampling, not per dataset.
+
+* segresnet: the encoder halves the resolution ``len(blocks_down) - 1`` times, so each axis must
+  be a multiple of ``2**(len(blocks_down) - 1)`` (16 for the autopet (1,2,2,4,4)); with
+  ``resolution`` (anisotropic kernels) the per-axis factors come from MONAI's
+  ``scales_for_resolution`` exactly as ``SegResNetDS.shape_factor`` computes them.
+* dints: the stem resamples the input by ``2**d`` (d < num_depths) and, with ``use_downsample``,
+  a stride-2 conv halves once more; the coarsest level is ``2**(num_depths - 1 + use_downsample)``
+  and must be an integer size, so that is the multiple (16 for the autopet 4 depths + stem).
+* swinunetr: patch embedding then four patch mergings: ``patch_size**5`` (32).
+
+Instance normalisation fails on a 1-voxel feature map, so an ROI whose every axis equals one
+divisor is too small to train: :func:`fit_roi` then doubles the longest axis.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from petclick.errors import InputError
+from petclick.networks.factory import check_name, network_kwargs
+
+
+def roi_divisors(name: str, **kwargs: Any) -> tuple[int, int, int]:
+    """Per-axis multiple that every ROI axis of network `name` (with YAML `kwargs`) must be."""
+    key = check_name(name)
+    kw = network_kwargs(key, **kwargs)
+    if key == "segresnet":
+        n_down = len(kw["blocks_down"]) - 1
+        if kw["resolution"] is not None:
+            from monai.networks.nets.segresnet_ds import scales_for_resolution
+
+            scales = scales_for_resolution(tuple(kw["resolution"]), n_stages=len(kw["blocks_down"]))
+            return tuple(int(math.prod(int(s[a]) for s in scales[:-1])) for a in range(3))  # type: ignore[return-value]
+        return (2**n_down,) * 3
+    if key == "dints":
+        from petclick.networks.dints_arch import resolve_arch_code
+
+        depths = int(resolve_arch_code(kw)["num_depths"])
+        return (2 ** (depths - 1 + int(bool(kw["use_downsample"]))),) * 3
+    patch = int(kw["patch_size"])
+    return (patch**5,) * 3
+
+
+def roi_divisor(name: str, **kwargs: Any) -> int:
+    """The single multiple every ROI axis must be (the largest per-axis divisor; all are powers of 2)."""
+    return max(roi_divisors(name, **kwargs))
+
+
+def _as_shape(values: Sequence[int] | int, what: str) -> tuple[int, int, int]:
+    vals = (values,) * 3 if isinstance(values, int) else tuple(values)
+    if len(vals) != 3 or any(int(v) != v or int(v) < 1 for v in vals):
+        raise InputError(what, f"must be 3 positive integers, got {values!r}")
+    return tuple(int(v) for v in vals)  # type: ignore[return-value]
+
+
+def check_roi(roi: Sequence[int] | int, name: str, **kwargs: Any) -> tuple[int, int, int]:
+    """Return `roi` as a 3-tuple if every axis is a multiple of the network's divisor, else raise
+    InputError saying which axes fail and the nearest valid sizes."""
+    shape = _as_shape(roi, "roi")
+    div = roi_divisors(name, **kwargs)
+    bad = [a for a in range(3) if shape[a] % div[a]]
+    if bad:
+        near = tuple(max(div[a], round(shape[a] / div[a]) * div[a]) for a in range(3))
+        raise InputError(
+            "roi",
+            f"{list(shape)} is not divisible by {list(div)} for network {check_name(name)} (axes {bad}); "
+            f"nearest valid ROI: {list(near)}",
+        )
+    return shape
+
+
+def fit_roi(roi: Sequence[int] | int, image_shape: Sequence[int], name: str, **kwargs: Any) -> tuple[int, int, int]:
+    """The ROI to train/infer with: the requested `roi` (which must already be divisible, see
+    :func:`check_roi`) shrunk on every axis where the image is smaller, rounded down to a
+    multiple of the divisor so a crop stays inside the data, never below one divisor (the
+    sliding window pads images smaller than that). If all axes end at one divisor, the axis where
+    the image is longest gets two, so the coarsest feature map has more than one voxel."""
+    shape = check_roi(roi, name, **kwargs)
+    image = _as_shape(image_shape, "image_shape")
+    div = roi_divisors(name, **kwargs)
+    out = [max(div[a], min(shape[a], (image[a] // div[a]) * div[a])) for a in range(3)]
+    if all(out[a] == div[a] for a in range(3)):
+        longest = max(range(3), key=lambda a: (image[a], -a))
+        out[longest] = 2 * div[longest]
+    return tuple(out)  # type: ignore[return-value]
