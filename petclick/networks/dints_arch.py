@@ -148,23 +148,21 @@ def save_arch_code(arch_code: Mapping[str, Any], path: str | Path) -> Path:
     return path
 
 
-def _torch_load_numpy_ok(path: Path) -> Any:
-    """torch.load with weights_only=True, allowing only numpy's array-rebuilding globals (the
-    Auto3DSeg dints template saves numpy arrays)."""
+def _numpy_safe_globals() -> list[Any]:
+    """numpy's array-rebuilding callables and dtype classes: enough to unpickle plain arrays."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-        if not names or any(not n.startswith("numpy") for n in names):
-            raise
-        import importlib
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
+    dtype_classes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
+    return [_reconstruct, np.ndarray, np.dtype, *dtype_classes]
 
-        allowed = []
-        for name in names:
-            module, _, attr = name.rpartition(".")
-            allowed.append(getattr(importlib.import_module(module), attr))
-        with torch.serialization.safe_globals(allowed):
-            return torch.load(path, map_location="cpu", weights_only=True)
+
+def _torch_load_numpy_ok(path: Path) -> Any:
+    """torch.load with weights_only=True, additionally allowing plain numpy arrays (the Auto3DSeg
+    dints template saves its arch_code.pth with numpy arrays); no arbitrary code runs."""
+    with torch.serialization.safe_globals(_numpy_safe_globals()):
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def load_arch_code(path: str | Path) -> dict[str, Any]:
