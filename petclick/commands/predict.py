@@ -1,0 +1,111 @@
+"""`petclick predict`: masks (and probabilities) for one case or a folder, with a time budget and post-processing."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from petclick.errors import InputError
+from petclick.postprocess import RULES, make_config
+from petclick.predict import ALL_STEPS, PredictSettings, Runner, datalist_cases, folder_cases, load_predictor, single_case
+
+log = logging.getLogger(__name__)
+
+
+def add_model_args(p: argparse.ArgumentParser, models_default=None) -> None:
+    """Options shared by `predict` and `gc`: models, device, time budget, TTA and post-processing."""
+    p.add_argument("--models", nargs="+", default=models_default, required=models_default is None, metavar="DIR",
+                   help="AutoRunner work_dir(s), trained bundle folders or .pt checkpoints (every checkpoint found is "
+                        "ensembled), or the built-in baseline 'suv-threshold'")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="seconds per case for all its steps: choose how many checkpoints and mirror-TTA axes fit "
+                        "(measured on the first checkpoint and case)")
+    p.add_argument("--tta-axes", type=int, nargs="*", default=[], metavar="AXIS",
+                   help="mirror test-time augmentation over these spatial axes (0 1 2) with every checkpoint "
+                        "(ignored with --time-budget, which chooses them)")
+    p.add_argument("--postprocess", default="default", metavar="on|off|default|FILE.yaml",
+                   help="post-processing: 'default' (click consistency only), 'on' (every rule), 'off' (none: "
+                        "plain prob >= 0.5) or a YAML file overriding the defaults")
+    p.add_argument("--enable", nargs="+", default=[], choices=RULES, metavar="RULE", help=f"switch rules on: {', '.join(RULES)}")
+    p.add_argument("--disable", nargs="+", default=[], choices=RULES, metavar="RULE", help="switch rules off")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def postprocess_config(args: argparse.Namespace) -> dict:
+    """The post-processing configuration of the command line (--postprocess, then --enable/--disable)."""
+    value = args.postprocess
+    if value == "default":
+        cfg = make_config()
+    elif value in ("on", "off"):
+        cfg = make_config(None, **{rule: value == "on" for rule in RULES})
+    else:
+        cfg = make_config(value)
+    return make_config(cfg, **{r: True for r in args.enable}, **{r: False for r in args.disable})
+
+
+def _steps(args: argparse.Namespace) -> tuple[int, ...] | None:
+    if args.all_steps:
+        return ALL_STEPS
+    if args.k is not None:
+        if not 0 <= args.k <= 10:
+            raise InputError(None, f"--k must be in 0..10, got {args.k}")
+        return (args.k,)
+    return None
+
+
+def _cases(args: argparse.Namespace):
+    given = [bool(args.ct or args.pet), bool(args.input), bool(args.datalist)]
+    if sum(given) != 1:
+        raise InputError(None, "give exactly one of: --ct and --pet (one case), --input DIR (autoPET layout) "
+                               "or --datalist FILE")
+    if args.ct or args.pet:
+        if not (args.ct and args.pet):
+            raise InputError(args.ct or args.pet, "both --ct and --pet are needed for one case")
+        return [single_case(args.ct, args.pet, args.clicks, args.case_id, args.tracer)]
+    if args.clicks:
+        raise InputError(args.clicks, "--clicks goes with --ct/--pet; folders read clicks/<case>_clicks.json")
+    cases = folder_cases(args.input) if args.input else datalist_cases(args.datalist, args.split, args.dataroot, args.fold)
+    if args.tracer:
+        for c in cases:
+            c.tracer = args.tracer
+    return cases
+
+
+def run(args: argparse.Namespace) -> int:
+    cases = _cases(args)
+    settings = PredictSettings(steps=_steps(args), postprocess=postprocess_config(args), save_prob=args.save_prob,
+                               time_budget_s=args.time_budget, tta_axes=tuple(args.tta_axes),
+                               progress=not args.no_progress)
+    predictor = load_predictor(args.models, device=args.device)
+    summary = Runner(predictor, settings).run(cases, args.out)
+    n_files = sum(len(r["files"]) for r in summary["cases"])
+    print(f"{len(summary['cases'])} case(s), {n_files} mask(s) written to {args.out}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "predict", help="predict lesion masks for one case or a folder",
+        description="Ensemble every checkpoint found, post-process and write masks on the PET grid. Output: "
+                    "<case>.nii.gz (all clicks), or <case>_pred<k>.nii.gz per step with --k/--all-steps; "
+                    "<case>_prob*.nii.gz with --save-prob; predict.json (plan, tracer, timings).")
+    add_model_args(p)
+    src = p.add_argument_group("input (one of)")
+    src.add_argument("--ct", help="CT image (.nii.gz or .mha)")
+    src.add_argument("--pet", help="PET image in SUV (.nii.gz or .mha); output lies on its grid")
+    src.add_argument("--clicks", help="click file (plain or grand-challenge JSON) for --ct/--pet")
+    src.add_argument("--case-id", help="output name for --ct/--pet (default: the PET file name)")
+    src.add_argument("--input", help="autoPET-layout folder (imagesTs/ or imagesTr/, clicks/)")
+    src.add_argument("--datalist", help="datalist JSON; cases of --split (and --fold)")
+    src.add_argument("--split", default="testing", help="datalist split (default: testing)")
+    src.add_argument("--fold", type=int, default=None, help="only this fold of the split")
+    src.add_argument("--dataroot", default=None, help="root of the datalist's relative paths (default: its folder)")
+    p.add_argument("--tracer", choices=("fdg", "psma"), default=None,
+                   help="tracer of every case (default: from the case id or datalist, else classified from the PET MIP)")
+    steps = p.add_mutually_exclusive_group()
+    steps.add_argument("--k", type=int, default=None, help="protocol step: use the first k clicks of each kind")
+    steps.add_argument("--all-steps", action="store_true", help="predict steps 0..10")
+    p.add_argument("--save-prob", action="store_true", help="also write the ensemble's probabilities")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=run)

@@ -1,0 +1,157 @@
+"""The prediction loop: per case and step, the (streamed) ensemble, post-processing and the files.
+
+Outputs in `out/` on the PET grid (PET affine):
+- `<case>.nii.gz` (every click of the file) or `<case>_pred<k>.nii.gz` (step k: the first k
+  clicks of each kind; the layout `petclick evaluate` reads), uint8 masks after post-processing;
+- with `save_prob`, `<case>_prob.nii.gz` / `<case>_prob<k>.nii.gz`: the ensemble's float32
+  probability before post-processing;
+- `predict.json`: the plan (checkpoints, TTA axes, measured seconds per pass), tracer per case and
+  seconds per case.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from petclick.errors import InputError
+from petclick.io.clickfile import Clicks
+from petclick.io.images import CaseVolumes, save_volume
+from petclick.postprocess import make_config, postprocess, resolve_tracer
+from petclick.predict.budget import DEFAULT_AXES, Plan, measure_pass, plan_budget
+from petclick.predict.cases import CaseSpec
+from petclick.predict.inputs import load_prediction_case, read_clicks_lenient
+
+log = logging.getLogger(__name__)
+ALL_STEPS = tuple(range(11))
+
+
+def load_predictor(models: Sequence[str | Path], device: str = "cpu"):
+    """A built-in predictor by name ("suv-threshold") or the streamed ensemble of every checkpoint under the paths."""
+    from petclick.predictors import BUILTIN
+    models = [str(m) for m in models]
+    if len(models) == 1 and models[0] in BUILTIN:
+        return BUILTIN[models[0]]()
+    for m in models:
+        if not Path(m).exists():
+            raise InputError(m, f"model folder or checkpoint not found (built-in predictors: {', '.join(BUILTIN)})")
+    try:
+        from petclick.inference.predictor import load_model_predictor
+    except ImportError as exc:  # the inference part is not installed in this build
+        raise InputError(models[0], f"cannot load trained models: petclick.inference is unavailable ({exc})") from exc
+    return load_model_predictor([Path(m) for m in models], device=device)
+
+
+def supports_subsets(predictor) -> bool:
+    """True for ensembles that can run a subset of checkpoints with chosen TTA axes."""
+    return hasattr(predictor, "predict_with") and hasattr(predictor, "checkpoints")
+
+
+@dataclass
+class PredictSettings:
+    """What to predict and how: steps (None = every click), post-processing, budget, outputs."""
+
+    steps: tuple[int, ...] | None = None
+    postprocess: dict = field(default_factory=make_config)
+    save_prob: bool = False
+    time_budget_s: float | None = None
+    tta_axes: tuple[int, ...] = ()
+    budget_axes: tuple[int, ...] = DEFAULT_AXES
+    progress: bool = True
+
+
+class Runner:
+    """Runs one predictor over cases; plans the time budget on the first case's first step."""
+
+    def __init__(self, predictor, settings: PredictSettings):
+        self.predictor = predictor
+        self.settings = settings
+        self.plan: Plan | None = None
+        self.seconds_per_pass: float | None = None
+        if settings.time_budget_s is not None and not supports_subsets(predictor):
+            log.warning("--time-budget ignored: predictor %s has no checkpoints to choose from",
+                        getattr(predictor, "name", predictor))
+        if settings.tta_axes and not supports_subsets(predictor):
+            raise InputError(None, f"TTA axes need a trained ensemble; {getattr(predictor, 'name', predictor)} has none")
+
+    def _n_predictions(self) -> int:
+        return 1 if self.settings.steps is None else len(self.settings.steps)
+
+    def _planned(self, case: CaseVolumes, clicks: Clicks) -> np.ndarray | None:
+        """Measure one pass of the first checkpoint and choose the plan; returns that pass's probability."""
+        ckpts = list(self.predictor.checkpoints)
+        seconds, prob = measure_pass(lambda: self.predictor.predict_with(ckpts[:1], (), case, clicks))
+        self.seconds_per_pass = seconds
+        self.plan = plan_budget(seconds, float(self.settings.time_budget_s), len(ckpts), self._n_predictions(),
+                                self.settings.budget_axes)
+        msg = (f"time budget {self.settings.time_budget_s:g} s per case: {seconds:.2f} s per pass -> "
+               f"{self.plan.n_models}/{len(ckpts)} checkpoint(s), mirror axes {list(self.plan.tta_axes)} "
+               f"(estimated {self.plan.estimated_s:.1f} s)")
+        (log.info if self.plan.fits else log.warning)(msg + ("" if self.plan.fits else ": does not fit, using the minimum"))
+        return prob if (self.plan.n_models, self.plan.tta_axes) == (1, ()) else None
+
+    def probability(self, case: CaseVolumes, clicks: Clicks) -> np.ndarray:
+        s, p = self.settings, self.predictor
+        if s.time_budget_s is not None and supports_subsets(p):
+            if self.plan is None:
+                prob = self._planned(case, clicks)
+                if prob is not None:
+                    return np.asarray(prob, np.float32)
+            return np.asarray(p.predict_with(list(p.checkpoints)[: self.plan.n_models], self.plan.tta_axes, case, clicks),
+                              np.float32)
+        if s.tta_axes:
+            return np.asarray(p.predict_with(list(p.checkpoints), tuple(s.tta_axes), case, clicks), np.float32)
+        return np.asarray(p.predict(case, clicks), np.float32)
+
+    def run_case(self, spec: CaseSpec, out: Path, bar=None) -> dict:
+        """Predict every requested step of one case and write its files; returns its summary row."""
+        t0 = time.perf_counter()
+        case = load_prediction_case(spec.ct, spec.pet)
+        clicks = read_clicks_lenient(spec.clicks, case.shape)
+        tracer = resolve_tracer(spec.tracer, case)
+        steps = [None] if self.settings.steps is None else list(self.settings.steps)
+        written, prev_key, prob = [], None, None
+        for step in steps:
+            current = clicks if step is None else clicks.first(step)
+            key = (tuple(current.tumor), tuple(current.background))
+            if key != prev_key:           # fewer clicks than k: the previous step's probability holds
+                prob = self.probability(case, current)
+                if prob.shape != case.shape:
+                    raise InputError(spec.pet, f"prediction shape {prob.shape} differs from the PET grid {case.shape}")
+            prev_key = key
+            mask = postprocess(prob, case, current, tracer, self.settings.postprocess)
+            suffix = "" if step is None else f"_pred{step}"
+            written.append(str(save_volume(out / f"{spec.case_id}{suffix}.nii.gz", mask.astype(np.uint8), case.affine)))
+            if self.settings.save_prob:
+                psuffix = "_prob" if step is None else f"_prob{step}"
+                save_volume(out / f"{spec.case_id}{psuffix}.nii.gz", prob.astype(np.float32), case.affine)
+            if bar is not None:
+                bar.update(1)
+        return {"case": spec.case_id, "tracer": tracer, "n_tumor_clicks": len(clicks.tumor),
+                "n_background_clicks": len(clicks.background), "steps": steps, "files": written,
+                "seconds": round(time.perf_counter() - t0, 3)}
+
+    def run(self, cases: Sequence[CaseSpec], out: str | Path) -> dict:
+        """Predict every case into `out`; writes and returns the predict.json summary."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        n_steps = 1 if self.settings.steps is None else len(self.settings.steps)
+        rows = []
+        with tqdm(total=len(cases) * n_steps, desc="predict", unit="step", disable=not self.settings.progress) as bar:
+            for spec in cases:
+                bar.set_postfix_str(spec.case_id)
+                rows.append(self.run_case(spec, out, bar))
+        summary = {"predictor": getattr(self.predictor, "name", type(self.predictor).__name__),
+                   "n_checkpoints": len(getattr(self.predictor, "checkpoints", []) or []),
+                   "plan": None if self.plan is None else asdict(self.plan),
+                   "seconds_per_pass": self.seconds_per_pass,
+                   "postprocess": self.settings.postprocess, "cases": rows}
+        (out / "predict.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
+        return summary
