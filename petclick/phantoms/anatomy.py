@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from petclick.phantoms.fields import smooth_noise
 from petclick.phantoms.grid import Grid
 from petclick.phantoms.labels import ORGAN_LABELS as L
 from petclick.phantoms.shapes import Capsule, Ellipsoid, Extrusion, Shape, paint, rotation
@@ -321,8 +322,6 @@ def _paint_ribs(organs: np.ndarray, grid: Grid, an: Anatomy) -> None:
 
 def _paint_bowel(organs: np.ndarray, grid: Grid, an: Anatomy) -> None:
     """Small-bowel loops: a thresholded smooth noise field inside the bowel region, over soft tissue only."""
-    from petclick.phantoms.fields import smooth_noise
-
     region = an.organs["small_bowel"][0]
     sl = region.box(grid)
     if sl is None:

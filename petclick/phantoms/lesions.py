@@ -35,6 +35,7 @@ RADIUS_MM = (3.0, 30.0)
 MIN_RADIUS_VOX = 1.5
 MIN_VOXELS = 5
 MAX_LESIONS = 20
+LOBE_MAX = 1.45
 
 
 @dataclass
@@ -167,16 +168,17 @@ def _lesion_mask(rng, grid: Grid, centre, axes, rot, kind: str):
             off = rot @ (axes * 0.55 * _uniform_in_ball(rng))
             sub_axes = np.maximum(axes * rng.uniform(0.4, 0.7, 3), MIN_RADIUS_VOX * np.asarray(grid.spacing))
             parts.append(Ellipsoid(centre + off, sub_axes, rotation(rng)))
-    lo, hi = main.bounds()
+    reach = LOBE_MAX if kind == "lobulated" else 1.0
+    lo, hi = main.scaled(reach).bounds()
     for p in parts:
         plo, phi = p.bounds()
         lo, hi = np.minimum(lo, plo), np.maximum(hi, phi)
-    sl = grid.slices(lo * 1.0 - 0.1 * (hi - lo), hi + 0.1 * (hi - lo), margin_vox=1)
+    sl = grid.slices(lo, hi, margin_vox=1)
     if sl is None:
         return None, None, None
     q = main.q(grid, sl)
-    if kind == "lobulated":
-        mod = 1.0 + 0.28 * smooth_noise(rng, q.shape, 3)
+    if kind == "lobulated":   # radius modulated by a smooth field, within [0.55, LOBE_MAX] of the ellipsoid's
+        mod = np.clip(1.0 + 0.28 * smooth_noise(rng, q.shape, 3), 0.55, LOBE_MAX)
         mask = q <= mod * mod
     else:
         mask = q <= 1.0
