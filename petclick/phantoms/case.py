@@ -75,7 +75,7 @@ def _apply_bone_cortex(ct: np.ndarray, organs: np.ndarray, an: Anatomy, grid: Gr
 
 def _lookup(table: np.ndarray, organs: np.ndarray) -> np.ndarray:
     """table[organs] as a Fortran-ordered float32 array (no C-order temporary)."""
-    out = np.take(table, flat_view(organs))
+    out = np.take(table, flat_view(organs), mode="clip")   # "clip" skips the per-element bounds check
     return out.reshape(organs.shape, order="F")
 
 
