@@ -8,7 +8,8 @@ around the click and connected (18) to it:
 1. the voxels with `prob >= low` when the click's own probability reaches `low`; otherwise
 2. the voxels with SUV >= `suv_fraction` x the peak SUV near the click (the PET iso-contour
    delineation readers use, 41% of the peak by default; the peak is the maximum within
-   `peak_radius_mm` of the click); and always
+   `peak_radius_mm` of the click), unless that region fills more than half of the ball: then
+   the click is on flat uptake, not on a bounded hot lesion, and only step 3 applies; and always
 3. a ball of `min_radius_mm` around the click (at least the clicked voxel itself).
 
 Cut (a background click inside the mask) - in the component (18-connected) holding it:
@@ -29,6 +30,8 @@ import numpy as np
 
 from petclick.io.clickfile import Clicks
 from petclick.postprocess.components import CONNECTIVITY, clicks_inside, components
+
+UNBOUNDED_FRACTION = 0.5  # an iso-contour filling more of the ball than this is flat uptake, not a lesion
 
 
 def _ball_box(p: Sequence[int], radius_mm: float, spacing: np.ndarray, shape) -> tuple[tuple[slice, ...], np.ndarray]:
@@ -62,6 +65,8 @@ def grow_region(p: Sequence[int], pet: np.ndarray, prob: np.ndarray | None, spac
         pbox, peak_ball = _ball_box(p, peak_radius_mm, spacing, pet.shape)
         peak = float(pet[pbox][peak_ball].max())
         region = _connected_to(ball & (pet[box] >= suv_fraction * peak), local) if peak > 0 else np.zeros_like(ball)
+        if np.count_nonzero(region) > UNBOUNDED_FRACTION * np.count_nonzero(ball):
+            region = np.zeros_like(ball)
     grid = np.ogrid[box]
     d2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grid, p, spacing))
     region |= d2 <= min_radius_mm ** 2 + 1e-9
@@ -79,7 +84,7 @@ def _nearest_d2(points: list, box: tuple[slice, ...], spacing: np.ndarray) -> np
 
 
 def enforce_clicks(mask: np.ndarray, clicks: Clicks, pet: np.ndarray, spacing: Sequence[float],
-                   prob: np.ndarray | None = None, low: float = 0.2, max_radius_mm: float = 30.0,
+                   prob: np.ndarray | None = None, low: float = 0.2, max_radius_mm: float = 40.0,
                    min_radius_mm: float = 0.0, suv_fraction: float = 0.41, peak_radius_mm: float = 5.0) -> np.ndarray:
     """Grow at missed tumour clicks, then cut at covered background clicks (see the module docstring)."""
     out = np.array(mask, bool, copy=True)

@@ -42,7 +42,7 @@ DEFAULT_CONFIG: dict = {
     "min_volume": {"enabled": False, "min_ml": 0.5},
     "suv_filter": {"enabled": False, "suv_min": dict(TRACER_SUV_MIN)},
     "merge": {"enabled": False, "distance_mm": 5.0},
-    "click_consistency": {"enabled": True, "low": 0.2, "max_radius_mm": 30.0, "min_radius_mm": 0.0,
+    "click_consistency": {"enabled": True, "low": 0.2, "max_radius_mm": 40.0, "min_radius_mm": 0.0,
                           "suv_fraction": 0.41, "peak_radius_mm": 5.0},
 }
 
