@@ -7,12 +7,12 @@ import logging
 from pathlib import Path
 
 from petclick.errors import InputError
+from petclick.io.datalist import resolve_entry
 from petclick.io.images import check_same_grid, load_volume
 from petclick.metrics.cohort import datalist_entries, run_cases, tracer_of
 from petclick.metrics.files import evaluate_case_files, find_ground_truth, find_predictions, step_files
 from petclick.metrics.plots import save_case_mip
 from petclick.metrics.report import format_summary, write_report
-from petclick.io.datalist import resolve_entry
 
 log = logging.getLogger(__name__)
 FINAL = 10

@@ -9,9 +9,9 @@
 """
 
 from petclick.metrics.aggregate import auc_trapezoid, case_summary, cohort_summary
-from petclick.metrics.lesion import lesion_metrics
+from petclick.metrics.lesion import LesionScorer, lesion_metrics
 from petclick.metrics.protocol import run_protocol
 from petclick.metrics.report import read_cases_csv, write_report
 
-__all__ = ["auc_trapezoid", "case_summary", "cohort_summary", "lesion_metrics", "run_protocol",
+__all__ = ["LesionScorer", "auc_trapezoid", "case_summary", "cohort_summary", "lesion_metrics", "run_protocol",
            "read_cases_csv", "write_report"]
