@@ -7,8 +7,8 @@ checkpoint loading build the same module from the self-describing checkpoint's
 What the forward returns:
 
 * ``segresnet`` (MONAI ``SegResNetDS``): in ``train()`` mode with ``dsdepth > 1`` a **list** of
-  ``dsdepth`` logit tensors, full resolution first, each following level at half the previous
-  resolution; in ``eval()`` mode (or ``dsdepth == 1``) one tensor ``(B, out_channels, *roi)``.
+  ``min(dsdepth, len(blocks_down) - 1)`` logit tensors, full resolution first, each following
+  level at half the previous resolution (the deep-supervision heads); in ``eval()`` mode (or ``dsdepth == 1``) one tensor ``(B, out_channels, *roi)``.
 * ``dints`` (MONAI ``DiNTS`` over a ``TopologyInstance``) and ``swinunetr`` (MONAI ``SwinUNETR``):
   always one tensor ``(B, out_channels, *roi)``.
 

@@ -55,9 +55,7 @@ def _as_shape(values: Sequence[int] | int, what: str) -> tuple[int, int, int]:
     return tuple(int(v) for v in vals)  # type: ignore[return-value]
 
 
-def check_roi(roi: Sequence[int] | int, name: str, **kwargs: Any) -> tuple[int, int, int]:
-    """Return `roi` as a 3-tuple if every axis is a multiple of the network's divisor, else raise
-    InputError saying which axes fail and the nearest valid sizes."""
+def _check_divisible(roi: Sequence[int] | int, name: str, **kwargs: Any) -> tuple[int, int, int]:
     shape = _as_shape(roi, "roi")
     div = roi_divisors(name, **kwargs)
     bad = [a for a in range(3) if shape[a] % div[a]]
@@ -71,13 +69,27 @@ def check_roi(roi: Sequence[int] | int, name: str, **kwargs: Any) -> tuple[int, 
     return shape
 
 
+def check_roi(roi: Sequence[int] | int, name: str, **kwargs: Any) -> tuple[int, int, int]:
+    """Return `roi` as a 3-tuple if every axis is a multiple of the network's divisor and the
+    coarsest feature map has more than one voxel (instance norm needs it); else raise InputError
+    saying which axes fail and the nearest valid sizes."""
+    shape = _check_divisible(roi, name, **kwargs)
+    div = roi_divisors(name, **kwargs)
+    if all(shape[a] == div[a] for a in range(3)):
+        raise InputError(
+            "roi",
+            f"{list(shape)} leaves a 1-voxel coarsest feature map in network {check_name(name)}; "
+            f"use at least {[2 * div[0], div[1], div[2]]} (two divisors on one axis)",
+        )
+    return shape
+
+
 def fit_roi(roi: Sequence[int] | int, image_shape: Sequence[int], name: str, **kwargs: Any) -> tuple[int, int, int]:
-    """The ROI to train/infer with: the requested `roi` (which must already be divisible, see
-    :func:`check_roi`) shrunk on every axis where the image is smaller, rounded down to a
+    """The ROI to train/infer with: the requested `roi` (which must already be divisible) shrunk on every axis where the image is smaller, rounded down to a
     multiple of the divisor so a crop stays inside the data, never below one divisor (the
     sliding window pads images smaller than that). If all axes end at one divisor, the axis where
     the image is longest gets two, so the coarsest feature map has more than one voxel."""
-    shape = check_roi(roi, name, **kwargs)
+    shape = _check_divisible(roi, name, **kwargs)
     image = _as_shape(image_shape, "image_shape")
     div = roi_divisors(name, **kwargs)
     out = [max(div[a], min(shape[a], (image[a] // div[a]) * div[a])) for a in range(3)]

@@ -32,7 +32,7 @@ def network_summary(name: str, in_channels: int = 4, out_channels: int = 1, **kw
         "kwargs": kw,
         "parameters": count_parameters(model),
         "roi_divisors": div,
-        "deep_supervision": key == "segresnet" and int(kw["dsdepth"]) > 1,
+        "deep_supervision": key == "segresnet" and min(int(kw["dsdepth"]), len(kw["blocks_down"]) - 1) > 1,
     }
 
 
