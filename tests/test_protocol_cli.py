@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,3 +150,31 @@ def test_interactive_on_generated_phantoms(tmp_path):
     # Clicks steer the baseline: at step 10 it never keeps more than at step 0 (tumour clicks select).
     by = {(r["case"], r["step"]): r for r in rows}
     assert all(by[(c, 10)]["pred_ml"] <= by[(c, 0)]["pred_ml"] for c, _ in by)
+
+
+def test_interactive_with_a_model_checkpoint(cohort, tmp_path):
+    """`--predictor PATH` goes through petclick.inference (an untrained tiny network: plumbing, not quality)."""
+    pytest.importorskip("petclick.clicks.encoding")
+    pytest.importorskip("petclick.clicks.geometry")
+    checkpoint = pytest.importorskip("petclick.inference.checkpoint")
+    import torch
+
+    from petclick.networks.factory import build_network
+    kwargs = {"init_filters": 4, "blocks_down": [1, 1], "dsdepth": 1}
+    torch.manual_seed(0)
+    net = build_network("segresnet", 4, 1, **kwargs)
+    ckpt = checkpoint.save_checkpoint(tmp_path / "m" / "model.pt", {
+        "state_dict": net.state_dict(), "network": {"name": "segresnet", "kwargs": kwargs},
+        "in_channels": 4, "out_channels": 1,
+        "preprocess": {"roi": [16, 16, 16], "crop_body": False, "encoding": {"encoding": "edt", "channels": "two"}},
+        "infer": {"roi": [16, 16, 16], "overlap": 0.25, "sw_batch_size": 1}})
+    out = tmp_path / "model_run"
+    rc = cli_main(["interactive", "--predictor", str(ckpt.parent), "--compare", "suv-threshold",
+                   "--datalist", str(cohort / "datalist.json"), "--out", str(out), "--no-mip",
+                   "--cases", "fdg_p1_2020", "fdg_p3_2020"])
+    assert rc == 0
+    compare = json.loads((out / "compare.json").read_text())["predictors"]
+    assert len(compare) == 2 and all(row["n_evaluated"] == 2 for row in compare.values())
+    rows = read_cases_csv(next(Path(row["folder"]) for row in compare.values()
+                               if row["predictor"] != "suv-threshold") / "cases.csv")
+    assert len(rows) == 22 and all(0.0 <= r["dice"] <= 1.0 for r in rows if r["case"] == "fdg_p1_2020")
