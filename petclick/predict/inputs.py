@@ -44,6 +44,7 @@ def same_grid(a: Volume, b: Volume) -> bool:
 def resample_to(volume: Volume, reference: Volume, fill: float = AIR_HU, order: int = 1) -> Volume:
     """`volume` resampled onto the reference's voxel grid through both affines (world positions kept)."""
     matrix = np.linalg.inv(volume.affine) @ reference.affine      # reference voxel -> volume voxel
+    matrix = np.round(matrix, 6)   # float noise would push edge voxels a hair outside the CT (-> air)
     out = ndimage.affine_transform(volume.array.astype(np.float32), matrix, output_shape=reference.array.shape,
                                    order=order, mode="constant", cval=fill)
     return Volume(out.astype(np.float32), reference.affine.copy(), volume.path)

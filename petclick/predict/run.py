@@ -70,8 +70,9 @@ class PredictSettings:
 class Runner:
     """Runs one predictor over cases; plans the time budget on the first case's first step."""
 
-    def __init__(self, predictor, settings: PredictSettings):
+    def __init__(self, predictor, settings: PredictSettings, clock=time.perf_counter):
         self.predictor = predictor
+        self.clock = clock
         self.settings = settings
         self.plan: Plan | None = None
         self.seconds_per_pass: float | None = None
@@ -87,7 +88,7 @@ class Runner:
     def _planned(self, case: CaseVolumes, clicks: Clicks) -> np.ndarray | None:
         """Measure one pass of the first checkpoint and choose the plan; returns that pass's probability."""
         ckpts = list(self.predictor.checkpoints)
-        seconds, prob = measure_pass(lambda: self.predictor.predict_with(ckpts[:1], (), case, clicks))
+        seconds, prob = measure_pass(lambda: self.predictor.predict_with(ckpts[:1], (), case, clicks), self.clock)
         self.seconds_per_pass = seconds
         self.plan = plan_budget(seconds, float(self.settings.time_budget_s), len(ckpts), self._n_predictions(),
                                 self.settings.budget_axes)
