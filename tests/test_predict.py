@@ -249,3 +249,34 @@ def test_predict_folder_and_datalist(tmp_path, phantom):
     assert main(["predict", "--models", "suv-threshold", "--datalist", str(root / "datalist.json"), "--k", "2",
                  "--no-progress", "--out", str(tmp_path / "d")]) == 0
     assert (tmp_path / "d" / "fdg_pp_01_pred2.nii.gz").is_file()
+
+
+def test_predict_with_tiny_checkpoints_and_budget(tmp_path, phantom):
+    """Two untrained tiny checkpoints through petclick.inference: plumbing, planner and PET-grid output."""
+    pytest.importorskip("petclick.clicks.encoding")
+    checkpoint = pytest.importorskip("petclick.inference.checkpoint")
+    import torch
+
+    from petclick.networks.factory import build_network
+    kwargs = {"init_filters": 4, "blocks_down": [1, 1], "dsdepth": 1}
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        net = build_network("segresnet", 4, 1, **kwargs)
+        checkpoint.save_checkpoint(tmp_path / "models" / f"r{seed}" / "model.pt", {
+            "state_dict": net.state_dict(), "network": {"name": "segresnet", "kwargs": kwargs},
+            "in_channels": 4, "out_channels": 1,
+            "preprocess": {"roi": [16, 16, 16], "crop_body": False, "encoding": {"encoding": "edt", "channels": "two"}},
+            "infer": {"roi": [16, 16, 16], "overlap": 0.25, "sw_batch_size": 1}})
+    clicks = lesion_clicks(phantom)
+    ct, pet, cf = write_case(tmp_path, phantom, clicks)
+    assert main(["predict", "--models", str(tmp_path / "models"), "--ct", str(ct), "--pet", str(pet),
+                 "--clicks", str(cf), "--k", "2", "--time-budget", "1000", "--save-prob", "--device", "cpu",
+                 "--no-progress", "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "predict.json").read_text())
+    assert summary["n_checkpoints"] == 2 and summary["plan"]["n_models"] == 2
+    prob = nib.load(str(tmp_path / "out" / "case_prob2.nii.gz"))
+    assert prob.shape == phantom.pet.shape and np.allclose(prob.affine, phantom.affine, atol=1e-5)
+    p = np.asarray(prob.dataobj)
+    assert np.isfinite(p).all() and 0.0 <= p.min() and p.max() <= 1.0
+    mask = np.asarray(nib.load(str(tmp_path / "out" / "case_pred2.nii.gz")).dataobj)
+    assert all(mask[q] == 1 for q in clicks.first(2).tumor) and all(mask[q] == 0 for q in clicks.first(2).background)

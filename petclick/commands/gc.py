@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from petclick.commands.predict import add_model_args, postprocess_config
+from petclick.commands.predict import add_model_args, postprocess_config, resolve_device
 from petclick.gc import MODELS_ENV, default_models, run_gc
 from petclick.predict import PredictSettings, Runner, load_predictor
 
@@ -12,7 +12,7 @@ from petclick.predict import PredictSettings, Runner, load_predictor
 def run(args: argparse.Namespace) -> int:
     settings = PredictSettings(steps=None, postprocess=postprocess_config(args), time_budget_s=args.time_budget,
                                tta_axes=tuple(args.tta_axes), progress=False)
-    runner = Runner(load_predictor(args.models, device=args.device), settings)
+    runner = Runner(load_predictor(args.models, device=resolve_device(args.device)), settings)
     written = run_gc(args.input, args.output, runner)
     for path in written:
         print(path)

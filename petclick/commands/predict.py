@@ -17,7 +17,7 @@ def add_model_args(p: argparse.ArgumentParser, models_default=None) -> None:
     p.add_argument("--models", nargs="+", default=models_default, required=models_default is None, metavar="DIR",
                    help="AutoRunner work_dir(s), trained bundle folders or .pt checkpoints (every checkpoint found is "
                         "ensembled), or the built-in baseline 'suv-threshold'")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto", help="auto (cuda when available, else cpu), cpu, cuda or cuda:N")
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="seconds per case for all its steps: choose how many checkpoints and mirror-TTA axes fit "
                         "(measured on the first checkpoint and case)")
@@ -30,6 +30,14 @@ def add_model_args(p: argparse.ArgumentParser, models_default=None) -> None:
     p.add_argument("--enable", nargs="+", default=[], choices=RULES, metavar="RULE", help=f"switch rules on: {', '.join(RULES)}")
     p.add_argument("--disable", nargs="+", default=[], choices=RULES, metavar="RULE", help="switch rules off")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; anything else unchanged."""
+    if device != "auto":
+        return device
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def postprocess_config(args: argparse.Namespace) -> dict:
@@ -77,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     settings = PredictSettings(steps=_steps(args), postprocess=postprocess_config(args), save_prob=args.save_prob,
                                time_budget_s=args.time_budget, tta_axes=tuple(args.tta_axes),
                                progress=not args.no_progress)
-    predictor = load_predictor(args.models, device=args.device)
+    predictor = load_predictor(args.models, device=resolve_device(args.device))
     summary = Runner(predictor, settings).run(cases, args.out)
     n_files = sum(len(r["files"]) for r in summary["cases"])
     print(f"{len(summary['cases'])} case(s), {n_files} mask(s) written to {args.out}")
