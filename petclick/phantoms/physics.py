@@ -57,10 +57,14 @@ def pet_physics(pet: np.ndarray, spacing, fwhm_mm: float, noise_k: float, rng: n
     return pet
 
 
+CT_RANGE_HU = (-1024.0, 3071.0)   # the 12-bit range scanners store
+
+
 def ct_noise(ct: np.ndarray, sd_hu: float, rng: np.random.Generator) -> np.ndarray:
-    """In place: white Gaussian noise of `sd_hu` on the CT."""
+    """In place: white Gaussian noise of `sd_hu` on the CT, clipped to the stored HU range."""
     flat = flat_view(ct)
     noise = rng.standard_normal(flat.size, dtype=np.float32)
     noise *= np.float32(sd_hu)
     flat += noise
+    np.clip(ct, *CT_RANGE_HU, out=ct)
     return ct
