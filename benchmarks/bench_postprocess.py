@@ -13,6 +13,7 @@ A rule deserves to be on by default when its row beats `default` on held-out cas
 
     python benchmarks/bench_postprocess.py --models work_dir --datalist phantoms/datalist.json --split testing
     python benchmarks/bench_postprocess.py --models suv-threshold --datalist phantoms/datalist.json --json out.json
+    python benchmarks/bench_postprocess.py --timing-shape 192x192x256     # speed of each rule on one phantom
 """
 
 from __future__ import annotations
@@ -92,10 +93,40 @@ def probabilities(predictor, case, clicks: Clicks, cache: Path | None, case_id: 
     return probs, seconds
 
 
+def timing(shape: tuple[int, int, int], repeats: int = 3) -> int:
+    """Milliseconds of each rule alone on one FDG phantom, with a soft probability made from its SUV
+    (sigmoid((SUV - 2.5) / 0.5): many components, sub-threshold halos) and 5 + 5 clicks."""
+    from petclick.io.images import CaseVolumes, Volume
+    from petclick.phantoms import generate_case
+    c = generate_case("fdg_timing_1", 11, shape=shape, tracer="fdg", clicks=False)
+    case = CaseVolumes(Volume(c.ct, c.affine), Volume(c.pet, c.affine))
+    prob = (1.0 / (1.0 + np.exp(-(c.pet - 2.5) / 0.5))).astype(np.float32)
+    lesion = np.argwhere(c.label)
+    hot_bg = np.argwhere((c.pet >= 2.5) & (c.label == 0))
+    rng = np.random.default_rng(0)
+    pick = lambda a: [tuple(int(v) for v in a[i]) for i in rng.choice(len(a), min(5, len(a)), replace=False)] if len(a) else []  # noqa: E731
+    clicks = Clicks(pick(lesion), pick(hot_bg))
+    off = make_config(None, **{r: False for r in RULES})
+    rows = [("threshold only", off)] + [(rule, make_config(off, **{rule: True})) for rule in RULES]
+    rows.append(("all rules", make_config(None, **{r: True for r in RULES})))
+    print(f"phantom {shape} ({int(np.prod(shape)) / 1e6:.1f} M voxels), {int((prob >= 0.5).sum())} voxels >= 0.5, "
+          f"{len(clicks.tumor)} tumour + {len(clicks.background)} background clicks; best of {repeats}\n")
+    print("| rule | ms |\n|---|---|")
+    for name, cfg in rows:
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            postprocess(prob, case, clicks, "fdg", cfg)
+            best = min(best, time.perf_counter() - t0)
+        print(f"| {name} | {1000 * best:.0f} |")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", nargs="+", required=True, help="model paths or 'suv-threshold'")
-    ap.add_argument("--datalist", required=True, type=Path)
+    ap.add_argument("--timing-shape", default=None, help="only time each rule on one phantom of this shape (XxYxZ)")
+    ap.add_argument("--models", nargs="+", help="model paths or 'suv-threshold'")
+    ap.add_argument("--datalist", type=Path)
     ap.add_argument("--split", default="testing", help="held-out split (default testing)")
     ap.add_argument("--fold", type=int, default=None, help="only this fold (e.g. --split training --fold 0)")
     ap.add_argument("--dataroot", type=Path, default=None)
@@ -105,6 +136,10 @@ def main(argv=None) -> int:
     ap.add_argument("--sweep", action="store_true", help="also sweep each rule's main setting")
     ap.add_argument("--json", type=Path, default=None, help="write per-variant results here")
     args = ap.parse_args(argv)
+    if args.timing_shape:
+        return timing(tuple(int(v) for v in args.timing_shape.lower().split("x")))
+    if not args.models or not args.datalist:
+        ap.error("--models and --datalist are needed (or --timing-shape)")
 
     entries = cases_of(args.datalist, args.split, args.fold, args.dataroot, args.limit)
     predictor = load_predictor(args.models, device=args.device)

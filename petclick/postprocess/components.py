@@ -1,9 +1,10 @@
 """Connected components of a mask with per-component statistics, computed once and vectorised.
 
 Every post-processing rule works on the same representation: cc3d labels, voxel counts from a
-bincount over foreground voxels, SUVmax per component from scipy.ndimage.maximum (one C pass for
-all components), bounding boxes from cc3d.statistics. Rules then select components with boolean
-arrays indexed by label (`keep[labels]`), never a per-component pass over the volume.
+bincount over foreground voxels, SUVmax per component from scipy.ndimage.maximum over the
+foreground voxels (one pass for all components), bounding boxes from cc3d.statistics. Rules then
+select components with boolean arrays indexed by label (`keep[labels]`), never a per-component
+pass over the volume.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Components:
     labels: np.ndarray
     n: int
     sizes: np.ndarray
+    mask: np.ndarray
 
     def select(self, keep: np.ndarray) -> np.ndarray:
         """Boolean mask of the components whose entry in `keep` (length n + 1) is True."""
@@ -49,8 +51,8 @@ class Components:
     def suv_max(self, pet: np.ndarray) -> np.ndarray:
         """SUVmax of every component (length n + 1; entry 0 is 0)."""
         out = np.zeros(self.n + 1, np.float64)
-        if self.n:
-            out[1:] = ndimage.maximum(pet, self.labels, index=np.arange(1, self.n + 1))
+        if self.n:  # foreground voxels only: ndimage sorts its input, the whole volume would cost ~30 ms
+            out[1:] = ndimage.maximum(pet[self.mask], self.labels[self.mask], index=np.arange(1, self.n + 1))
         return out
 
     def boxes(self) -> list:
@@ -63,12 +65,12 @@ def components(mask: np.ndarray, connectivity: int = CONNECTIVITY) -> Components
     mask = np.asarray(mask, bool)
     n_fg = int(np.count_nonzero(mask))
     if n_fg == 0:
-        return Components(np.zeros(mask.shape, np.uint8), 0, np.zeros(1, np.int64))
+        return Components(np.zeros(mask.shape, np.uint8), 0, np.zeros(1, np.int64), mask)
     labels, n = cc3d.connected_components(np.ascontiguousarray(mask).view(np.uint8), connectivity=connectivity,
                                           return_N=True, max_labels=n_fg)
     sizes = np.bincount(labels[mask], minlength=int(n) + 1).astype(np.int64)
     sizes[0] = 0
-    return Components(labels, int(n), sizes)
+    return Components(labels, int(n), sizes, mask)
 
 
 def bbox(mask: np.ndarray, margin: Sequence[int] | int = 0) -> tuple[slice, ...] | None:
