@@ -195,3 +195,24 @@ def test_tracer_from_pipeline_when_unknown():
     cfg = {"suv_filter": True, "click_consistency": False}
     auto = postprocess(prob, case, None, None, cfg)
     assert (auto == postprocess(prob, case, None, "psma", cfg)).all()
+
+
+def test_monai_transforms_match_the_pipeline():
+    from monai.data import MetaTensor
+
+    from petclick.postprocess.transforms import PostProcess, PostProcessd
+    rng = np.random.default_rng(3)
+    prob = rng.random(SHAPE).astype(np.float32) ** 2
+    pet = (rng.random(SHAPE) * 5).astype(np.float32)
+    affine = np.diag([2.0, 2.0, 3.0, 1.0])
+    clicks = Clicks([(4, 5, 6)], [(20, 20, 20)])
+    expected = postprocess(prob, case_of(pet, (2.0, 2.0, 3.0)), clicks, "fdg")
+    out = PostProcess()(prob, pet, clicks, "fdg", affine=affine)
+    np.testing.assert_array_equal(out, expected)
+    data = {"pred": MetaTensor(prob[None], affine=affine), "pet": MetaTensor(pet[None], affine=affine),
+            "clicks": {"tumor": np.array([[4.0, 5.0, 6.0]]), "background": np.array([[20.0, 20.0, 20.0]])},
+            "tracer": "fdg"}
+    res = PostProcessd("pred")(data)["pred"]
+    assert isinstance(res, MetaTensor) and res.shape == (1, *SHAPE)
+    np.testing.assert_array_equal(res[0].numpy(), expected.astype(np.uint8))
+    np.testing.assert_allclose(res.affine.numpy(), affine)

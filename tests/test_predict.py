@@ -280,3 +280,14 @@ def test_predict_with_tiny_checkpoints_and_budget(tmp_path, phantom):
     assert np.isfinite(p).all() and 0.0 <= p.min() and p.max() <= 1.0
     mask = np.asarray(nib.load(str(tmp_path / "out" / "case_pred2.nii.gz")).dataobj)
     assert all(mask[q] == 1 for q in clicks.first(2).tumor) and all(mask[q] == 0 for q in clicks.first(2).background)
+
+
+def test_predict_reads_mha_inputs(tmp_path, phantom):
+    from petclick.gc import save_mha
+    ct = save_mha(tmp_path / "x_ct.mha", phantom.ct, affine=phantom.affine)
+    pet = save_mha(tmp_path / "x_pet.mha", phantom.pet, affine=phantom.affine)
+    assert main(["predict", "--models", "suv-threshold", "--ct", str(ct), "--pet", str(pet), "--case-id", "x",
+                 "--no-progress", "--out", str(tmp_path / "o")]) == 0
+    img = nib.load(str(tmp_path / "o" / "x.nii.gz"))
+    np.testing.assert_allclose(img.affine, phantom.affine, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(img.dataobj), phantom.pet >= 2.5)

@@ -7,6 +7,7 @@
 - recovery.py: add hot components of the sub-threshold probability map (false-negative recovery)
 - clicks.py: click consistency (tumour clicks inside the output, background clicks outside)
 - pipeline.py: `postprocess(prob_or_mask, case, clicks, tracer, config) -> mask`, configured by a dict/YAML
+- transforms.py: MONAI `PostProcess` / `PostProcessd` (imported from there: it pulls in MONAI)
 """
 
 from petclick.postprocess.clicks import enforce_clicks
