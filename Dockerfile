@@ -8,8 +8,9 @@
 #   docker build -t petclick-gc .
 #   docker run --rm --gpus all --network none -v $PWD/test/input:/input:ro -v $PWD/test/output:/output petclick-gc
 # The base image brings CUDA and a matching PyTorch; petclick is installed with that torch pinned so
-# pip never swaps it for another build. Another CUDA/PyTorch: --build-arg BASE=pytorch/pytorch:<tag>.
-ARG BASE=pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
+# pip never swaps it for another build (monai 1.6.1 needs torch >= 2.8). Another CUDA/PyTorch:
+# --build-arg BASE=pytorch/pytorch:<tag>.
+ARG BASE=pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime
 FROM ${BASE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
