@@ -134,3 +134,23 @@ def test_gc_click_json_points_are_pet_indices(tmp_path, phantom):
         {"point": [3, 4, 5], "name": "tumor"}, {"point": [3, 4, 400], "name": "background"}]}))
     clicks = read_clicks_lenient(path, phantom.pet.shape)
     assert clicks.tumor == [(3, 4, 5)] and clicks.background == []
+
+
+def test_dockerfile_entrypoint_parses_and_copies_existing_files():
+    """The container cannot be built here: at least its command line parses and its sources exist."""
+    from pathlib import Path
+
+    from petclick.cli import build_parser
+    root = Path(__file__).resolve().parents[1]
+    lines = (root / "Dockerfile").read_text().splitlines()
+    entry = json.loads(next(ln for ln in lines if ln.startswith("ENTRYPOINT")).split(None, 1)[1])
+    cmd = json.loads(next(ln for ln in lines if ln.startswith("CMD")).split(None, 1)[1])
+    assert entry[0] == "petclick"
+    args = build_parser().parse_args(entry[1:] + cmd)
+    assert args.command == "gc" and args.input == "/input" and args.output == "/output" and args.device == "auto"
+    for ln in lines:
+        if ln.startswith("COPY") and "models" not in ln:
+            sources = [s for s in ln.split()[1:-1] if not s.startswith("--")]
+            assert all((root / s).exists() for s in sources), ln
+    ignore = (root / ".dockerignore").read_text().splitlines()
+    assert "!petclick/" in ignore and "!models/" in ignore
