@@ -10,7 +10,11 @@ output lies on the PET grid bit for bit.
 
 The container layout (autoPET IV, task 1):
     /input/images/ct/<uuid>.mha   /input/images/pet/<uuid>.mha   /input/lesion-clicks.json
-    /output/images/tumor-lesion-segmentation/<uuid>.mha       (uuid = the PET file's stem)
+    /output/images/tumor-lesion-segmentation/<uuid>.mha       (uuid = the CT file's stem)
+Grand challenge gives each uploaded image its own uuid, so the CT and PET names usually differ:
+with one CT and one PET they are paired whatever their names; with several, by equal names. The
+output takes the CT's uuid, as the organisers' baseline container does. A missing, empty or
+malformed click file means step 0 (logged): a challenge job must never fail over its clicks.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from petclick.errors import InputError
+from petclick.io.clickfile import Clicks
 from petclick.io.images import Volume
 
 log = logging.getLogger(__name__)
@@ -126,8 +131,9 @@ def _stem(path: Path) -> str:
 
 
 def discover_gc_inputs(input_dir: str | Path) -> list[GcCase]:
-    """The jobs under a grand-challenge /input folder: every PET, paired with the CT of the same stem
-    (or the only CT when there is exactly one of each). Missing folders or files raise InputError."""
+    """The jobs under a grand-challenge /input folder: the only CT and PET when there is one of each,
+    else every PET with the CT of the same stem; uuid = the CT's stem. Missing folders or files
+    raise InputError."""
     root = Path(input_dir)
     if not root.is_dir():
         raise InputError(root, "input folder not found")
@@ -141,14 +147,12 @@ def discover_gc_inputs(input_dir: str | Path) -> list[GcCase]:
     cts = {_stem(p): p for p in images["ct"]}
     clicks = root / CLICKS_FILE
     cases = []
+    single = len(images["ct"]) == 1 and len(images["pet"]) == 1
     for pet in images["pet"]:
-        uuid = _stem(pet)
-        ct = cts.get(uuid)
-        if ct is None and len(images["ct"]) == 1 and len(images["pet"]) == 1:
-            ct = images["ct"][0]
+        ct = images["ct"][0] if single else cts.get(_stem(pet))
         if ct is None:
-            raise InputError(pet, f"no CT with the same name in {root / CT_DIR}")
-        cases.append(GcCase(uuid, ct, pet, clicks if clicks.is_file() else None))
+            raise InputError(pet, f"{len(images['ct'])} CT images and no CT with the same name in {root / CT_DIR}")
+        cases.append(GcCase(_stem(ct), ct, pet, clicks if clicks.is_file() else None))
     if cases and cases[0].clicks is None:
         log.warning("%s not found: predicting without clicks (step 0)", clicks)
     return cases
@@ -172,7 +176,11 @@ def run_gc(input_dir: str | Path, output_dir: str | Path, runner, progress: bool
     written = []
     for job in discover_gc_inputs(input_dir):
         case = load_prediction_case(job.ct, job.pet)
-        clicks = read_clicks_lenient(job.clicks, case.shape)
+        try:
+            clicks = read_clicks_lenient(job.clicks, case.shape, round_coordinates=True)
+        except InputError as exc:
+            log.error("%s: predicting without clicks (step 0)", exc)
+            clicks = Clicks()
         log.info("%s: %d tumour and %d background click(s)", job.uuid, len(clicks.tumor), len(clicks.background))
         prob = runner.probability(case, clicks)
         if prob.shape != case.shape:

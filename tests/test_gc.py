@@ -71,8 +71,9 @@ def test_output_copies_pet_geometry(tmp_path, phantom):
 
 
 def write_gc_input(root, ph, clicks: Clicks | None, ct_affine=None, uuid="0b1c2d3e-uuid"):
+    """Grand challenge names every image by its own uuid: the PET's name differs from the CT's."""
     aff = oblique_affine()
-    save_mha(root / "images" / "pet" / f"{uuid}.mha", ph.pet, affine=aff)
+    save_mha(root / "images" / "pet" / "99999999-pet-uuid.mha", ph.pet, affine=aff)
     save_mha(root / "images" / "ct" / f"{uuid}.mha", ph.ct, affine=aff if ct_affine is None else ct_affine)
     if clicks is not None:
         write_clicks(root / "lesion-clicks.json", clicks, format="gc")
@@ -86,7 +87,7 @@ def test_gc_end_to_end_with_baseline(tmp_path, phantom):
     assert main(["gc", "--input", str(tmp_path / "input"), "--output", str(tmp_path / "output"),
                  "--models", "suv-threshold"]) == 0
     out = tmp_path / "output" / "images" / "tumor-lesion-segmentation" / "0b1c2d3e-uuid.mha"
-    img, pet = sitk.ReadImage(str(out)), sitk.ReadImage(str(tmp_path / "input/images/pet/0b1c2d3e-uuid.mha"))
+    img, pet = sitk.ReadImage(str(out)), sitk.ReadImage(str(tmp_path / "input/images/pet/99999999-pet-uuid.mha"))
     assert img.GetSize() == pet.GetSize() and img.GetOrigin() == pet.GetOrigin()
     assert img.GetSpacing() == pet.GetSpacing() and img.GetDirection() == pet.GetDirection()
     assert img.GetPixelID() == sitk.sitkUInt8
@@ -103,6 +104,33 @@ def test_gc_without_click_file_is_step_zero_and_ct_resampled(tmp_path, phantom, 
     assert "resampling the CT" in caplog.text and "lesion-clicks.json not found" in caplog.text
     mask = load_mha(tmp_path / "o/images/tumor-lesion-segmentation/0b1c2d3e-uuid.mha").array
     np.testing.assert_array_equal(mask, phantom.pet >= 2.5)   # the baseline at step 0
+
+
+def test_gc_pairs_several_images_by_name_and_survives_bad_clicks(tmp_path, phantom, caplog):
+    root = tmp_path / "input"
+    for uuid in ("a", "b"):
+        save_mha(root / "images" / "pet" / f"{uuid}.mha", phantom.pet, affine=oblique_affine())
+        save_mha(root / "images" / "ct" / f"{uuid}.mha", phantom.ct, affine=oblique_affine())
+    jobs = discover_gc_inputs(root)
+    assert [(j.uuid, j.ct.name, j.pet.name) for j in jobs] == [("a", "a.mha", "a.mha"), ("b", "b.mha", "b.mha")]
+    (root / "lesion-clicks.json").write_text("{not json")
+    assert main(["gc", "--input", str(root), "--output", str(tmp_path / "o"), "--models", "suv-threshold"]) == 0
+    assert "malformed JSON" in caplog.text and "predicting without clicks (step 0)" in caplog.text
+    assert sorted(p.name for p in (tmp_path / "o/images/tumor-lesion-segmentation").iterdir()) == ["a.mha", "b.mha"]
+    save_mha(root / "images" / "ct" / "c.mha", phantom.ct, affine=oblique_affine())
+    save_mha(root / "images" / "pet" / "d.mha", phantom.pet, affine=oblique_affine())
+    with pytest.raises(InputError, match="d.mha: 3 CT images and no CT with the same name"):
+        discover_gc_inputs(root)
+
+
+def test_gc_fractional_click_coordinates_are_rounded(tmp_path, caplog):
+    from petclick.predict.inputs import read_clicks_lenient
+    path = tmp_path / "lesion-clicks.json"
+    path.write_text(json.dumps({"points": [{"point": [3.4, 4.0, 5.6], "name": "tumor"}]}))
+    assert read_clicks_lenient(path, (32, 28, 40), round_coordinates=True).tumor == [(3, 4, 6)]
+    assert "rounded" in caplog.text
+    with pytest.raises(InputError, match="non-integer coordinate"):
+        read_clicks_lenient(path, (32, 28, 40))
 
 
 def test_gc_missing_inputs(tmp_path, phantom, capsys):

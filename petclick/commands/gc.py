@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from petclick.commands.predict import add_model_args, postprocess_config, resolve_device
+from petclick.errors import InputError
 from petclick.gc import MODELS_ENV, default_models, run_gc
 from petclick.predict import PredictSettings, Runner, load_predictor
 
+BUDGET_ENV = "PETCLICK_TIME_BUDGET"
+
 
 def run(args: argparse.Namespace) -> int:
-    settings = PredictSettings(steps=None, postprocess=postprocess_config(args), time_budget_s=args.time_budget,
+    budget = args.time_budget
+    if budget is None and os.environ.get(BUDGET_ENV):
+        try:
+            budget = float(os.environ[BUDGET_ENV])
+        except ValueError as exc:
+            raise InputError(BUDGET_ENV, f"must be a number of seconds, got {os.environ[BUDGET_ENV]!r}") from exc
+    settings = PredictSettings(steps=None, postprocess=postprocess_config(args), time_budget_s=budget,
                                tta_axes=tuple(args.tta_axes), progress=False)
     runner = Runner(load_predictor(args.models, device=resolve_device(args.device)), settings)
     written = run_gc(args.input, args.output, runner)
@@ -24,8 +34,9 @@ def register(subparsers) -> None:
         "gc", help="grand-challenge entry point: /input/images/{ct,pet}/*.mha + lesion-clicks.json -> /output",
         description="Reads images/ct/<uuid>.mha, images/pet/<uuid>.mha and lesion-clicks.json (grand-challenge "
                     "points, PET voxel indices) under --input; writes images/tumor-lesion-segmentation/<uuid>.mha "
-                    f"with the PET's origin, spacing and direction under --output. Models: --models, else ${MODELS_ENV}, "
-                    "else /opt/algorithm/models.")
+                    f"with the PET's origin, spacing and direction under --output (uuid = the CT file's name). Models: "
+                    f"--models, else ${MODELS_ENV}, else /opt/algorithm/models. Time budget: --time-budget, else "
+                    f"${BUDGET_ENV} (seconds per job).")
     p.add_argument("--input", default="/input", help="input folder (default /input)")
     p.add_argument("--output", default="/output", help="output folder (default /output)")
     add_model_args(p, models_default=[default_models()])

@@ -109,8 +109,30 @@ def _split_outside(data: dict, shape) -> tuple[dict, list[str]]:
     return out, dropped
 
 
-def read_clicks_lenient(path: str | Path | None, shape) -> Clicks:
-    """Clicks of a plain or grand-challenge file; out-of-volume clicks dropped with a warning, empty file = no clicks."""
+def _round_points(data: dict, path: Path) -> dict:
+    """Integer-valued copies of numeric click coordinates (a warning when any was fractional)."""
+    changed = []
+
+    def fix(p):
+        if isinstance(p, list) and all(isinstance(c, float) for c in p if not isinstance(c, bool)) and \
+                any(isinstance(c, float) and not float(c).is_integer() for c in p):
+            changed.append(list(p))
+            return [int(round(c)) for c in p]
+        return p
+
+    if isinstance(data.get("points"), list):
+        data = {**data, "points": [{**it, "point": fix(it.get("point"))} if isinstance(it, dict) else it
+                                   for it in data["points"]]}
+    else:
+        data = {k: ([fix(p) for p in v] if k in KINDS and isinstance(v, list) else v) for k, v in data.items()}
+    if changed:
+        log.warning("%s: fractional click coordinates rounded to voxel indices: %s", path, changed)
+    return data
+
+
+def read_clicks_lenient(path: str | Path | None, shape, round_coordinates: bool = False) -> Clicks:
+    """Clicks of a plain or grand-challenge file; out-of-volume clicks dropped with a warning, empty
+    file = no clicks; with `round_coordinates`, fractional indices are rounded (else an error)."""
     if path is None:
         return Clicks()
     path = Path(path)
@@ -128,6 +150,8 @@ def read_clicks_lenient(path: str | Path | None, shape) -> Clicks:
         return Clicks()
     if not isinstance(data, dict):
         raise InputError(path, "click file must hold a JSON object")
+    if round_coordinates:
+        data = _round_points(data, path)
     data, dropped = _split_outside(data, shape)
     if dropped:
         log.warning("%s: %d click(s) outside the PET volume of shape %s dropped: %s", path, len(dropped),
