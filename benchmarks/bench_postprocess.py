@@ -32,7 +32,7 @@ from petclick.io.datalist import entry_case_id, load_datalist, resolve_entry
 from petclick.io.images import load_case
 from petclick.metrics.aggregate import auc_trapezoid
 from petclick.metrics.lesion import LesionScorer
-from petclick.postprocess import DEFAULT_CONFIG, RULES, make_config, postprocess, resolve_tracer
+from petclick.postprocess import RULES, make_config, postprocess, resolve_tracer
 from petclick.predict import load_predictor, read_clicks_lenient
 from petclick.predict.cases import tracer_from_id
 
