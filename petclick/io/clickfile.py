@@ -10,6 +10,7 @@ matters: protocol step k uses the first k clicks of each list.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -128,8 +129,14 @@ def write_clicks(path: str | Path, clicks: Clicks, format: str = "plain") -> Pat
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = clicks.to_dict() if format == "plain" else clicks.to_gc()
-    path.write_text(json.dumps(payload, indent=1) + "\n")
+    path.write_text(_dump_compact_points(payload) + "\n")
     return path
+
+
+def _dump_compact_points(payload: dict) -> str:
+    """JSON with one click per line: indented structure, each [i, j, k] kept on a single line."""
+    text = json.dumps(payload, indent=1)
+    return re.sub(r"\[\s*(\d+),\s*(\d+),\s*(\d+)\s*\]", r"[\1, \2, \3]", text)
 
 
 def clicks_from_points(tumor: Iterable[Sequence[int]], background: Iterable[Sequence[int]]) -> Clicks:
