@@ -54,13 +54,14 @@ def plan_cohort(cases: int, seed: int, tracer: str = "mixed", negatives: float =
         two = cases - sum(studies) >= 2 and rng.uniform() < SECOND_STUDY_P
         studies.append(2 if two else 1)
     first_tracer = int(rng.integers(2))
+    centre_order = rng.permutation(len(CENTRES))   # patients cycle over the centres: every centre appears
     negative_set = set(rng.permutation(cases)[: int(round(negatives * cases))].tolist())
     planned, used_ids = [], set()
     n = 0
     for p, count in enumerate(studies):
         t = TRACERS[(p + first_tracer) % 2] if tracer == "mixed" else tracer
         patient = f"{int(rng.integers(16 ** 10)):010x}"
-        centre = int(rng.integers(len(CENTRES)))
+        centre = int(centre_order[p % len(CENTRES)])
         year, month, day = int(rng.integers(2002, 2021)), int(rng.integers(1, 13)), int(rng.integers(1, 29))
         for s in range(count):
             m = month - 1 + s * int(rng.integers(3, 19))
