@@ -195,6 +195,9 @@ def test_plan_is_seeded_and_balanced():
     assert len(planned) == 40 and len({p.case_id for p in planned}) == 40
     assert sum(p.negative for p in planned) == 10
     assert {p.tracer for p in planned} == {"fdg", "psma"}
+    assert {p.centre for p in planned} == set(range(len(CENTRES)))     # every scanner is represented
+    patients = {p.patient for p in planned}
+    assert len(patients) < 40 and {p.patient for p in planned if p.case_id in test_cases} < patients
     assert plan_cohort(40, 9, "mixed", 0.25) == (planned, test_cases)
     assert all(p.tracer == "psma" for p in plan_cohort(6, 9, "psma", 0.0)[0])
 
