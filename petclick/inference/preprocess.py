@@ -1,0 +1,96 @@
+"""The deterministic preprocessing shared by training (before caching), validation and inference.
+
+    [Spacingd when `spacing` is set] -> CT window [lo, hi] HU -> [0, 1] -> PET clip [0, c] SUV -> [0, 1]
+    -> concatenate (CT, PET) into `image` -> crop to the body bounding box (CT above the window's
+    lower bound)
+
+A `preprocess` dict (stored in every checkpoint) describes it: {"spacing": None | [sx, sy, sz],
+"ct_window": [lo, hi], "pet_clip": [0, c], "crop_body": bool}. The image keeps a MetaTensor affine
+through every step, which is how clicks (world coordinates) and predictions find their way back
+to the PET grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import (
+    Compose,
+    ConcatItemsd,
+    CropForegroundd,
+    DeleteItemsd,
+    EnsureChannelFirstd,
+    EnsureTyped,
+    LoadImaged,
+    ScaleIntensityRanged,
+    Spacingd,
+)
+
+DEFAULT_PREPROCESS: dict[str, Any] = {"spacing": None, "ct_window": [-250.0, 250.0], "pet_clip": [0.0, 10.0],
+                                      "crop_body": True}
+
+
+def preprocess_config(pre: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`pre` completed with the defaults, values as plain lists/floats (what checkpoints store)."""
+    out = dict(DEFAULT_PREPROCESS)
+    out.update({k: v for k, v in (pre or {}).items() if k in DEFAULT_PREPROCESS})
+    out["spacing"] = None if out["spacing"] in (None, "none") else [float(s) for s in out["spacing"]]
+    out["ct_window"] = [float(v) for v in out["ct_window"]]
+    out["pet_clip"] = [float(v) for v in out["pet_clip"]]
+    out["crop_body"] = bool(out["crop_body"])
+    return out
+
+
+def load_transforms(keys: Sequence[str]) -> list:
+    """Read NIfTI files into channel-first MetaTensors (array order and affine as nibabel gives them)."""
+    return [LoadImaged(keys=list(keys), image_only=True, ensure_channel_first=False),
+            EnsureChannelFirstd(keys=list(keys), channel_dim="no_channel")]
+
+
+def preprocess_transforms(pre: Mapping[str, Any], label_key: str | None = None) -> list:
+    """The transforms from loaded `image` (CT) and `pet` (and optional label) to the network's
+    2-channel `image` in the network's space. Array transforms keep the MetaTensor affine."""
+    pre = preprocess_config(pre)
+    spatial = ["image", "pet"] + ([label_key] if label_key else [])
+    out: list = [EnsureTyped(keys=spatial, dtype=torch.float32, track_meta=True)]
+    if pre["spacing"] is not None:
+        modes = ["bilinear", "bilinear"] + (["nearest"] if label_key else [])
+        out.append(Spacingd(keys=spatial, pixdim=pre["spacing"], mode=modes))
+    lo, hi = pre["ct_window"]
+    out.append(ScaleIntensityRanged(keys="image", a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True))
+    p0, p1 = pre["pet_clip"]
+    out.append(ScaleIntensityRanged(keys="pet", a_min=p0, a_max=p1, b_min=0.0, b_max=1.0, clip=True))
+    out += [ConcatItemsd(keys=["image", "pet"], name="image", dim=0), DeleteItemsd(keys="pet")]
+    if pre["crop_body"]:
+        crop_keys = ["image"] + ([label_key] if label_key else [])
+        out.append(CropForegroundd(keys=crop_keys, source_key="image", channel_indices=0, allow_smaller=True,
+                                   margin=1, start_coord_key=None, end_coord_key=None))
+    return out
+
+
+@dataclass
+class PreparedCase:
+    """A case in the network's space: `image` (2, ...) MetaTensor (CT, PET scaled) with its affine,
+    plus the PET grid (affine, shape) that predictions return to."""
+
+    image: MetaTensor
+    pet_affine: np.ndarray
+    pet_shape: tuple[int, int, int]
+
+    @property
+    def affine(self) -> np.ndarray:
+        return np.asarray(self.image.affine, dtype=np.float64)
+
+
+def prepare_arrays(pre: Mapping[str, Any], ct: np.ndarray, pet: np.ndarray, affine: np.ndarray) -> PreparedCase:
+    """Preprocess in-memory CT/PET arrays on the PET grid (`affine`) into the network's space."""
+    affine_t = torch.as_tensor(np.asarray(affine, dtype=np.float64))
+    data = {"image": MetaTensor(torch.as_tensor(np.asarray(ct, np.float32))[None], affine=affine_t.clone()),
+            "pet": MetaTensor(torch.as_tensor(np.asarray(pet, np.float32))[None], affine=affine_t.clone())}
+    out = Compose(preprocess_transforms(pre))(data)
+    return PreparedCase(out["image"], np.asarray(affine, np.float64), tuple(int(s) for s in np.shape(pet)))
+

@@ -1,0 +1,47 @@
+"""Validation of a trained bundle (its `scripts/validate.py`): every repeat's best checkpoint on the
+fold's validation cases with the official metrics at the configured steps; written to
+`<ckpt_path>/validation.yaml` and printed."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from petclick.inference.checkpoint import build_model, find_checkpoints, read_checkpoint
+from petclick.inference.window import infer_config
+from petclick.training.config import load_bundle_config, write_yaml
+from petclick.training.data import fold_files, val_dataset
+from petclick.training.distributed import init_distributed
+from petclick.training.validation import validate
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+def run(config_file: str | list | None = None, **override: Any) -> dict[str, Any]:
+    """Validate every `model.pt` of the bundle; returns {checkpoint: metrics}."""
+    cfg = load_bundle_config(config_file, override)
+    device = init_distributed(cfg.get("training", {}).get("device")).device
+    files = fold_files(cfg["datalist"], cfg["dataroot"], int(cfg["fold"]))
+    dataset = val_dataset(cfg, files.val)
+    steps = [int(s) for s in cfg["clicks"].get("val_steps", (0, 5, 10))]
+    results: dict[str, Any] = {}
+    for path in find_checkpoints(Path(cfg["ckpt_path"])):
+        ckpt = read_checkpoint(path)
+        infer = infer_config(ckpt.get("infer"), ckpt["preprocess"].get("roi"))
+        m = validate(build_model(ckpt, device), dataset, infer, ckpt["preprocess"].get("encoding"), steps, device)
+        results[str(path)] = _clean(m)
+        print(f"{path}: score {m['score']:.4f} dice {m['dice']:.4f} fpv {m['fpv_ml']:.2f} mL fnv {m['fnv_ml']:.2f} mL")
+    write_yaml(Path(cfg["ckpt_path"]) / "validation.yaml", results)
+    return results
+
+
+def cli() -> None:
+    """Fire entry of a bundle's validate.py."""
+    import fire
+
+    fire.Fire({"run": run})
