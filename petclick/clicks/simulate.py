@@ -42,7 +42,9 @@ class Components:
         self.shape = mask.shape
         self.crop = _nonzero_box(mask)
         self.labels, self.count = cc3d.connected_components(mask[self.crop], connectivity=CONNECTIVITY, return_N=True)
-        self.boxes = cc3d.statistics(self.labels)["bounding_boxes"] if self.count else []
+        stats = cc3d.statistics(self.labels) if self.count else {"bounding_boxes": [], "voxel_counts": np.zeros(1, np.int64)}
+        self.boxes = stats["bounding_boxes"]
+        self.sizes = np.asarray(stats["voxel_counts"][1:], dtype=np.int64)  # voxels of component index 0..count-1
 
     def __len__(self) -> int:
         return int(self.count)
