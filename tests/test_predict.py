@@ -254,6 +254,7 @@ def test_predict_folder_and_datalist(tmp_path, phantom):
 def test_predict_with_tiny_checkpoints_and_budget(tmp_path, phantom):
     """Two untrained tiny checkpoints through petclick.inference: plumbing, planner and PET-grid output."""
     pytest.importorskip("petclick.clicks.encoding")
+    pytest.importorskip("petclick.clicks.geometry")
     checkpoint = pytest.importorskip("petclick.inference.checkpoint")
     import torch
 
