@@ -21,7 +21,7 @@ def run_cases(items: Iterable[tuple[str, Callable[[], list[dict]]]]) -> tuple[li
     """Call each case's function; collect its rows, or skip it with the InputError's message."""
     rows: list[dict] = []
     skipped: list[dict] = []
-    for n, (case, fn) in enumerate(items, 1):
+    for case, fn in items:
         try:
             case_rows = fn()
         except InputError as exc:
@@ -30,7 +30,7 @@ def run_cases(items: Iterable[tuple[str, Callable[[], list[dict]]]]) -> tuple[li
             continue
         rows.extend(case_rows)
         final = case_rows[-1]
-        log.info("[%d] %s: final Dice %.4g, FPV %.4g mL, FNV %.4g mL", n, case, final["dice"], final["fpv_ml"], final["fnv_ml"])
+        log.info("%s: final Dice %.4g, FPV %.4g mL, FNV %.4g mL", case, final["dice"], final["fpv_ml"], final["fnv_ml"])
     return rows, skipped
 
 
