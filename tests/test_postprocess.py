@@ -216,3 +216,18 @@ def test_monai_transforms_match_the_pipeline():
     assert isinstance(res, MetaTensor) and res.shape == (1, *SHAPE)
     np.testing.assert_array_equal(res[0].numpy(), expected.astype(np.uint8))
     np.testing.assert_allclose(res.affine.numpy(), affine)
+
+
+def test_merge_effect_on_the_official_metrics():
+    """A lesion predicted in two fragments, one outside the ground truth: merged, it is one lesion
+    that overlaps the truth (no false-positive volume) and the filled gap raises Dice."""
+    from petclick.metrics import lesion_metrics
+    gt = np.zeros(SHAPE, bool)
+    gt[4:8, 4:8, 4:10] = True
+    pred = np.zeros(SHAPE, bool)
+    pred[4:8, 4:8, 4:8] = True          # fragment inside the lesion
+    pred[4:8, 4:8, 10:14] = True        # fragment just beyond it, 2 voxels (4 mm) away
+    before = lesion_metrics(pred, gt, (2, 2, 2))
+    after = lesion_metrics(merge_close_components(pred, (2, 2, 2), 5.0), gt, (2, 2, 2))
+    assert before["fpv_ml"] == pytest.approx(64 * 8 / 1000) and after["fpv_ml"] == 0.0
+    assert after["dice"] > before["dice"]
