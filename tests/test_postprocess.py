@@ -231,3 +231,20 @@ def test_merge_effect_on_the_official_metrics():
     after = lesion_metrics(merge_close_components(pred, (2, 2, 2), 5.0), gt, (2, 2, 2))
     assert before["fpv_ml"] == pytest.approx(64 * 8 / 1000) and after["fpv_ml"] == 0.0
     assert after["dice"] > before["dice"]
+
+
+def test_postprocessed_predictor_in_the_protocol():
+    """The wrapper makes the protocol score post-processed masks: tumour clicks are always covered."""
+    from petclick.metrics import run_protocol
+    from petclick.phantoms import generate_case
+    from petclick.postprocess import PostprocessedPredictor
+    from petclick.predictors import SuvThresholdPredictor
+    c = generate_case("fdg_wrap_1", 2, shape=(32, 32, 48), tracer="fdg")
+    case = CaseVolumes(Volume(c.ct, c.affine), Volume(c.pet, c.affine), Volume(c.label, c.affine))
+    wrapped = PostprocessedPredictor(SuvThresholdPredictor())
+    assert wrapped.name == "suv-threshold+pp"
+    masks = {}
+    rows = run_protocol(wrapped, case, c.clicks, steps=range(11), on_step=lambda k, m, cl: masks.setdefault(k, (m, cl)))
+    assert len(rows) == 11 and wrapped._tracer_for[1] == "fdg"
+    for k, (mask, clicks) in masks.items():
+        assert all(mask[p] for p in clicks.tumor) and not any(mask[q] for q in clicks.background)
