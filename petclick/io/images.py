@@ -84,9 +84,10 @@ def check_same_grid(reference: Volume, other: Volume, what: str = "image") -> No
 
 def check_binary(volume: Volume, what: str = "label") -> None:
     """Raise InputError unless every voxel of the mask is 0 or 1."""
-    values = np.unique(volume.array)
-    extra = values[(values != 0) & (values != 1)]
-    if extra.size:
+    arr = volume.array
+    bad = (arr != 0) & (arr != 1)
+    if bad.any():
+        extra = np.unique(arr[bad])
         shown = ", ".join(f"{v:g}" for v in extra[:5])
         raise InputError(volume.path, f"{what} must be binary (0/1), found values {shown}")
 
