@@ -1,0 +1,248 @@
+"""Online click curricula for training: how many clicks each patch gets, and where.
+
+A curriculum is plain config (a YAML mapping), e.g.
+
+    count: log            # uniform | log | full | [w0, ..., w10] (explicit weights, normalised)
+    paired: false         # true: k tumour and k background clicks (as in the protocol); false: drawn independently
+    samplers: {official: 0.8, interior: 0.2}   # per-click mix of location samplers (weights, normalised)
+    interior_power: 2.0   # interior density exponent: voxel weight = EDT ** power
+
+Counts are drawn from a distribution over 0..max_clicks (10). Location samplers:
+- `official`: the challenge's centre-then-boundary rule (petclick.clicks.simulate) on the patch:
+  tumour clicks on the patch label's components, background clicks on the components of
+  (patch PET > its 99.75th percentile outside lesions);
+- `interior`: a component drawn with probability proportional to its volume, then a voxel inside
+  it with probability proportional to EDT ** interior_power (rising towards the core); tumour on
+  the lesions, background on the same high-uptake non-lesion regions.
+Every EDT is computed inside a component's bounding box only. `SimulateTrainingClicksd` applies a
+curriculum to each training patch after augmentation and writes data["clicks"] =
+{"tumor": (N, 3) float64, "background": (M, 3) float64} in the patch's voxel coordinates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Hashable, Mapping, Sequence
+
+import numpy as np
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, Randomizable
+
+from petclick.clicks.simulate import Components, background_threshold, clicks_for_components
+from petclick.errors import InputError
+
+MAX_CLICKS = 10
+COUNT_PRESETS = ("uniform", "log", "full")
+SAMPLERS = ("official", "interior")
+CONFIG_KEYS = ("count", "paired", "samplers", "interior_power")
+SOURCE = "clicks.curriculum"
+DEFAULT_CONFIG: dict[str, Any] = {"count": "log", "paired": False, "samplers": {"official": 0.8, "interior": 0.2},
+                                  "interior_power": 2.0}
+
+
+def count_distribution(spec: str | Sequence[float], max_clicks: int = MAX_CLICKS) -> np.ndarray:
+    """Probabilities p_0..p_max of drawing k clicks for a preset name or explicit weights.
+
+    uniform: p_k equal; log: p_k proportional to reversed log(linspace(2, max + 2, max + 1)) (for
+    max = 10 exactly numpy's log(linspace(2, 12, 11)) reversed: few clicks more likely); full:
+    always max; a list: max + 1 non-negative weights with a positive sum, normalised.
+    """
+    n = int(max_clicks) + 1
+    if isinstance(spec, str):
+        if spec == "uniform":
+            w = np.ones(n)
+        elif spec == "log":
+            w = np.log(np.linspace(2, max_clicks + 2, n))[::-1]
+        elif spec == "full":
+            w = np.zeros(n)
+            w[-1] = 1.0
+        else:
+            raise InputError(SOURCE, f"unknown count preset {spec!r}; use one of {COUNT_PRESETS} or a list of {n} weights")
+    else:
+        try:
+            w = np.asarray(list(spec), dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(SOURCE, f"count must be a preset name {COUNT_PRESETS} or a list of {n} numbers, got {spec!r}") from None
+        if w.shape != (n,):
+            raise InputError(SOURCE, f"count weights must hold {n} values (k = 0..{max_clicks}), got {w.size}")
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise InputError(SOURCE, f"count weights must be finite and non-negative, got {list(spec)}")
+        if w.sum() <= 0:
+            raise InputError(SOURCE, "count weights must not all be zero")
+    return w / w.sum()
+
+
+def _sampler_weights(spec: Mapping[str, float] | str) -> dict[str, float]:
+    if isinstance(spec, str):
+        spec = {spec: 1.0}
+    if not isinstance(spec, Mapping) or not spec:
+        raise InputError(SOURCE, f"samplers must be a mapping such as {{official: 0.8, interior: 0.2}}, got {spec!r}")
+    unknown = sorted(set(spec) - set(SAMPLERS))
+    if unknown:
+        raise InputError(SOURCE, f"unknown sampler(s) {unknown}; use {list(SAMPLERS)}")
+    try:
+        w = {k: float(v) for k, v in spec.items()}
+    except (TypeError, ValueError):
+        raise InputError(SOURCE, f"sampler weights must be numbers, got {dict(spec)}") from None
+    if any(not np.isfinite(v) or v < 0 for v in w.values()) or sum(w.values()) <= 0:
+        raise InputError(SOURCE, f"sampler weights must be non-negative with a positive sum, got {dict(spec)}")
+    total = sum(w.values())
+    return {k: w[k] / total for k in SAMPLERS if k in w}
+
+
+def interior_clicks(comps: Components, n: int, rng: np.random.Generator, power: float = 2.0) -> list[tuple[int, int, int]]:
+    """n voxels inside the components: a component drawn with probability proportional to its volume, then
+    a voxel of it with probability proportional to EDT ** power (the core more likely than the rim)."""
+    if len(comps) == 0 or n <= 0:
+        return []
+    picks = rng.choice(len(comps), size=n, p=comps.sizes / comps.sizes.sum())
+    points = []
+    cache: dict[int, tuple[np.ndarray, tuple[int, int, int], np.ndarray, tuple[int, ...]]] = {}
+    for index in picks.tolist():
+        if index not in cache:
+            region = comps.region(index)
+            flat = np.flatnonzero(region.mask)
+            weights = region.edt().ravel()[flat] ** power
+            cache[index] = (flat, region.origin, np.cumsum(weights) / weights.sum(), region.mask.shape)
+        flat, origin, cdf, shape = cache[index]
+        chosen = flat[min(int(np.searchsorted(cdf, rng.random(), side="right")), flat.size - 1)]
+        local = np.unravel_index(int(chosen), shape)
+        points.append(tuple(int(o + c) for o, c in zip(origin, local)))
+    return points
+
+
+def high_uptake_mask(pet: np.ndarray, lesion: np.ndarray) -> np.ndarray:
+    """Non-lesion voxels with PET above the 99.75th percentile of non-lesion PET (the official background
+    regions); when clipping makes that set empty (top values tied), voxels at the threshold are taken."""
+    threshold = background_threshold(pet, lesion)
+    hot = (pet > threshold) & ~lesion
+    if not hot.any() and np.isfinite(threshold):
+        hot = (pet >= threshold) & ~lesion
+    return hot
+
+
+@dataclass
+class ClickCurriculum:
+    """A count distribution, pairing and a per-click mix of location samplers (see the module docstring)."""
+
+    probs: np.ndarray = field(default_factory=lambda: count_distribution("log"))
+    paired: bool = False
+    samplers: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CONFIG["samplers"]))
+    interior_power: float = 2.0
+
+    @property
+    def max_clicks(self) -> int:
+        return len(self.probs) - 1
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | "ClickCurriculum" | None = None,
+                    max_clicks: int = MAX_CLICKS) -> "ClickCurriculum":
+        """Build from a YAML mapping (keys count, paired, samplers, interior_power; missing keys take
+        DEFAULT_CONFIG values); bad values raise InputError (a ValueError) naming the key."""
+        if isinstance(config, ClickCurriculum):
+            return config
+        config = dict(config or {})
+        unknown = sorted(set(config) - set(CONFIG_KEYS))
+        if unknown:
+            raise InputError(SOURCE, f"unknown key(s) {unknown}; allowed: {list(CONFIG_KEYS)}")
+        cfg = {**DEFAULT_CONFIG, **config}
+        if not isinstance(cfg["paired"], (bool, np.bool_)):
+            raise InputError(SOURCE, f"paired must be true or false, got {cfg['paired']!r}")
+        try:
+            power = float(cfg["interior_power"])
+        except (TypeError, ValueError):
+            power = float("nan")
+        if not np.isfinite(power) or power < 0:
+            raise InputError(SOURCE, f"interior_power must be a non-negative number, got {cfg['interior_power']!r}")
+        if int(max_clicks) < 0:
+            raise InputError(SOURCE, f"max_clicks must be >= 0, got {max_clicks}")
+        return cls(count_distribution(cfg["count"], int(max_clicks)), bool(cfg["paired"]),
+                   _sampler_weights(cfg["samplers"]), power)
+
+    def sample_counts(self, rng: np.random.Generator) -> tuple[int, int]:
+        """(tumour, background) click counts: one draw when paired, two independent draws otherwise."""
+        k = int(rng.choice(len(self.probs), p=self.probs))
+        return (k, k) if self.paired else (k, int(rng.choice(len(self.probs), p=self.probs)))
+
+    def _place(self, comps: Components, n: int, rng: np.random.Generator) -> np.ndarray:
+        """n clicks in the components, each from a sampler drawn by the mix; each sampler keeps its own order."""
+        if len(comps) == 0 or n <= 0:
+            return np.zeros((0, 3), np.float64)
+        names = list(self.samplers)
+        which = rng.choice(len(names), size=n, p=[self.samplers[k] for k in names])
+        parts = []
+        for s, name in enumerate(names):
+            m = int(np.count_nonzero(which == s))
+            place = clicks_for_components if name == "official" else (
+                lambda c, k, r: interior_clicks(c, k, r, self.interior_power))
+            parts.append(iter(place(comps, m, rng)))
+        return np.asarray([next(parts[s]) for s in which.tolist()], dtype=np.float64).reshape(-1, 3)
+
+    def sample_clicks(self, label, pet, rng: np.random.Generator, counts: tuple[int, int] | None = None
+                      ) -> dict[str, np.ndarray]:
+        """{"tumor": (N, 3), "background": (M, 3)} float64 voxel coordinates for one 3D patch.
+
+        label: lesion mask (> 0.5 = lesion); pet: uptake on the same grid (any monotonic scaling of
+        SUV); counts: (tumour, background) or None to draw them with sample_counts. Fewer clicks
+        come back when the patch has no lesion or no high-uptake background.
+        """
+        label, pet = np.asarray(label), np.asarray(pet, dtype=np.float32)
+        if label.shape != pet.shape or label.ndim != 3:
+            raise ValueError(f"label {label.shape} and PET {pet.shape} must be 3D arrays of one shape")
+        n_fg, n_bg = self.sample_counts(rng) if counts is None else counts
+        lesion = label > 0.5 if label.dtype != bool else label
+        tumor = self._place(Components(lesion), n_fg, rng) if n_fg else np.zeros((0, 3))
+        background = self._place(Components(high_uptake_mask(pet, lesion)), n_bg, rng) if n_bg else np.zeros((0, 3))
+        return {"tumor": tumor, "background": background}
+
+
+def _to_numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+class SimulateTrainingClicksd(Randomizable, MapTransform):
+    """Draw clicks for a training patch by a curriculum and store them as data[clicks_key].
+
+    label_key: the patch label (C=1, X, Y, Z) or (X, Y, Z), torch or numpy; pet_key: the key holding
+    the PET, or an int = the PET channel of data["image"]; pet_channel: the PET's channel in
+    data[pet_key] when that array has a channel axis (CT, PET, ...); curriculum: a config mapping
+    or ClickCurriculum; max_clicks: the count distribution's upper end. Apply after the spatial
+    augmentation so clicks land where the final patch's label is; set_random_state makes it
+    deterministic.
+    """
+
+    def __init__(self, label_key: str = "label", pet_key: str | int = "image", pet_channel: int = 1,
+                 clicks_key: str = "clicks", curriculum: Mapping[str, Any] | ClickCurriculum | None = None,
+                 max_clicks: int = MAX_CLICKS, allow_missing_keys: bool = False):
+        if isinstance(pet_key, (int, np.integer)) and not isinstance(pet_key, bool):
+            pet_key, pet_channel = "image", int(pet_key)
+        MapTransform.__init__(self, [label_key, pet_key], allow_missing_keys)
+        self.label_key, self.pet_key, self.pet_channel, self.clicks_key = label_key, pet_key, int(pet_channel), clicks_key
+        self.curriculum = ClickCurriculum.from_config(curriculum, max_clicks)
+        self._rng = np.random.default_rng(0)
+
+    def randomize(self, data: Any = None) -> None:
+        self._rng = np.random.default_rng(int(self.R.randint(0, 2**31 - 1)))
+
+    def _pet(self, data: Mapping[Hashable, Any], shape: tuple[int, ...]) -> np.ndarray:
+        pet = _to_numpy(data[self.pet_key])
+        if pet.ndim == 4:
+            if not 0 <= self.pet_channel < pet.shape[0]:
+                raise ValueError(f"PET channel {self.pet_channel} missing: '{self.pet_key}' has {pet.shape[0]} channels")
+            pet = pet[self.pet_channel]
+        if pet.shape != shape:
+            raise ValueError(f"PET {pet.shape} and label {shape} patches differ in shape")
+        return pet
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize()
+        if self.label_key not in d and self.allow_missing_keys:
+            return d
+        label = _to_numpy(d[self.label_key])
+        if label.ndim == 4:
+            label = label[0]
+        d[self.clicks_key] = self.curriculum.sample_clicks(label, self._pet(d, label.shape), self._rng)
+        return d
