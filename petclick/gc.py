@@ -20,6 +20,7 @@ malformed click file means step 0 (logged): a challenge job must never fail over
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,11 +161,10 @@ def discover_gc_inputs(input_dir: str | Path) -> list[GcCase]:
 
 def default_models() -> str:
     """The models folder: $PETCLICK_MODELS, else the container's /opt/algorithm/models."""
-    import os
     return os.environ.get(MODELS_ENV, DEFAULT_MODELS)
 
 
-def run_gc(input_dir: str | Path, output_dir: str | Path, runner, progress: bool = False) -> list[Path]:
+def run_gc(input_dir: str | Path, output_dir: str | Path, runner) -> list[Path]:
     """Predict every grand-challenge job under `input_dir` into `output_dir`; returns the written masks.
 
     `runner` is a petclick.predict.Runner (ensemble, time budget, post-processing config). The
