@@ -37,7 +37,7 @@ KINDS = ("tumor", "background")
 
 _CONFIG_KEYS = {
     "encoding", "radius", "radius_unit", "sigma", "sigma_unit", "gaussian_norm", "norm",
-    "truncate", "channels", "combine",
+    "truncate", "channels", "combine", "spacing",
 }
 
 
@@ -210,6 +210,7 @@ class EncodeClicks(Transform):
 class EncodeClicksd(MapTransform):
     """Dictionary version: data[image_key] gets the click channels of data[clicks_key] appended.
 
+    Keyword options are those of a YAML encoding mapping (see `encoder_from_config`).
     A missing clicks entry encodes as no clicks (zero channels). ``drop_clicks=True`` removes the clicks
     entry afterwards (its ragged arrays do not collate into batches).
     """
@@ -220,7 +221,8 @@ class EncodeClicksd(MapTransform):
         self.image_key = image_key
         self.clicks_key = clicks_key
         self.drop_clicks = drop_clicks
-        self.encoder = EncodeClicks(encoding=encoding, **kwargs)
+        # the same keys as a YAML encoding mapping (``norm`` alias included; unknown keys -> ValueError)
+        self.encoder = encoder_from_config({"encoding": encoding, **kwargs})
 
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)

@@ -1,0 +1,201 @@
+"""Click encodings: values at and around clicks, combination, channels, units, devices, config."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from petclick.clicks.encoding import (
+    EncodeClicks,
+    EncodeClicksd,
+    encoder_from_config,
+    encoderd_from_config,
+    num_click_channels,
+)
+
+SHAPE = (24, 26, 22)
+
+
+def _clicks(tumor=(), background=()):
+    return {"tumor": np.asarray(tumor, float).reshape(-1, 3), "background": np.asarray(background, float).reshape(-1, 3)}
+
+
+def _image(spacing=(1.0, 1.0, 1.0), c=2):
+    return MetaTensor(torch.rand(c, *SHAPE), affine=torch.diag(torch.tensor([*spacing, 1.0], dtype=torch.float64)))
+
+
+def _dist_grid(center, spacing=(1.0, 1.0, 1.0)):
+    g = np.stack(np.meshgrid(*[np.arange(s) for s in SHAPE], indexing="ij"), -1).astype(float)
+    return np.sqrt((((g - np.asarray(center)) * np.asarray(spacing)) ** 2).sum(-1))
+
+
+def test_edt_values_linear_falloff_and_zero_outside():
+    c = (10, 12, 9)
+    out = EncodeClicks("edt", radius=4)(_image(), _clicks([c]))
+    assert out.shape == (4, *SHAPE)
+    fg, bg = out[2].numpy(), out[3].numpy()
+    d = _dist_grid(c)
+    np.testing.assert_allclose(fg, np.clip(1 - d / 4, 0, None), atol=1e-6)
+    assert fg[c] == 1.0 and fg[10, 12, 11] == pytest.approx(0.5) and fg[10, 12, 13] == 0.0
+    assert (fg[d >= 4] == 0).all() and (fg[d < 4] > 0).all()
+    assert not bg.any()
+
+
+def test_image_channels_kept_first():
+    img = _image()
+    out = EncodeClicks("edt")(img, _clicks([(3, 3, 3)], [(5, 5, 5)]))
+    torch.testing.assert_close(out[:2].as_tensor(), img.as_tensor())
+    assert isinstance(out, MetaTensor)
+    torch.testing.assert_close(out.affine, img.affine)
+
+
+def test_disk_is_binary_ball():
+    c = (12, 13, 11)
+    fg = EncodeClicks("disk", radius=3)(_image(), _clicks([c]))[2].numpy()
+    assert set(np.unique(fg)) == {0.0, 1.0}
+    np.testing.assert_array_equal(fg == 1, _dist_grid(c) <= 3)
+
+
+def test_gaussian_peak_and_unit():
+    c = (11, 12, 10)
+    d = _dist_grid(c)
+    peak = EncodeClicks("gaussian", sigma=2.0)(_image(), _clicks([c]))[2].numpy()
+    assert peak[c] == pytest.approx(1.0)
+    np.testing.assert_allclose(peak[d <= 6], np.exp(-d[d <= 6] ** 2 / 8), atol=1e-6)
+    assert (peak[d > 6.01] == 0).all()  # truncated at 3 sigma
+    unit = EncodeClicks("gaussian", sigma=2.0, gaussian_norm="unit")(_image(), _clicks([c]))[2].numpy()
+    assert unit.sum() == pytest.approx(1.0, abs=1e-5)
+    assert unit[c] == unit.max() and unit[c] < 0.1
+    # sub-voxel click: still sums to 1, peak between the two neighbouring voxels
+    sub = EncodeClicks("gaussian", sigma=2.0, gaussian_norm="unit")(_image(), _clicks([(11.5, 12, 10)]))[2].numpy()
+    assert sub.sum() == pytest.approx(1.0, abs=1e-5)
+    assert sub[11, 12, 10] == pytest.approx(sub[12, 12, 10])
+
+
+def test_overlapping_clicks_combine_by_max_and_sum():
+    a, b = (8, 12, 10), (11, 12, 10)
+    enc = EncodeClicks("edt", radius=4)
+    fg = enc(_image(), _clicks([a, b]))[2].numpy()
+    expected = np.maximum(np.clip(1 - _dist_grid(a) / 4, 0, None), np.clip(1 - _dist_grid(b) / 4, 0, None))
+    np.testing.assert_allclose(fg, expected, atol=1e-6)
+    assert fg.max() == 1.0
+    summed = EncodeClicks("edt", radius=4, combine="sum")(_image(), _clicks([a, b]))[2].numpy()
+    np.testing.assert_allclose(summed[9, 12, 10], (1 - 1 / 4) + (1 - 2 / 4), atol=1e-6)
+
+
+def test_signed_channel_is_fg_minus_bg():
+    img = _image()
+    clicks = _clicks([(6, 6, 6), (12, 12, 12)], [(14, 12, 12), (18, 20, 15)])
+    two = EncodeClicks("edt", radius=4)(img, clicks)
+    signed = EncodeClicks("edt", radius=4, channels="signed")(img, clicks)
+    assert signed.shape == (3, *SHAPE)
+    torch.testing.assert_close(signed[2], two[2] - two[3])
+    assert signed[2, 6, 6, 6] == 1.0 and signed[2, 18, 20, 15] == -1.0
+
+
+def test_no_clicks_gives_zero_channels():
+    for clicks in (None, {}, _clicks()):
+        out = EncodeClicks("gaussian")(_image(), clicks)
+        assert out.shape == (4, *SHAPE) and not out[2:].any()
+    d = EncodeClicksd(encoding="disk")({"image": _image()})
+    assert d["image"].shape == (4, *SHAPE) and not d["image"][2:].any()
+
+
+def test_clicks_near_border_are_clipped_not_wrapped():
+    c = (0, 25, 21)
+    enc = EncodeClicks("edt", radius=3)
+    fg = enc(_image(), _clicks([c]))[2].numpy()
+    np.testing.assert_allclose(fg, np.clip(1 - _dist_grid(c) / 3, 0, None), atol=1e-6)
+    assert fg[-1].max() == 0 and fg[:, 0].max() == 0 and fg[:, :, 0].max() == 0  # nothing wrapped around
+    unit = EncodeClicks("gaussian", sigma=2, gaussian_norm="unit")(_image(), _clicks([c]))[2].numpy()
+    assert 0.05 < unit.sum() < 0.5  # part of the kernel lies outside the image: no renormalisation
+
+
+def test_mm_units_with_anisotropic_spacing():
+    spacing = (1.0, 2.0, 4.0)
+    c = (12, 12, 10)
+    img = _image(spacing)
+    fg = EncodeClicks("edt", radius=8, radius_unit="mm")(img, _clicks([c]))[2].numpy()
+    np.testing.assert_allclose(fg, np.clip(1 - _dist_grid(c, spacing) / 8, 0, None), atol=1e-6)
+    assert fg[16, 12, 10] == pytest.approx(0.5) and fg[12, 14, 10] == pytest.approx(0.5)
+    assert fg[12, 12, 11] == pytest.approx(0.5) and fg[12, 12, 12] == 0
+    vox = EncodeClicks("edt", radius=8, radius_unit="voxel")(img, _clicks([c]))[2].numpy()
+    assert vox[12, 12, 14] == pytest.approx(0.5)
+    g = EncodeClicks("gaussian", sigma=4, sigma_unit="mm")(img, _clicks([c]))[2].numpy()
+    assert g[12, 12, 11] == pytest.approx(np.exp(-0.5)) and g[16, 12, 10] == pytest.approx(np.exp(-0.5))
+    # explicit spacing overrides the affine (plain tensors have none)
+    plain = EncodeClicks("edt", radius=8, radius_unit="mm", spacing=spacing)(img.as_tensor(), _clicks([c]))
+    np.testing.assert_allclose(plain[2].numpy(), fg, atol=1e-6)
+
+
+def test_subvoxel_click_position():
+    fg = EncodeClicks("edt", radius=2)(_image(), _clicks([(10.5, 12, 9)]))[2].numpy()
+    assert fg[10, 12, 9] == pytest.approx(0.75) and fg[11, 12, 9] == pytest.approx(0.75)
+    assert fg[12, 12, 9] == pytest.approx(0.25) and fg[13, 12, 9] == 0
+
+
+def test_numpy_input_and_dtypes():
+    img = _image()
+    clicks = _clicks([(5, 6, 7)], [(15, 16, 17)])
+    ref = EncodeClicks("gaussian")(img, clicks)
+    out = EncodeClicks("gaussian")(img.numpy(), clicks)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32
+    np.testing.assert_allclose(out, ref.numpy(), atol=1e-6)
+    half = EncodeClicks("gaussian")(img.as_tensor().half(), clicks)
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half[2:].float(), ref[2:].as_tensor(), atol=1e-3, rtol=1e-3)
+    ints = EncodeClicks("disk")(torch.zeros(1, *SHAPE, dtype=torch.int16), clicks)
+    assert ints.dtype == torch.float32 and ints[1, 5, 6, 7] == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+@pytest.mark.parametrize("encoding", ["edt", "disk", "gaussian"])
+def test_cuda_matches_cpu(encoding):
+    img = _image((1.0, 2.0, 3.0))
+    clicks = _clicks([(5, 6.5, 7), (6, 6, 6)], [(15, 16, 17)])
+    for channels in ("two", "signed"):
+        enc = EncodeClicks(encoding, radius=6, radius_unit="mm", sigma=3, sigma_unit="mm", channels=channels)
+        cpu = enc(img, clicks)
+        gpu = enc(img.to("cuda"), clicks)
+        assert gpu.device.type == "cuda"
+        torch.testing.assert_close(gpu.cpu().as_tensor(), cpu.as_tensor(), atol=1e-5, rtol=1e-5)
+
+
+def test_dict_transform_and_config():
+    data = {"image": _image(), "clicks": _clicks([(5, 5, 5)]), "label": 1}
+    enc = encoderd_from_config({"encoding": "edt", "radius": 5, "radius_unit": "voxel", "channels": "two"},
+                               drop_clicks=True)
+    out = enc(data)
+    assert out["image"].shape == (4, *SHAPE) and "clicks" not in out and out["label"] == 1
+    assert data["image"].shape == (2, *SHAPE)  # input dict untouched
+    e = encoder_from_config({"encoding": "gaussian", "sigma": 2, "sigma_unit": "mm", "norm": "unit",
+                             "channels": "signed"})
+    assert (e.encoding, e.sigma, e.sigma_unit, e.gaussian_norm, e.channels) == ("gaussian", 2.0, "mm", "unit", "signed")
+    assert encoder_from_config("disk").encoding == "disk"
+    assert EncodeClicksd(encoding="gaussian", norm="unit").encoder.gaussian_norm == "unit"
+    assert num_click_channels({"encoding": "edt", "channels": "two"}) == 2
+    assert num_click_channels({"encoding": "disk", "channels": "signed"}) == 1
+    assert num_click_channels(None) == 2
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"encoding": "heatmap"}, "unknown click encoding 'heatmap'"),
+    ({"channels": "three"}, "unknown click channels"),
+    ({"radius_unit": "cm"}, "unknown click radius_unit"),
+    ({"encoding": "gaussian", "norm": "area"}, "unknown click gaussian_norm"),
+    ({"radius": 0}, "radius must be a positive number"),
+    ({"sigma": "wide"}, "sigma must be a positive number"),
+    ({"radius": 5, "colour": "red"}, r"unknown click encoding option\(s\) \['colour'\]"),
+])
+def test_config_errors(bad, match):
+    with pytest.raises(ValueError, match=match):
+        encoder_from_config(bad)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="channel-first"):
+        EncodeClicks()(torch.zeros(*SHAPE), _clicks([(1, 1, 1)]))
+    with pytest.raises(ValueError, match="unknown click kinds"):
+        EncodeClicks()(_image(), {"lesion": np.zeros((1, 3))})
