@@ -17,7 +17,9 @@ DEFAULT_ENCODING: dict[str, Any] = {"encoding": "edt", "channels": "two"}
 
 def click_channels(encoding: Mapping[str, Any] | None) -> int:
     """Number of click channels an encoding config appends: 1 for `signed`, else 2 (fg, bg)."""
-    return 1 if str((encoding or {}).get("channels", "two")) == "signed" else 2
+    from petclick.clicks.encoding import num_click_channels
+
+    return num_click_channels(dict(DEFAULT_ENCODING if encoding is None else encoding))
 
 
 def clicks_in_network_space(prepared: PreparedCase, clicks: Clicks) -> dict[str, np.ndarray]:
@@ -37,10 +39,10 @@ class ClickEncoder:
     """Builds the network input (C + click channels, ...) of a prepared case for given clicks."""
 
     def __init__(self, encoding: Mapping[str, Any] | None = None):
-        from petclick.clicks.encoding import EncodeClicksd
+        from petclick.clicks.encoding import encoderd_from_config
 
         self.encoding = dict(DEFAULT_ENCODING if encoding is None else encoding)
-        self.transform = EncodeClicksd(image_key="image", clicks_key="clicks", **self.encoding)
+        self.transform = encoderd_from_config(self.encoding, image_key="image", clicks_key="clicks")
 
     def __call__(self, prepared: PreparedCase, clicks: Clicks, device: str | torch.device = "cpu") -> torch.Tensor:
         image = prepared.image.to(device)

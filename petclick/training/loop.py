@@ -94,6 +94,7 @@ class RepeatTrainer:
         self.loss_fn = build_loss(tr)
         self.grad_clip = tr.get("grad_clip")
         self.start_epoch, self.best, self.finished = 0, -math.inf, False
+        self.losses: list[float] = []  # mean training loss of each epoch run by this object
         self.progress = read_progress(self.out_dir / PROGRESS)
         self._resume()
 
@@ -181,6 +182,7 @@ class RepeatTrainer:
         for epoch in range(self.start_epoch, self.epochs):
             t0 = time.time()
             loss = self._epoch(epoch)
+            self.losses.append(loss)
             done = epoch + 1
             log.info("repeat %d epoch %d/%d: loss %.4f lr %.2e (%.1f s)", self.repeat, done, self.epochs, loss,
                      self.opt.param_groups[0]["lr"], time.time() - t0)

@@ -1,0 +1,254 @@
+"""Training: presets and overrides, fill_template_config on a real data analysis, a short training
+that lowers the loss, resume after an interruption, self-describing checkpoints, the streamed
+ensemble and InferClass output on the PET grid."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from petclick.errors import InputError
+from petclick.training.config import apply_overrides, read_yaml, write_yaml
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATE = REPO / "bundles" / "segresnet"
+
+
+# ---------------------------------------------------------------------------- config layers
+def test_presets_and_overrides_merge_in_order():
+    from petclick.autorunner import merged_config
+
+    template = read_yaml(TEMPLATE / "configs" / "hyper_parameters.yaml")
+    auto = merged_config(template, {"preset": "autopet"}, "segresnet")
+    assert auto["network"]["kwargs"]["init_filters"] == 32
+    assert list(auto["network"]["kwargs"]["blocks_down"]) == [1, 2, 2, 4, 4]
+    assert auto["data"]["roi"] == [192, 192, 384] and auto["infer"]["overlap"] == 0.625
+    assert auto["training"]["lr"] == 2e-4 and auto["training"]["warmup_epochs"] == 3
+    assert auto["num_repeats"] == 4
+    user = {"preset": "demo", "num_repeats": 2, "clicks": {"encoding": {"encoding": "gaussian", "sigma": 2.0}},
+            "overrides": {"training#lr": 0.01, "data": {"num_crops": 3}},
+            "algo_overrides": {"segresnet": {"network": {"kwargs": {"init_filters": 4}}}, "dints": {"data": {"num_crops": 9}}}}
+    demo = merged_config(template, user, "segresnet")
+    assert demo["network"]["kwargs"]["init_filters"] == 4 and demo["network"]["kwargs"]["dsdepth"] == 2
+    assert demo["training"]["lr"] == 0.01 and demo["data"]["num_crops"] == 3
+    assert demo["clicks"]["encoding"] == {"encoding": "gaussian", "channels": "two", "sigma": 2.0}
+    assert demo["clicks"]["curriculum"]["count"] == "log" and demo["num_repeats"] == 2
+    with pytest.raises(InputError, match="unknown preset"):
+        merged_config(template, {"preset": "huge"}, "segresnet")
+    with pytest.raises(InputError, match="num_repeats"):
+        merged_config(template, {"num_repeats": 0}, "segresnet")
+    assert apply_overrides({"a": {"b": 1, "c": 2}}, {"a#b": 5}) == {"a": {"b": 5, "c": 2}}
+
+
+# ---------------------------------------------------------------------------- shared fixtures
+@pytest.fixture(scope="module")
+def datastats(tiny_cohort, tmp_path_factory):
+    """MONAI's DataAnalyzer output on the tiny cohort (what AutoRunner hands fill_template_config)."""
+    from monai.apps.auto3dseg import DataAnalyzer
+
+    out = tmp_path_factory.mktemp("analysis") / "datastats.yaml"
+    DataAnalyzer(str(tiny_cohort), str(tiny_cohort.parent), output_path=str(out), device="cpu").get_all_case_stats()
+    return out
+
+
+def _algo_class():
+    spec = importlib.util.spec_from_file_location("segresnet_algo", TEMPLATE / "scripts" / "algo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SegresnetAlgo
+
+
+def make_bundle(tiny_cohort: Path, datastats: Path, root: Path, fold: int = 0, **user) -> Path:
+    """A generated segresnet bundle for `fold` (as AutoRunner's BundleGen would write it)."""
+    bundle = root / f"segresnet_{fold}"
+    shutil.copytree(TEMPLATE, bundle)
+    cfg = {"modality": "CT", "datalist": str(tiny_cohort), "dataroot": str(tiny_cohort.parent), "preset": "demo",
+           "num_repeats": 1, "overrides": {"training": {"num_epochs": 1, "num_iterations_per_epoch": 2}}}
+    cfg.update(user)
+    write_yaml(root / "input.yaml", cfg)
+    algo = _algo_class()(template_path=str(TEMPLATE.parent))
+    algo.name = "segresnet"
+    algo.set_data_stats(str(datastats))
+    algo.set_data_source(str(root / "input.yaml"))
+    algo.fill_template_config(str(datastats), str(bundle), fold=fold)
+    return bundle
+
+
+def test_fill_template_config_on_real_datastats(tiny_cohort, datastats, tmp_path):
+    from monai.bundle import ConfigParser
+
+    bundle = make_bundle(tiny_cohort, datastats, tmp_path, fold=1, num_repeats=3,
+                         algo_overrides={"segresnet": {"data": {"roi": [64, 64, 64]}}})
+    cfg = read_yaml(bundle / "configs" / "hyper_parameters.yaml")
+    assert cfg["fold"] == 1 and cfg["num_repeats"] == 3 and cfg["preset"] == "demo"
+    assert cfg["data"]["spacing"] is None  # every phantom shares one spacing: no resampling
+    # ROI asked 64^3, shrunk to the 48x48x64 data and kept divisible by the network's 4
+    assert cfg["data"]["roi"] == [48, 48, 64]
+    assert all(r % 4 == 0 for r in cfg["infer"]["roi"])
+    assert cfg["training"]["num_epochs"] == 1 and "presets" not in cfg
+    assert Path(cfg["ckpt_path"]) == bundle.resolve() / "model"
+    assert cfg["pet_stats"]["n_cases"] == 6 and cfg["pet_stats"]["lesion_suv"][1] > cfg["pet_stats"]["body_suv"][1]
+    assert (datastats.parent / "datastats_pet.yaml").is_file()
+    # what Auto3DSeg's BundleAlgo.get_score parses
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "hyper_parameters.yaml"))
+    assert parser.get_parsed_content("ckpt_path") == cfg["ckpt_path"]
+    assert read_yaml(bundle / "configs" / "inference.yaml")["bundle_root"] == str(bundle.resolve())
+
+
+# ---------------------------------------------------------------------------- training
+@pytest.fixture(scope="module")
+def trained(tiny_cohort, datastats, tmp_path_factory):
+    """A bundle trained 4 epochs (2 iterations each, validation at the end) on fold 0."""
+    from petclick.training.config import load_bundle_config
+    from petclick.training.data import fold_files, train_dataset, val_dataset
+    from petclick.training.distributed import DistContext
+    from petclick.training.loop import RepeatTrainer
+
+    root = tmp_path_factory.mktemp("trained")
+    bundle = make_bundle(tiny_cohort, datastats, root, overrides={
+        "training": {"num_epochs": 4, "num_iterations_per_epoch": 3, "val_every": 4, "lr": 0.01}})
+    cfg = load_bundle_config([bundle / "configs" / "hyper_parameters.yaml", bundle / "configs" / "inference.yaml"])
+    files = fold_files(cfg["datalist"], cfg["dataroot"], 0)
+    train_ds, val_ds = train_dataset(cfg, files.train, cfg["data"]["roi"]), val_dataset(cfg, files.val)
+    trainer = RepeatTrainer(cfg, 0, Path(cfg["ckpt_path"]) / "repeat0", DistContext(), train_ds, val_ds)
+    trainer.run()
+    return {"bundle": bundle, "cfg": cfg, "losses": trainer.losses, "data": (train_ds, val_ds)}
+
+
+def test_short_training_lowers_the_loss_and_writes_progress(trained):
+    losses = trained["losses"]
+    assert len(losses) == 4 and all(np.isfinite(losses))
+    assert losses[-1] < losses[0]
+    repeat = Path(trained["cfg"]["ckpt_path"]) / "repeat0"
+    progress = yaml.safe_load((repeat / "progress.yaml").read_text())
+    assert progress[-1]["epoch"] == 4 and 0.0 <= progress[-1]["best_avg_dice_score"] <= 1.0
+    assert set(progress[-1]["per_step_dice"]) == {"0", "5", "10"}
+    assert any((repeat / "tb").iterdir())
+
+
+def test_checkpoint_is_self_describing(trained):
+    from petclick.inference.checkpoint import build_model, find_checkpoints, read_checkpoint
+
+    paths = find_checkpoints(trained["bundle"])
+    assert [p.name for p in paths] == ["model.pt"]  # last.pt is resume state, not an inference model
+    ckpt = read_checkpoint(paths[0])
+    assert ckpt["network"]["name"] == "segresnet" and ckpt["in_channels"] == 4
+    assert ckpt["preprocess"]["ct_window"] == [-250.0, 250.0] and ckpt["preprocess"]["pet_clip"] == [0.0, 10.0]
+    assert ckpt["preprocess"]["encoding"]["encoding"] == "edt" and ckpt["preprocess"]["roi"] == trained["cfg"]["data"]["roi"]
+    model = build_model(ckpt)
+    out = model(torch.zeros(1, 4, *ckpt["preprocess"]["roi"]))
+    assert out.shape == (1, 1, *ckpt["preprocess"]["roi"])
+    with pytest.raises(InputError, match="checkpoint"):
+        read_checkpoint(trained["bundle"] / "configs" / "hyper_parameters.yaml")
+
+
+def test_resume_after_an_interrupted_run(trained, tmp_path):
+    from petclick.training.distributed import DistContext
+    from petclick.training.loop import RepeatTrainer
+
+    cfg = dict(trained["cfg"])
+    cfg["training"] = dict(cfg["training"], num_epochs=3, num_iterations_per_epoch=1, val_every=1)
+    train_ds, val_ds = trained["data"]
+    out = tmp_path / "repeat0"
+
+    class Killed(RepeatTrainer):
+        def _epoch(self, epoch):
+            if epoch == 1:
+                raise KeyboardInterrupt("killed mid-epoch")
+            return super()._epoch(epoch)
+
+    with pytest.raises(KeyboardInterrupt):
+        Killed(cfg, 0, out, DistContext(), train_ds, val_ds).run()
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["epoch"] == 1 and not state["finished"]
+    resumed = RepeatTrainer(cfg, 0, out, DistContext(), train_ds, val_ds)
+    assert resumed.start_epoch == 1 and resumed.best == state["best_metric"]
+    resumed.run()
+    assert len(resumed.losses) == 2  # epochs 2 and 3 only
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["epoch"] == 3 and state["finished"]
+    progress = yaml.safe_load((out / "progress.yaml").read_text())
+    assert [e["epoch"] for e in progress] == [1, 2, 3]
+    again = RepeatTrainer(cfg, 0, out, DistContext(), train_ds, val_ds)
+    assert again.finished and again.run() == state["best_metric"] and again.losses == []
+
+
+# ---------------------------------------------------------------------------- inference
+def _testing_case(tiny_cohort: Path) -> dict:
+    from petclick.io.datalist import load_datalist, resolve_entry
+
+    return resolve_entry(load_datalist(tiny_cohort)["testing"][0], tiny_cohort.parent)
+
+
+def test_inferclass_output_is_on_the_pet_grid(trained, tiny_cohort):
+    import nibabel as nib
+
+    from petclick.inference.bundle import BundleInferer
+
+    bundle = trained["bundle"]
+    entry = _testing_case(tiny_cohort)
+    inferer = BundleInferer([str(p) for p in sorted((bundle / "configs").iterdir())], rank=0, image_save_func={})
+    out = inferer.infer({"image": entry["image"], "pet": entry["pet"], "clicks": entry["clicks"]})
+    pet = nib.load(entry["pet"])
+    assert tuple(out.shape) == (1, *pet.shape)
+    np.testing.assert_allclose(np.asarray(out.affine), pet.affine, atol=1e-5)
+    assert out.meta["filename_or_obj"] == entry["image"]
+    values = out.numpy()
+    assert values.dtype == np.float32 and 0.0 <= values.min() and values.max() <= 1.0
+    # a CT path alone: the PET is found beside it (_0000 -> _0001), and the cached predictor is reused
+    again = BundleInferer([str(p) for p in sorted((bundle / "configs").iterdir())])
+    assert again.predictor is inferer.predictor
+    np.testing.assert_allclose(again.infer(entry["image"]).numpy(), inferer.infer(entry["image"]).numpy())
+
+
+def test_ensemble_is_the_mean_of_its_checkpoints(trained, tiny_cohort, tmp_path):
+    from petclick.inference.predictor import EnsemblePredictor, flip_combinations, load_model_predictor
+    from petclick.io.clickfile import read_clicks
+    from petclick.io.images import load_case
+
+    entry = _testing_case(tiny_cohort)
+    case = load_case(entry["image"], entry["pet"], entry.get("label"))
+    clicks = read_clicks(entry["clicks"]).first(3)
+    ckpt = next(Path(trained["cfg"]["ckpt_path"]).rglob("model.pt"))
+    state = torch.load(ckpt, weights_only=True)
+    for name in state["state_dict"]:  # a second, different model: weights scaled
+        if state["state_dict"][name].is_floating_point():
+            state["state_dict"][name] = state["state_dict"][name] * 0.9
+    other = tmp_path / "other" / "model.pt"
+    other.parent.mkdir()
+    torch.save(state, other)
+    single = [EnsemblePredictor([p]).predict(case, clicks) for p in (ckpt, other)]
+    both = load_model_predictor([ckpt, other.parent])
+    assert len(both.checkpoints) == 2
+    prob = both.predict(case, clicks)
+    assert prob.shape == case.shape and prob.dtype == np.float32
+    np.testing.assert_allclose(prob, (single[0] + single[1]) / 2, atol=1e-5)
+    assert flip_combinations((0, 2)) == [(), (0,), (2,), (0, 2)]
+    mirrored = both.predict_with([ckpt], (0,), case, clicks)
+    assert mirrored.shape == case.shape and not np.allclose(mirrored, single[0])
+
+
+def test_to_pet_grid_shift_and_resample():
+    from petclick.inference.grid import integer_shift, to_pet_grid
+
+    pet_affine = np.diag([2.0, 2.0, 3.0, 1.0])
+    pet_affine[:3, 3] = [10, -4, 7]
+    crop = pet_affine.copy()
+    crop[:3, 3] += np.array([2.0, 2.0, 3.0]) * [3, 1, 2]  # cropped 3, 1, 2 voxels from the start
+    values = torch.arange(4 * 5 * 6, dtype=torch.float32).reshape(1, 4, 5, 6)
+    assert list(integer_shift(crop, pet_affine)) == [-3, -1, -2]
+    out = to_pet_grid(values, crop, pet_affine, (10, 8, 9))
+    assert out.shape == (1, 10, 8, 9) and out.sum() == values.sum()
+    assert torch.equal(out[0, 3:7, 1:6, 2:8], values[0]) and out[0, :3].abs().sum() == 0
+    coarse = pet_affine.copy()
+    coarse[:3, :3] *= 2  # a grid at twice the spacing: interpolated
+    assert integer_shift(coarse, pet_affine) is None
+    up = to_pet_grid(torch.ones(1, 4, 4, 4), coarse, pet_affine, (8, 8, 8))
+    assert up.shape == (1, 8, 8, 8) and float(up[0, 2, 2, 2]) == pytest.approx(1.0)
