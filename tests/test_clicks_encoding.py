@@ -87,12 +87,18 @@ def test_overlapping_clicks_combine_by_max_and_sum():
 
 def test_signed_channel_is_fg_minus_bg():
     img = _image()
-    clicks = _clicks([(6, 6, 6), (12, 12, 12)], [(14, 12, 12), (18, 20, 15)])
-    two = EncodeClicks("edt", radius=4)(img, clicks)
+    # fg and bg overlap, and the two bg clicks overlap each other (max inside the bg channel first)
+    clicks = _clicks([(6, 6, 6), (12, 12, 12)], [(14, 12, 12), (16, 13, 12), (18, 20, 15)])
+    for encoding in ("edt", "gaussian", "disk"):
+        for combine in ("max", "sum"):
+            two = EncodeClicks(encoding, radius=4, combine=combine)(img, clicks)
+            signed = EncodeClicks(encoding, radius=4, combine=combine, channels="signed")(img, clicks)
+            assert signed.shape == (3, *SHAPE)
+            torch.testing.assert_close(signed[2].as_tensor(), (two[2] - two[3]).as_tensor())
     signed = EncodeClicks("edt", radius=4, channels="signed")(img, clicks)
-    assert signed.shape == (3, *SHAPE)
-    torch.testing.assert_close(signed[2], two[2] - two[3])
     assert signed[2, 6, 6, 6] == 1.0 and signed[2, 18, 20, 15] == -1.0
+    assert signed[2, 16, 12, 12] == pytest.approx(-0.75)  # max of the bg pair (0.5, 0.75), not the sum
+    assert signed[2, 13, 12, 12] == pytest.approx((1 - 1 / 4) - (1 - 1 / 4))
 
 
 def test_no_clicks_gives_zero_channels():

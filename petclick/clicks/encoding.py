@@ -109,22 +109,18 @@ class EncodeClicks(Transform):
         return self.truncate * self.sigma if self.encoding == "gaussian" else self.radius
 
     # ------------------------------------------------------------------ encoding
-    def encode(self, points: Any, shape: Sequence[int], scale: Sequence[float],
-               device: torch.device, dtype: torch.dtype = torch.float32,
-               out: torch.Tensor | None = None) -> torch.Tensor:
-        """One channel (X, Y, Z) for the given points (N, 3); all clicks of the kind in one scatter.
+    def kernels(self, points: Any, shape: Sequence[int], scale: Sequence[float], device: torch.device,
+                dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(flat voxel indices, values) of every click's local box, all clicks at once; None without clicks.
 
-        ``out``: a contiguous (X, Y, Z) tensor to write into (it is zeroed first), to avoid a copy.
+        Box entries outside the array carry value 0 at index 0 (harmless for max and sum), so the
+        sizes never depend on the data (no host synchronisation on CUDA).
         """
         shape = tuple(int(s) for s in shape)
-        if out is None:
-            out = torch.zeros(shape, dtype=dtype, device=device)
-        else:
-            out.zero_()
         pts = torch.as_tensor(np.asarray(points, dtype=np.float64) if not isinstance(points, torch.Tensor)
                               else points, device=device).to(torch.float32).reshape(-1, 3)
         if pts.shape[0] == 0:
-            return out
+            return None
         support = self._support()
         half = [int(math.ceil(support / s)) for s in scale]
         # window offsets -h..h+1 around floor(c) cover every voxel within the support of a sub-voxel c
@@ -144,19 +140,44 @@ class EncodeClicks(Transform):
         if self.encoding == "gaussian" and self.gaussian_norm == "unit":
             # normalise over the whole (unclipped) kernel so each click sums to 1 away from borders
             vals = vals / vals.flatten(1).sum(1).clamp_min(1e-12)[:, None, None, None]
-        # flat indices; voxels outside the array get value 0 at index 0 (harmless for max and sum)
         valid = [(coords[a] >= 0) & (coords[a] <= shape[a] - 1) for a in range(3)]
         ok = valid[0][:, :, None, None] & valid[1][:, None, :, None] & valid[2][:, None, None, :]
         idx = [coords[a].clamp(0, shape[a] - 1).to(torch.int64) for a in range(3)]
         flat = (idx[0][:, :, None, None] * (shape[1] * shape[2]) + idx[1][:, None, :, None] * shape[2]
                 + idx[2][:, None, None, :])
-        vals = (vals * ok).to(dtype).reshape(-1)
-        flat = flat.reshape(-1)
-        if self.combine == "max":
-            out.view(-1).scatter_reduce_(0, flat, vals, reduce="amax", include_self=True)
+        return flat.reshape(-1), (vals * ok).to(dtype).reshape(-1)
+
+    def encode(self, points: Any, shape: Sequence[int], scale: Sequence[float],
+               device: torch.device, dtype: torch.dtype = torch.float32,
+               out: torch.Tensor | None = None) -> torch.Tensor:
+        """One channel (X, Y, Z) for the given points (N, 3); all clicks of the kind in one scatter.
+
+        ``out``: a contiguous (X, Y, Z) tensor to write into (it is zeroed first), to avoid a copy.
+        """
+        if out is None:
+            out = torch.zeros(tuple(int(s) for s in shape), dtype=dtype, device=device)
         else:
-            out.view(-1).index_add_(0, flat, vals)
+            out.zero_()
+        k = self.kernels(points, shape, scale, device, out.dtype)
+        if k is not None:
+            self._combine_into(out.view(-1), *k)
         return out
+
+    def _combine_into(self, flat_out: torch.Tensor, flat: torch.Tensor, vals: torch.Tensor) -> None:
+        if self.combine == "max":
+            flat_out.scatter_reduce_(0, flat, vals, reduce="amax", include_self=True)
+        else:
+            flat_out.index_add_(0, flat, vals)
+
+    def _subtract_into(self, flat_out: torch.Tensor, flat: torch.Tensor, vals: torch.Tensor) -> None:
+        """flat_out -= (bg channel), touching only the voxels of the bg boxes (no full-size temporary)."""
+        if self.combine == "sum":
+            flat_out.index_add_(0, flat, -vals)
+            return
+        uniq, inverse = torch.unique(flat, return_inverse=True)
+        combined = torch.zeros(uniq.shape[0], dtype=vals.dtype, device=vals.device)
+        combined.scatter_reduce_(0, inverse, vals, reduce="amax", include_self=True)
+        flat_out.index_add_(0, uniq, -combined)
 
     def _write_channels(self, image: Any, clicks: Mapping[str, Any] | None, out: torch.Tensor) -> None:
         """Write the click channels into ``out`` ((2 or 1, X, Y, Z), contiguous, floating)."""
@@ -166,18 +187,19 @@ class EncodeClicks(Transform):
             raise ValueError(f"unknown click kinds {sorted(unknown)}; expected {list(KINDS)}")
         shape, scale = tuple(out.shape[1:]), self._unit_scale(image)
         empty = np.zeros((0, 3))
-        low = out.dtype in (torch.float16, torch.bfloat16)
-        work = torch.float32 if low else out.dtype
-        if self.channels == "two" and not low:
-            for c, kind in enumerate(KINDS):
-                self.encode(clicks.get(kind, empty), shape, scale, out.device, work, out=out[c])
+        if out.dtype in (torch.float16, torch.bfloat16):  # accumulate in float32, then round once
+            tmp = torch.empty(out.shape, dtype=torch.float32, device=out.device)
+            self._write_channels(image, clicks, tmp)
+            out.copy_(tmp)
             return
-        fg, bg = (self.encode(clicks.get(k, empty), shape, scale, out.device, work) for k in KINDS)
         if self.channels == "two":
-            out[0].copy_(fg)
-            out[1].copy_(bg)
-        else:
-            out[0].copy_(fg.sub_(bg))
+            for c, kind in enumerate(KINDS):
+                self.encode(clicks.get(kind, empty), shape, scale, out.device, out=out[c])
+            return
+        self.encode(clicks.get("tumor", empty), shape, scale, out.device, out=out[0])
+        k = self.kernels(clicks.get("background", empty), shape, scale, out.device, out.dtype)
+        if k is not None:
+            self._subtract_into(out[0].view(-1), *k)
 
     @staticmethod
     def _as_tensor(image: Any) -> torch.Tensor:
