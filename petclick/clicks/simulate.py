@@ -12,7 +12,7 @@ Every EDT is computed inside its component's bounding box (padded by one voxel),
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cc3d
 import numpy as np
@@ -30,9 +30,14 @@ class Region:
 
     mask: np.ndarray
     origin: tuple[int, int, int]
+    _edt: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def edt(self) -> np.ndarray:
-        return ndimage.distance_transform_edt(self.mask)
+        """EDT of the mask inside the box, computed once (boundary clicks cycle over the same regions); read-only."""
+        if self._edt is None:
+            self._edt = ndimage.distance_transform_edt(self.mask)
+            self._edt.flags.writeable = False
+        return self._edt
 
 
 class Components:
