@@ -50,6 +50,14 @@ def test_tie_between_kinds_goes_to_tumour_and_probabilities_are_thresholded():
     assert next_error_clicks(prob, label.astype(np.uint8)) == {"tumor": (3, 3, 3), "background": (16, 16, 16)}
 
 
+def test_torch_inputs():
+    torch = pytest.importorskip("torch")
+    label = cube(np.zeros(SHAPE, bool), (2, 2, 2), 5)
+    pred = torch.zeros(SHAPE)
+    pred[15:18, 15:18, 15:18] = 0.9
+    assert next_error_clicks(pred, torch.from_numpy(label)) == {"tumor": (4, 4, 4), "background": (16, 16, 16)}
+
+
 def test_nothing_to_correct():
     label = cube(np.zeros(SHAPE, bool), (4, 4, 4), 6)
     assert next_error_clicks(label, label) == {}

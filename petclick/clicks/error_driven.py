@@ -18,7 +18,9 @@ THRESHOLD = 0.5
 
 
 def _as_mask(array, name: str) -> np.ndarray:
-    """Boolean mask of a 3D array: bool as is, numbers >= 0.5 (probabilities and 0/1 labels alike)."""
+    """Boolean mask of a 3D array or tensor (CPU or GPU): bool as is, numbers >= 0.5 (probabilities and 0/1 labels alike)."""
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
     array = np.asarray(array)
     if array.ndim != 3:
         raise ValueError(f"{name} must be a 3D array, got shape {array.shape}")
