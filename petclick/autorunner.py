@@ -15,8 +15,10 @@ input.yaml keys read here (besides AutoRunner's own):
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -128,10 +130,11 @@ def fill_bundle_config(algo: str, data_stats_filename: str | Path, output_path: 
         "# Every value can be edited here, or overridden on the command line:\n"
         "#   python scripts/train.py run --config_file=configs/hyper_parameters.yaml --training#num_epochs=5"))
     inf_path = out / "configs" / INFERENCE
-    if inf_path.is_file():
-        inf = read_yaml(inf_path)
-        inf["bundle_root"] = str(out)
-        write_yaml(inf_path, inf, header=_inference_header(out))
+    if inf_path.is_file():  # keep the template's comments: only the bundle_root line changes
+        text, n = re.subn(r"(?m)^bundle_root:[^#\n]*", f"bundle_root: {json.dumps(str(out))}  ", inf_path.read_text(), count=1)
+        if n != 1:
+            raise InputError(inf_path, "the template's inference.yaml needs a top-level 'bundle_root:' line")
+        inf_path.write_text(_inference_header(out) + "\n" + text)
     log.info("%s fold %s: preset %s, roi %s, spacing %s, %s epochs x %s repeats", algo, fold, cfg["preset"],
              cfg["data"]["roi"], cfg["data"]["spacing"], cfg["training"]["num_epochs"], cfg["num_repeats"])
     return {HYPER: {"roi": cfg["data"]["roi"], "spacing": cfg["data"]["spacing"],

@@ -4,8 +4,6 @@ ensemble and InferClass output on the PET grid."""
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -46,44 +44,10 @@ def test_presets_and_overrides_merge_in_order():
     assert apply_overrides({"a": {"b": 1, "c": 2}}, {"a#b": 5}) == {"a": {"b": 5, "c": 2}}
 
 
-# ---------------------------------------------------------------------------- shared fixtures
-@pytest.fixture(scope="module")
-def datastats(tiny_cohort, tmp_path_factory):
-    """MONAI's DataAnalyzer output on the tiny cohort (what AutoRunner hands fill_template_config)."""
-    from monai.apps.auto3dseg import DataAnalyzer
-
-    out = tmp_path_factory.mktemp("analysis") / "datastats.yaml"
-    DataAnalyzer(str(tiny_cohort), str(tiny_cohort.parent), output_path=str(out), device="cpu").get_all_case_stats()
-    return out
-
-
-def _algo_class():
-    spec = importlib.util.spec_from_file_location("segresnet_algo", TEMPLATE / "scripts" / "algo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.SegresnetAlgo
-
-
-def make_bundle(tiny_cohort: Path, datastats: Path, root: Path, fold: int = 0, **user) -> Path:
-    """A generated segresnet bundle for `fold` (as AutoRunner's BundleGen would write it)."""
-    bundle = root / f"segresnet_{fold}"
-    shutil.copytree(TEMPLATE, bundle)
-    cfg = {"modality": "CT", "datalist": str(tiny_cohort), "dataroot": str(tiny_cohort.parent), "preset": "demo",
-           "num_repeats": 1, "overrides": {"training": {"num_epochs": 1, "num_iterations_per_epoch": 2}}}
-    cfg.update(user)
-    write_yaml(root / "input.yaml", cfg)
-    algo = _algo_class()(template_path=str(TEMPLATE.parent))
-    algo.name = "segresnet"
-    algo.set_data_stats(str(datastats))
-    algo.set_data_source(str(root / "input.yaml"))
-    algo.fill_template_config(str(datastats), str(bundle), fold=fold)
-    return bundle
-
-
-def test_fill_template_config_on_real_datastats(tiny_cohort, datastats, tmp_path):
+def test_fill_template_config_on_real_datastats(tiny_cohort, tiny_datastats, make_bundle, tmp_path):
     from monai.bundle import ConfigParser
 
-    bundle = make_bundle(tiny_cohort, datastats, tmp_path, fold=1, num_repeats=3,
+    bundle = make_bundle(tmp_path, fold=1, num_repeats=3,
                          algo_overrides={"segresnet": {"data": {"roi": [64, 64, 64]}}})
     cfg = read_yaml(bundle / "configs" / "hyper_parameters.yaml")
     assert cfg["fold"] == 1 and cfg["num_repeats"] == 3 and cfg["preset"] == "demo"
@@ -94,7 +58,7 @@ def test_fill_template_config_on_real_datastats(tiny_cohort, datastats, tmp_path
     assert cfg["training"]["num_epochs"] == 1 and "presets" not in cfg
     assert Path(cfg["ckpt_path"]) == bundle.resolve() / "model"
     assert cfg["pet_stats"]["n_cases"] == 6 and cfg["pet_stats"]["lesion_suv"][1] > cfg["pet_stats"]["body_suv"][1]
-    assert (datastats.parent / "datastats_pet.yaml").is_file()
+    assert (tiny_datastats.parent / "datastats_pet.yaml").is_file()
     # what Auto3DSeg's BundleAlgo.get_score parses
     parser = ConfigParser()
     parser.read_config(str(bundle / "configs" / "hyper_parameters.yaml"))
@@ -104,7 +68,7 @@ def test_fill_template_config_on_real_datastats(tiny_cohort, datastats, tmp_path
 
 # ---------------------------------------------------------------------------- training
 @pytest.fixture(scope="module")
-def trained(tiny_cohort, datastats, tmp_path_factory):
+def trained(make_bundle, tmp_path_factory):
     """A bundle trained 4 epochs (2 iterations each, validation at the end) on fold 0."""
     from petclick.training.config import load_bundle_config
     from petclick.training.data import fold_files, train_dataset, val_dataset
@@ -112,7 +76,7 @@ def trained(tiny_cohort, datastats, tmp_path_factory):
     from petclick.training.loop import RepeatTrainer
 
     root = tmp_path_factory.mktemp("trained")
-    bundle = make_bundle(tiny_cohort, datastats, root, overrides={
+    bundle = make_bundle(root, overrides={
         "training": {"num_epochs": 4, "num_iterations_per_epoch": 3, "val_every": 4, "lr": 0.01}})
     cfg = load_bundle_config([bundle / "configs" / "hyper_parameters.yaml", bundle / "configs" / "inference.yaml"])
     files = fold_files(cfg["datalist"], cfg["dataroot"], 0)
