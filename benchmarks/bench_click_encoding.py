@@ -4,7 +4,14 @@ Two timings per encoding: `full` = EncodeClicks on a (2, X, Y, Z) CT/PET image (
 image copy and click channels: what a training/inference pipeline pays) and `channels` = the click
 channels alone. CPU runs single-threaded by default (torch.set_num_threads(1)); CUDA (when available)
 synchronises before and after each call. Median over --repeats calls after --warmup calls.
-Targets (issue 3): <= 150 ms on one CPU core, <= 5 ms on a GPU.
+Targets (issue 3): <= 150 ms on one CPU core, <= 5 ms on a GPU. The `baseline` row is
+torch.cat([image, zeros(2)]): the output allocation and copy any channel-appending transform pays.
+
+On CPU most of the time is first-touch page faults of the fresh output (> 32 MB allocations bypass
+glibc's heap and come back as new pages every call); torch's THP_MEM_ALLOC_ENABLE=1 (2 MB
+transparent huge pages for large tensors, when the kernel allows `madvise`) removes most of it:
+
+    THP_MEM_ALLOC_ENABLE=1 python benchmarks/bench_click_encoding.py
 
     python benchmarks/bench_click_encoding.py
     python benchmarks/bench_click_encoding.py --size 192 --repeats 10 --device cpu --threads 1
@@ -14,6 +21,7 @@ Targets (issue 3): <= 150 ms on one CPU core, <= 5 ms on a GPU.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from typing import Callable
@@ -56,7 +64,10 @@ def run(size: int, device: torch.device, warmup: int, repeats: int, n_clicks: in
     shape = (size, size, size)
     image = MetaTensor(torch.rand(2, *shape), affine=torch.diag(torch.tensor([2.0, 2.0, 3.0, 1.0]))).to(device)
     clicks = {k: rng.uniform(0, size - 1, (n_clicks, 3)) for k in ("tumor", "background")}
-    rows = []
+    zeros = (2, *shape)
+    rows = [("baseline: cat zeros", device.type,
+             _time(lambda: torch.cat([image.as_tensor(), torch.zeros(zeros, device=device)]), device, warmup, repeats),
+             _time(lambda: torch.zeros(zeros, device=device), device, warmup, repeats))]
     for name, cfg in CONFIGS.items():
         enc = EncodeClicks(**cfg)
         full = _time(lambda: enc(image, clicks), device, warmup, repeats)
@@ -87,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
         reps = args.repeats if dev.type == "cpu" else max(args.repeats, 50)
         rows += run(args.size, dev, warm, reps, args.clicks, args.seed)
     target = {"cpu": 150.0, "cuda": 5.0}
-    print(f"{args.clicks}+{args.clicks} clicks, {args.size}^3 patch, 2 image channels, CPU threads={args.threads}")
+    print(f"{args.clicks}+{args.clicks} clicks, {args.size}^3 patch, 2 image channels, CPU threads={args.threads}, "
+          f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', '0')}")
     print(f"{'encoding':<22}{'device':<8}{'full ms':>10}{'channels ms':>13}{'target ms':>11}  ok")
     for name, dev, full, chans in rows:
         ok = "yes" if full <= target[dev] else "NO"
