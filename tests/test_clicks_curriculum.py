@@ -7,8 +7,8 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, Flipd
 from scipy import ndimage
 
-from petclick.clicks.curriculum import (ClickCurriculum, SimulateTrainingClicksd, count_distribution,
-                                        high_uptake_mask)
+from petclick.clicks.curriculum import (ClickCurriculum, SimulateTrainingClicks, SimulateTrainingClicksd,
+                                        count_distribution, high_uptake_mask)
 
 SHAPE = (40, 40, 32)
 N_DRAWS = 20_000
@@ -183,3 +183,16 @@ def test_clicks_follow_the_augmented_patch():
     flipped = d["label"][0].numpy() > 0.5
     points = d["clicks"]["tumor"].astype(int)
     assert all(flipped[tuple(p)] for p in points) and not all(label[tuple(p)] > 0 for p in points)
+
+
+def test_array_version_matches_the_dictionary_version():
+    label, pet = case()
+    config = {"count": "uniform", "paired": True}
+    arr = SimulateTrainingClicks(config).set_random_state(9)
+    dic = SimulateTrainingClicksd(pet_key="pet", curriculum=config).set_random_state(9)
+    for _ in range(4):
+        a = arr(torch.from_numpy(label)[None], torch.from_numpy(pet)[None])
+        b = dic({"label": label, "pet": pet})["clicks"]
+        np.testing.assert_array_equal(a["tumor"], b["tumor"])
+        np.testing.assert_array_equal(a["background"], b["background"])
+        assert len(a["tumor"]) == len(a["background"])  # paired (both kinds have room for 10 here)

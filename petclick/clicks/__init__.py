@@ -1,6 +1,6 @@
 """Click logic: official-compatible simulation, training curricula, error-driven clicks, encodings, geometry."""
 
-from petclick.clicks.curriculum import ClickCurriculum, SimulateTrainingClicksd, count_distribution
+from petclick.clicks.curriculum import ClickCurriculum, SimulateTrainingClicks, SimulateTrainingClicksd, count_distribution
 from petclick.clicks.encoding import (
     EncodeClicks,
     EncodeClicksd,
@@ -14,7 +14,8 @@ from petclick.clicks.loading import LoadClicksd
 from petclick.clicks.simulate import simulate_clicks
 
 __all__ = [
-    "simulate_clicks", "EncodeClicks", "EncodeClicksd", "encoder_from_config", "encoderd_from_config", "num_click_channels",
+    "simulate_clicks", "EncodeClicks", "EncodeClicksd", "encoder_from_config", "encoderd_from_config",
+    "num_click_channels",
     "ClicksToWorldd", "ClicksToVoxeld", "clicks_to_world", "clicks_to_voxel", "LoadClicksd",
-    "ClickCurriculum", "SimulateTrainingClicksd", "count_distribution", "next_error_clicks", "next_error_click",
+    "ClickCurriculum", "SimulateTrainingClicks", "SimulateTrainingClicksd", "count_distribution", "next_error_clicks", "next_error_click",
 ]

@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
-from monai.config import KeysCollection
-from monai.transforms import MapTransform, Randomizable
+from monai.transforms import MapTransform, Randomizable, Transform
 
 from petclick.clicks.simulate import Components, background_threshold, clicks_for_components
 from petclick.errors import InputError
@@ -200,6 +199,26 @@ def _to_numpy(x) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
     return np.asarray(x)
+
+
+class SimulateTrainingClicks(Randomizable, Transform):
+    """Array version: `transform(label, pet) -> {"tumor": (N, 3), "background": (M, 3)}` float64 voxel
+    coordinates, for a label and a PET patch of one spatial shape, each (X, Y, Z) or (1, X, Y, Z),
+    numpy or torch (CPU or GPU). Deterministic after set_random_state."""
+
+    def __init__(self, curriculum: Mapping[str, Any] | ClickCurriculum | None = None, max_clicks: int = MAX_CLICKS):
+        self.curriculum = ClickCurriculum.from_config(curriculum, max_clicks)
+        self._rng = np.random.default_rng(0)
+
+    def randomize(self, data: Any = None) -> None:
+        self._rng = np.random.default_rng(int(self.R.randint(0, 2**31 - 1)))
+
+    def __call__(self, label, pet) -> dict[str, np.ndarray]:  # type: ignore[override]
+        self.randomize()
+        label, pet = _to_numpy(label), _to_numpy(pet)
+        label = label[0] if label.ndim == 4 else label
+        pet = pet[0] if pet.ndim == 4 and pet.shape[0] == 1 else pet
+        return self.curriculum.sample_clicks(label, pet, self._rng)
 
 
 class SimulateTrainingClicksd(Randomizable, MapTransform):
