@@ -21,7 +21,8 @@ SHAPE = (24, 26, 22)
 
 
 def _clicks(tumor=(), background=()):
-    return {"tumor": np.asarray(tumor, float).reshape(-1, 3), "background": np.asarray(background, float).reshape(-1, 3)}
+    return {"tumor": np.asarray(tumor, float).reshape(-1, 3),
+            "background": np.asarray(background, float).reshape(-1, 3)}
 
 
 def _image(spacing=(1.0, 1.0, 1.0), c=2):

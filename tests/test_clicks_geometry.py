@@ -316,7 +316,8 @@ def test_pending_lazy_operations_are_accounted_for():
 
     d = ClicksToWorldd()({"image": _marked(), "clicks": CLICKS})
     for t in (Spacingd("image", pixdim=(1.0, 1.25, 1.5), mode="nearest", lazy=True),
-              Flipd("image", 0, lazy=True), SpatialCropd("image", roi_start=(0, 0, 0), roi_end=(40, 52, 20), lazy=True)):
+              Flipd("image", 0, lazy=True),
+              SpatialCropd("image", roi_start=(0, 0, 0), roi_end=(40, 52, 20), lazy=True)):
         d = t(d)
     assert d["image"].has_pending_operations
     d = ClicksToVoxeld()(d)

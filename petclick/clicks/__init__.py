@@ -1,6 +1,7 @@
 """Click logic: official-compatible simulation, training curricula, error-driven clicks, encodings, geometry."""
 
-from petclick.clicks.curriculum import ClickCurriculum, SimulateTrainingClicks, SimulateTrainingClicksd, count_distribution
+from petclick.clicks.curriculum import (ClickCurriculum, SimulateTrainingClicks, SimulateTrainingClicksd,
+                                        count_distribution)
 from petclick.clicks.encoding import (
     EncodeClicks,
     EncodeClicksd,
@@ -17,5 +18,6 @@ __all__ = [
     "simulate_clicks", "EncodeClicks", "EncodeClicksd", "encoder_from_config", "encoderd_from_config",
     "num_click_channels",
     "ClicksToWorldd", "ClicksToVoxeld", "clicks_to_world", "clicks_to_voxel", "LoadClicksd",
-    "ClickCurriculum", "SimulateTrainingClicks", "SimulateTrainingClicksd", "count_distribution", "next_error_clicks", "next_error_click",
+    "ClickCurriculum", "SimulateTrainingClicks", "SimulateTrainingClicksd", "count_distribution",
+    "next_error_clicks", "next_error_click",
 ]

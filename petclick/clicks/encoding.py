@@ -24,7 +24,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_dst_type
 
