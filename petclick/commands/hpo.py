@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +61,6 @@ def run(args: argparse.Namespace) -> int:
     from petclick.hpo.space import load_space
     from petclick.hpo.study import run_study, summary_lines
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.trials < 0:
         raise InputError("--trials", f"must be >= 0, got {args.trials}")
     space = load_space(args.space or REPO / "hpo" / f"{args.algo}.yaml", args.algo)

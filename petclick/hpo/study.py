@@ -141,5 +141,6 @@ def summary_lines(study: Any) -> list[str]:
     lines = []
     for t in study.trials:
         value = "-" if t.value is None else f"{t.value:.4f}"
-        lines.append(f"trial {t.number:3d} {t.state.name:8s} {value:>8s} {t.params}")
+        error = f"  error: {t.user_attrs['error']}" if t.user_attrs.get("error") else ""
+        lines.append(f"trial {t.number:3d} {t.state.name:8s} {value:>8s} {t.params}{error}")
     return lines

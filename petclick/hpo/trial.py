@@ -56,6 +56,22 @@ def trial_input(base: Mapping[str, Any], algo: str, fixed: Mapping[str, Any], pa
     return cfg
 
 
+def preflight(bundle: Path) -> None:
+    """Fail a trial before its training process starts when its generated config is invalid:
+    network kwargs, click encoding and click curriculum are built from it (the ROI was already
+    checked against the network's divisor by fill_template_config)."""
+    from petclick.clicks.curriculum import ClickCurriculum
+    from petclick.clicks.encoding import encoder_from_config
+    from petclick.training.config import read_yaml
+    from petclick.training.loop import describe
+
+    cfg = read_yaml(bundle / "configs" / "hyper_parameters.yaml")
+    describe(cfg)
+    clicks = cfg.get("clicks") or {}
+    encoder_from_config(clicks.get("encoding"))
+    ClickCurriculum.from_config(clicks.get("curriculum"), max_clicks=int(clicks.get("max_clicks", 10)))
+
+
 class PetclickOptunaGen(OptunaGen):
     """MONAI OptunaGen whose trials are petclick bundle trainings (see the module docstring).
 
@@ -81,6 +97,18 @@ class PetclickOptunaGen(OptunaGen):
         self.params: dict[str, Any] = {}
 
     # -- OptunaGen steps ---------------------------------------------------------------------
+    def __call__(self, trial: Any, obj_filename: str, output_folder: str = ".", template_path: Any = None) -> Any:
+        """OptunaGen.__call__; a failure's message is kept on the trial (user attr `error`)."""
+        import optuna
+
+        try:
+            return super().__call__(trial, obj_filename, output_folder, template_path)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
+            raise
+
     def get_hyperparameters(self) -> dict[str, Any]:
         """The trial's sampled values ({`section#key`: value}), recorded on the trial."""
         params = self.space.sample(self.trial)
@@ -101,6 +129,7 @@ class PetclickOptunaGen(OptunaGen):
         self.algo.set_data_source(str(src))
         self.trial.set_user_attr("bundle", str(Path(output_folder, name).resolve()))
         self.algo.export_to_disk(output_folder, name, fold=self.fold)
+        preflight(Path(self.algo.get_output_path()))
         self.obj_filename = algo_to_json(self.algo, template_path=self.algo.template_path)
 
     def run_algo(self, obj_filename: str, output_folder: str = ".", template_path: Any = None) -> None:
