@@ -46,6 +46,25 @@ def test_shipped_spaces_parse():
         assert lr.type == "float" and lr.log and 0 < lr.low < lr.high
 
 
+def test_shipped_space_paths_exist_in_the_bundle_config():
+    """Every searched key lands in a section the training reads (no silently ignored typos)."""
+    from petclick.networks.factory import DEFAULT_KWARGS
+    from petclick.training.presets import get_preset
+
+    cfg = get_preset("autopet")
+    for algo in ("segresnet", "dints", "swinunetr"):
+        for p in load_space(REPO / "hpo" / f"{algo}.yaml", algo).params:
+            *parents, key = p.name.split("#")
+            node = cfg
+            for part in parents:
+                assert isinstance(node.get(part), dict), f"{algo}: {p.name}: no section {part!r}"
+                node = node[part]
+            if parents == ["network", "kwargs"]:
+                assert key in DEFAULT_KWARGS[algo], f"{algo}: {p.name} is not a {algo} network kwarg"
+            elif parents != ["clicks", "encoding"]:  # encoding keys: checked by the encoder (preflight)
+                assert key in node, f"{algo}: {p.name}: {key!r} is not a config key"
+
+
 def test_sampling_conditions_and_list_choices():
     space = parse_space(SPACE, "space.yaml")
     gauss = space.sample(optuna.trial.FixedTrial({"training#lr": 1e-3, "clicks#encoding#encoding": "gaussian",

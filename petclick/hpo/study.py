@@ -16,7 +16,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import random
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -30,6 +32,7 @@ from petclick.training.config import read_yaml, write_yaml
 
 log = logging.getLogger(__name__)
 DB_NAME = "hpo.db"
+OPEN_ATTEMPTS = 5
 TRIALS = "trials"
 
 
@@ -78,11 +81,17 @@ def prepare_fold_algo(cfg: Mapping[str, Any], algo: str, fold: int, work_dir: Pa
     os.environ["CMD_PREFIX"] = sys.executable
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     src = write_yaml(Path(work_dir) / "hpo_input.yaml", cfg, header="# written by petclick hpo")
-    AutoRunner(work_dir=str(work_dir), input=str(src), train=False, ensemble=False).run()
-    for item in import_bundle_algo_history(str(work_dir), only_trained=False):
-        if item[AlgoKeys.ID] == f"{algo}_{fold}":
-            return item[AlgoKeys.ALGO]
+    for algo_gen in (None, True):  # None: AutoRunner's cache decides; True: a fold or algo not generated before
+        AutoRunner(work_dir=str(work_dir), input=str(src), algo_gen=algo_gen, train=False, ensemble=False).run()
+        for item in import_bundle_algo_history(str(work_dir), only_trained=False):
+            if item[AlgoKeys.ID] == f"{algo}_{fold}":
+                return item[AlgoKeys.ALGO]
     raise InputError(work_dir, f"AutoRunner generated no bundle {algo}_{fold}")
+
+
+def _is_race(exc: Exception) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(w in text for w in ("integrityerror", "unique constraint", "already exists", "database is locked"))
 
 
 def open_study(storage: str, name: str, objective: Objective, pruner_cfg: Mapping[str, Any], seed: int | None):
@@ -91,11 +100,17 @@ def open_study(storage: str, name: str, objective: Objective, pruner_cfg: Mappin
     import optuna
     from optuna.storages import RDBStorage, RetryFailedTrialCallback
 
-    try:
-        store = RDBStorage(storage, heartbeat_interval=60, grace_period=180,
-                           failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
-    except Exception as exc:  # bad URL, missing driver, unreachable server
-        raise InputError("--storage", f"cannot open {storage!r}: {exc}") from exc
+    store = None
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            store = RDBStorage(storage, heartbeat_interval=60, grace_period=180,
+                               failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
+            break
+        except Exception as exc:  # bad URL, missing driver, unreachable server, or a race
+            # two processes creating a new database at once: one loses the schema insert; retry
+            if attempt + 1 == OPEN_ATTEMPTS or not _is_race(exc):
+                raise InputError("--storage", f"cannot open {storage!r}: {exc}") from exc
+            time.sleep(0.5 + random.random() * (attempt + 1))
     pruner = optuna.pruners.MedianPruner(n_startup_trials=int(pruner_cfg.get("n_startup_trials", 2)),
                                          n_warmup_steps=int(pruner_cfg.get("n_warmup_steps", 0)),
                                          interval_steps=int(pruner_cfg.get("interval_steps", 1)))
