@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
 from petclick.errors import InputError
 from petclick.io.clickfile import Clicks
@@ -38,6 +37,18 @@ CT_DIR, PET_DIR = Path("images/ct"), Path("images/pet")
 CLICKS_FILE = "lesion-clicks.json"
 OUTPUT_DIR = Path("images/tumor-lesion-segmentation")
 DEFAULT_MODELS = "/opt/algorithm/models"
+
+
+class _LazySimpleITK:
+    """SimpleITK, imported on first use: the rest of the CLI must work where it is not installed."""
+
+    def __getattr__(self, name: str):
+        import SimpleITK
+
+        return getattr(SimpleITK, name)
+
+
+sitk = _LazySimpleITK()
 MODELS_ENV = "PETCLICK_MODELS"
 
 
