@@ -24,6 +24,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = {
     "algo": "segresnet",
     "objective": "dice_auc",
+    "pruner": {"n_startup_trials": 5},  # no pruning in these short studies (pruning: the watched-training tests)
     "fixed": {"training#num_epochs": 1, "training#num_iterations_per_epoch": 1, "training#val_every": 1,
               "clicks#val_steps": [0, 10]},
     "params": {
@@ -309,3 +310,38 @@ def test_export_is_an_input_fragment_with_the_best_params(resumed, hpo_setup):
 
     cfg = merged_config({"network": {"name": "segresnet"}}, merged, "segresnet")
     assert cfg["training"]["lr"] == pytest.approx(best.params["training#lr"]) and cfg["num_repeats"] == 4
+
+
+def test_trial_of_a_crashed_process_is_failed_and_retried(tmp_path, monkeypatch):
+    """A process killed mid-trial leaves the trial RUNNING in the database; once its heartbeat is
+    stale, the next invocation marks it FAIL and runs its parameters again."""
+    import subprocess
+
+    from petclick.hpo import study as study_mod
+
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    crash = textwrap.dedent(f"""
+        import os
+        from petclick.hpo import study as s
+        from petclick.hpo.objectives import get_objective
+        s.HEARTBEAT_S, s.GRACE_S = 1, 2
+        st = s.open_study({url!r}, "crash", get_objective("dice_auc"), {{}}, seed=0)
+        def objective(trial):
+            trial.suggest_float("training#lr", 1e-4, 1e-2, log=True)
+            import time; time.sleep(1.5)
+            os._exit(9)  # the machine dies mid-training
+        st.optimize(objective, n_trials=1)
+    """)
+    proc = subprocess.run([sys.executable, "-c", crash], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 9, proc.stderr[-2000:]
+    monkeypatch.setattr(study_mod, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(study_mod, "GRACE_S", 2)
+    st = study_mod.open_study(url, "crash", get_objective("dice_auc"), {}, seed=0)
+    assert [t.state for t in st.trials] == [TrialState.RUNNING]
+    import time
+
+    time.sleep(2.5)
+    st.optimize(lambda t: t.suggest_float("training#lr", 1e-4, 1e-2, log=True), n_trials=1)
+    trials = st.trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[1].params == trials[0].params and trials[1].system_attrs.get("failed_trial") == 0

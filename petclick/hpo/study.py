@@ -33,6 +33,7 @@ from petclick.training.config import read_yaml, write_yaml
 log = logging.getLogger(__name__)
 DB_NAME = "hpo.db"
 OPEN_ATTEMPTS = 5
+HEARTBEAT_S, GRACE_S = 60, 180  # a RUNNING trial without heartbeat for GRACE_S is stale (its process died)
 TRIALS = "trials"
 
 
@@ -98,13 +99,13 @@ def open_study(storage: str, name: str, objective: Objective, pruner_cfg: Mappin
     """Create or resume (load_if_exists) the study: TPE sampler, median pruner, heartbeat so a
     crashed process's RUNNING trial is marked failed and retried once."""
     import optuna
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     store = None
     for attempt in range(OPEN_ATTEMPTS):
         try:
-            store = RDBStorage(storage, heartbeat_interval=60, grace_period=180,
-                               failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
+            store = RDBStorage(storage, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                               heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
             break
         except Exception as exc:  # bad URL, missing driver, unreachable server, or a race
             # two processes creating a new database at once: one loses the schema insert; retry
