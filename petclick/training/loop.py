@@ -66,7 +66,8 @@ def _build_model(cfg: Mapping[str, Any], desc: Mapping[str, Any]) -> torch.nn.Mo
     if init:  # fine-tune from a checkpoint with fewer input channels (click channels start at zero)
         from petclick.networks import expand_input_channels
 
-        expand_input_channels(model, init, IMAGE_CHANNELS)
+        expanded = expand_input_channels(model, init, int(cfg["network"].get("image_channels", IMAGE_CHANNELS)))
+        log.info("initialised from %s (input channels expanded in %s)", init, expanded or "none")
     return model
 
 
