@@ -1,0 +1,7 @@
+"""Auto3DSeg algorithm of this template: all logic is petclick's (petclick.autorunner)."""
+
+from petclick.autorunner import PetclickBundleAlgo
+
+
+class SwinunetrAlgo(PetclickBundleAlgo):
+    """SwinUNETR: the network and its per-preset defaults are in configs/hyper_parameters.yaml."""
