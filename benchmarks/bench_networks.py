@@ -64,7 +64,7 @@ def measure(name: str, kwargs: dict[str, Any], args: argparse.Namespace, mode: s
     so the CPU peak-RSS figure belongs to that mode alone."""
     import torch
 
-    from petclick.networks import as_list, build_network, count_parameters, fit_roi
+    from petclick.networks import as_list, build_network, count_parameters, cover_roi, fit_roi
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -129,8 +129,10 @@ def measure(name: str, kwargs: dict[str, Any], args: argparse.Namespace, mode: s
     if mode == "whole_body":
         from monai.inferers import SlidingWindowInfererAdapt
 
+        window = cover_roi(roi, args.shape, name, **kwargs) if args.cover_roi else roi
+        row["window"] = "x".join(str(r) for r in window)
         inferer = SlidingWindowInfererAdapt(
-            roi_size=roi, sw_batch_size=args.sw_batch_size, overlap=args.overlap, mode="gaussian"
+            roi_size=window, sw_batch_size=args.sw_batch_size, overlap=args.overlap, mode="gaussian"
         )
         volume = torch.randn(1, args.in_channels, *args.shape, device=device).to(memory_format=fmt)
 
@@ -157,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", choices=["autopet", "tiny"], default="autopet")
     parser.add_argument("--kwargs", default="{}", help='JSON {"network": {kwarg: value}} overriding the preset')
     parser.add_argument("--roi", nargs=3, type=int, default=None)
+    parser.add_argument("--no-cover-roi", dest="cover_roi", action="store_false",
+                        help="whole body: keep the fitted ROI instead of growing it to cover a slightly longer axis "
+                             "(what petclick's inference does, petclick.networks.cover_roi)")
     parser.add_argument("--in-channels", type=int, default=4)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--device", default="cpu")
@@ -197,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.train_step:
         cols += ["train_step_s", "train_MB"]
     if args.whole_body:
-        cols += ["whole_body_s", "whole_body_MB"]
+        cols += ["window", "whole_body_s", "whole_body_MB"]
         print(f"whole body {'x'.join(map(str, args.shape))}, overlap {args.overlap}, sw_batch_size {args.sw_batch_size}")
     print("| " + " | ".join(cols) + " |")
     print("|" + " --- |" * len(cols))

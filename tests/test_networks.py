@@ -284,3 +284,13 @@ def test_dints_search_gives_a_code_the_trainer_builds(tmp_path):
         search_dints_topology(batches, 4, 1, (30, 32, 32), 1, num_blocks=3, num_depths=3)
     with pytest.raises(InputError, match="smaller than the ROI"):
         search_dints_topology(batches, 4, 1, (48, 32, 32), 1, num_blocks=2, num_depths=2, channel_mul=0.125)
+
+
+def test_cover_roi_grows_only_slightly_shorter_axes_to_one_window():
+    from petclick.networks import cover_roi
+
+    # autoPET volume: 326 slices > the 320 fitted ROI -> one 336 window instead of two of 320
+    assert cover_roi((192, 192, 320), (400, 400, 326), "segresnet") == (192, 192, 336)
+    # axes far longer than the ROI keep it (sliding is needed anyway); axes shorter keep it (the inferer pads)
+    assert cover_roi((96, 96, 96), (400, 90, 100), "segresnet") == (96, 96, 112)
+    assert cover_roi((128, 128, 128), (140, 130, 300), "swinunetr") == (160, 160, 128)

@@ -28,6 +28,7 @@ from petclick.inference.preprocess import PreparedCase, prepare_arrays, preproce
 from petclick.inference.window import infer_config, make_inferer, sliding_window_logits
 from petclick.io.clickfile import Clicks
 from petclick.io.images import CaseVolumes
+from petclick.networks.roi import cover_roi
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,8 @@ def checkpoint_info(path: Path) -> dict[str, Any]:
     ckpt = read_checkpoint(path)
     pre = dict(ckpt["preprocess"])
     return {"preprocess": preprocess_config(pre), "encoding": pre.get("encoding"),
-            "infer": infer_config(ckpt.get("infer"), pre.get("roi")), "name": ckpt["network"]["name"]}
+            "infer": infer_config(ckpt.get("infer"), pre.get("roi")), "name": ckpt["network"]["name"],
+            "network_kwargs": dict(ckpt["network"].get("kwargs") or {})}
 
 
 def flip_combinations(axes: Sequence[int]) -> list[tuple[int, ...]]:
@@ -138,7 +140,9 @@ class EnsemblePredictor:
             acc = None
             for path in paths:
                 s = self._settings(path)
-                inferer = make_inferer(s["roi"], s["overlap"], s["sw_batch_size"], s["mode"], self.device)
+                net = self.info[path]
+                roi = cover_roi(s["roi"], x.shape[2:], net["name"], **net["network_kwargs"])
+                inferer = make_inferer(roi, s["overlap"], s["sw_batch_size"], s["mode"], self.device)
                 model = MODELS.get(path, self.device)
                 for axes in flips:
                     logits = sliding_window_logits(model, x, inferer, s["amp"], s.get("amp_dtype", "float16"), axes)

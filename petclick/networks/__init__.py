@@ -12,7 +12,7 @@ from petclick.networks.factory import (
     network_kwargs,
     resolve_network_kwargs,
 )
-from petclick.networks.roi import check_roi, fit_roi, roi_divisor, roi_divisors
+from petclick.networks.roi import check_roi, cover_roi, fit_roi, roi_divisor, roi_divisors
 from petclick.networks.summary import count_parameters, format_summary, network_summary
 
 
@@ -32,6 +32,7 @@ __all__ = [
     "count_parameters",
     "default_arch_code",
     "expand_input_channels",
+    "cover_roi",
     "fit_roi",
     "format_summary",
     "load_arch_code",

@@ -97,3 +97,22 @@ def fit_roi(roi: Sequence[int] | int, image_shape: Sequence[int], name: str, **k
         longest = max(range(3), key=lambda a: (image[a], -a))
         out[longest] = 2 * div[longest]
     return tuple(out)  # type: ignore[return-value]
+
+
+def cover_roi(roi: Sequence[int] | int, image_shape: Sequence[int], name: str, max_growth: float = 1.25,
+              **kwargs: Any) -> tuple[int, int, int]:
+    """The sliding-window ROI for inference: on every axis where the image is a little longer than the
+    ROI (at most `max_growth` times), grow the ROI to the image rounded up to the divisor, so one
+    window covers that axis instead of two mostly overlapping ones (the inferer pads the rest).
+
+    Example: a 192x192x320 training ROI on a 400x400x326 volume becomes 192x192x336: 16 windows
+    instead of 32 at overlap 0.625. Fully convolutional networks accept the larger window.
+    """
+    shape = _as_shape(roi, "roi")
+    image = _as_shape(image_shape, "image_shape")
+    div = roi_divisors(name, **kwargs)
+    out = []
+    for a in range(3):
+        covered = -(-image[a] // div[a]) * div[a]
+        out.append(covered if shape[a] < image[a] <= max_growth * shape[a] else shape[a])
+    return tuple(out)  # type: ignore[return-value]
