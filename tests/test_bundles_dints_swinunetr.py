@@ -171,14 +171,15 @@ def test_dints_search_stage_writes_the_code_training_uses(make_bundle, tmp_path)
     assert ckpt["network"]["kwargs"]["arch_code"] == code and "arch_code_path" not in ckpt["network"]["kwargs"]
 
 
-def test_autorunner_dints_and_swinunetr_two_folds(tiny_cohort, tmp_path, monkeypatch):
-    """AutoRunner trains dints (with its search stage on) and swinunetr on 2 folds x 1 repeat, and
-    the ensemble (AlgoEnsembleBestN over all 4 bundles) writes one mask per testing case."""
+@pytest.fixture(scope="module")
+def autorunner(tiny_cohort, tmp_path_factory):
+    """AutoRunner trains dints (with its search stage on) and swinunetr on 2 folds x 1 repeat and
+    ensembles all four bundles (AlgoEnsembleBestN); records which bundles the ensemble called."""
     from monai.apps.auto3dseg import AutoRunner
 
     from petclick.inference import bundle as bundle_mod
-    from petclick.io.datalist import load_datalist
 
+    tmp_path = tmp_path_factory.mktemp("autorunner")
     work = tmp_path / "work_dir"
     cfg = {"modality": "CT", "datalist": str(tiny_cohort), "dataroot": str(tiny_cohort.parent),
            "templates_path_or_url": str(REPO / "bundles"), "algos": ["dints", "swinunetr"], "work_dir": str(work),
@@ -186,15 +187,22 @@ def test_autorunner_dints_and_swinunetr_two_folds(tiny_cohort, tmp_path, monkeyp
            "overrides": {"training": {"num_epochs": 1, "num_iterations_per_epoch": 1}},
            "algo_overrides": {"dints": {"network": {"kwargs": TINY["dints"]},
                                         "search": {"enabled": True, "num_epochs": 2, "max_steps_per_epoch": 1}},
-                              "swinunetr": {"network": {"kwargs": TINY["swinunetr"]}}}}
+                              "swinunetr": {"network": {"kwargs": TINY["swinunetr"]}}},
+           "ensemble_weights": {"dints": 0, "swinunetr": 1}}
     write_yaml(tmp_path / "input.yaml", cfg)
-    monkeypatch.setenv("CMD_PREFIX", sys.executable)
     calls: list[str] = []
-    infer = bundle_mod.BundleInferer.infer
-    monkeypatch.setattr(bundle_mod.BundleInferer, "infer",
-                        lambda self, f: calls.append(str(self.checkpoints[0])) or infer(self, f))
-    AutoRunner(input=str(tmp_path / "input.yaml")).set_ensemble_method("AlgoEnsembleBestN", n_best=4).run()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CMD_PREFIX", sys.executable)  # training subprocesses run this interpreter
+        infer = bundle_mod.BundleInferer.infer
+        mp.setattr(bundle_mod.BundleInferer, "infer", lambda self, f: calls.append(str(self.checkpoints[0])) or infer(self, f))
+        AutoRunner(input=str(tmp_path / "input.yaml")).set_ensemble_method("AlgoEnsembleBestN", n_best=4).run()
+    return work, calls
 
+
+def test_autorunner_dints_and_swinunetr_two_folds(autorunner, tiny_cohort):
+    from petclick.io.datalist import load_datalist
+
+    work, calls = autorunner
     bundles = [f"{a}_{f}" for a in ("dints", "swinunetr") for f in (0, 1)]
     checkpoints = sorted(str(p.relative_to(work)) for p in work.rglob("model.pt"))
     assert checkpoints == [f"{b}/model/repeat0/model.pt" for b in bundles]
@@ -210,3 +218,40 @@ def test_autorunner_dints_and_swinunetr_two_folds(tiny_cohort, tmp_path, monkeyp
         mask = nib.load(out)
         assert mask.shape == pet.shape and np.allclose(mask.affine, pet.affine, atol=1e-5)
         assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1}
+
+
+def test_weighted_ensembles(autorunner, tiny_cohort, tmp_path):
+    """input.yaml ensemble_weights {dints: 0, swinunetr: 1}: the weighted AutoRunner ensemble equals
+    the swinunetr bundles' mean; the predictor weighs algorithm means (3:1 here)."""
+    from petclick.cli import main
+    from petclick.ensemble import WeightedEnsemblePredictor, check_algo_weights
+    from petclick.errors import InputError
+    from petclick.inference.bundle import BundleInferer
+    from petclick.inference.predictor import EnsemblePredictor, load_model_predictor
+    from petclick.io.clickfile import read_clicks
+    from petclick.io.images import load_case
+
+    work, _ = autorunner
+    entry = _testing_case(tiny_cohort)
+    assert main(["ensemble", "--work-dir", str(work), "--output-dir", str(tmp_path / "w")]) == 0
+    out = nib.load(next((tmp_path / "w").rglob(Path(entry["image"]).name.replace(".nii.gz", "_ensemble.nii.gz"))))
+    ref = np.mean([BundleInferer(_configs(work / f"swinunetr_{f}")).infer(entry).numpy()[0] for f in (0, 1)], axis=0)
+    sure = np.abs(ref - 0.5) > 1e-4
+    np.testing.assert_array_equal(np.asarray(out.dataobj)[sure], (ref >= 0.5)[sure])
+
+    checkpoints = load_model_predictor(work).checkpoints
+    weighted = WeightedEnsemblePredictor(checkpoints, {"dints": 3})
+    assert sorted(weighted.members) == ["dints", "swinunetr"] and len(weighted.checkpoints) == 4
+    case = load_case(entry["image"], entry["pet"])
+    clicks = read_clicks(entry["clicks"], shape=case.shape).first(3)
+    per_algo = {a: EnsemblePredictor([c for c in checkpoints if c.parts[-4].startswith(a)]).predict(case, clicks)
+                for a in ("dints", "swinunetr")}
+    np.testing.assert_allclose(weighted.predict(case, clicks), 0.75 * per_algo["dints"] + 0.25 * per_algo["swinunetr"],
+                               atol=1e-5)
+    assert WeightedEnsemblePredictor(checkpoints, {"dints": 0}).checkpoints == [c for c in checkpoints
+                                                                               if "swinunetr" in str(c)]
+    for bad, problem in (({"dints": -1}, ">= 0"), ({"dints": "x"}, "number"), (["dints"], "mapping")):
+        with pytest.raises(InputError, match=problem):
+            check_algo_weights(bad)
+    with pytest.raises(InputError, match="weight 0"):
+        WeightedEnsemblePredictor(checkpoints, {"dints": 0, "swinunetr": 0})
