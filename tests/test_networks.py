@@ -291,6 +291,10 @@ def test_cover_roi_grows_only_slightly_shorter_axes_to_one_window():
 
     # autoPET volume: 326 slices > the 320 fitted ROI -> one 336 window instead of two of 320
     assert cover_roi((192, 192, 320), (400, 400, 326), "segresnet") == (192, 192, 336)
-    # axes far longer than the ROI keep it (sliding is needed anyway); axes shorter keep it (the inferer pads)
+    # axes far longer than the ROI keep it (sliding is needed anyway); shorter axes get one covering window
     assert cover_roi((96, 96, 96), (400, 90, 100), "segresnet") == (96, 96, 112)
     assert cover_roi((128, 128, 128), (140, 130, 300), "swinunetr") == (160, 160, 128)
+    # a window larger than the image shrinks to it (rounded up to the divisor): less padding per pass
+    assert cover_roi((64, 64, 96), (48, 46, 64), "segresnet", blocks_down=(1, 1, 1)) == (48, 48, 64)
+    # never a 1-voxel bottleneck: a tiny image keeps the ROI
+    assert cover_roi((32, 32, 32), (10, 10, 10), "segresnet") == (32, 32, 32)

@@ -101,12 +101,15 @@ def fit_roi(roi: Sequence[int] | int, image_shape: Sequence[int], name: str, **k
 
 def cover_roi(roi: Sequence[int] | int, image_shape: Sequence[int], name: str, max_growth: float = 1.25,
               **kwargs: Any) -> tuple[int, int, int]:
-    """The sliding-window ROI for inference: on every axis where the image is a little longer than the
-    ROI (at most `max_growth` times), grow the ROI to the image rounded up to the divisor, so one
-    window covers that axis instead of two mostly overlapping ones (the inferer pads the rest).
+    """The sliding-window ROI for inference, fitted to the image: on every axis the image does not
+    exceed by more than `max_growth` times, the window is the image length rounded up to the
+    network's divisor, so one window covers that axis (the inferer pads the few extra voxels)
+    instead of two mostly overlapping windows, or one window mostly made of padding.
 
-    Example: a 192x192x320 training ROI on a 400x400x326 volume becomes 192x192x336: 16 windows
-    instead of 32 at overlap 0.625. Fully convolutional networks accept the larger window.
+    Examples: a 192x192x320 training ROI on a 400x400x326 volume gives 192x192x336 (16 windows
+    instead of 32 at overlap 0.625); a 64x64x96 ROI on a 48x48x64 image gives 48x48x64 (2.7 times
+    fewer voxels per pass). Fully convolutional networks accept any divisible window. A window of
+    one divisor on every axis (a 1-voxel bottleneck) is never returned: the ROI is kept instead.
     """
     shape = _as_shape(roi, "roi")
     image = _as_shape(image_shape, "image_shape")
@@ -114,5 +117,7 @@ def cover_roi(roi: Sequence[int] | int, image_shape: Sequence[int], name: str, m
     out = []
     for a in range(3):
         covered = -(-image[a] // div[a]) * div[a]
-        out.append(covered if shape[a] < image[a] <= max_growth * shape[a] else shape[a])
+        out.append(covered if image[a] <= max_growth * shape[a] else shape[a])
+    if all(out[a] == div[a] for a in range(3)):
+        return shape
     return tuple(out)  # type: ignore[return-value]
