@@ -195,8 +195,18 @@ def test_ensemble_is_the_mean_of_its_checkpoints(trained, tiny_cohort, tmp_path)
     assert prob.shape == case.shape and prob.dtype == np.float32
     np.testing.assert_allclose(prob, (single[0] + single[1]) / 2, atol=1e-5)
     assert flip_combinations((0, 2)) == [(), (0,), (2,), (0, 2)]
-    mirrored = both.predict_with([ckpt], (0,), case, clicks)
-    assert mirrored.shape == case.shape and not np.allclose(mirrored, single[0])
+    # mirror TTA changes the output of a network that is not mirror-symmetric: random weights keep
+    # the probabilities away from saturation (the 2-epoch model predicts ~0 everywhere)
+    torch.manual_seed(0)
+    for name in state["state_dict"]:
+        if state["state_dict"][name].is_floating_point():
+            state["state_dict"][name] = torch.randn_like(state["state_dict"][name]) * 0.2
+    rand = tmp_path / "rand" / "model.pt"
+    rand.parent.mkdir()
+    torch.save(state, rand)
+    plain = EnsemblePredictor([rand]).predict(case, clicks)
+    mirrored = EnsemblePredictor([rand]).predict_with([rand], (0,), case, clicks)
+    assert mirrored.shape == case.shape and np.abs(mirrored - plain).max() > 1e-3
 
 
 def test_to_pet_grid_shift_and_resample():
