@@ -18,6 +18,7 @@ import cc3d
 import numpy as np
 from scipy import ndimage
 
+from petclick.boxes import bounding_box
 from petclick.io.clickfile import Clicks, Point
 
 BACKGROUND_PERCENTILE = 99.75
@@ -45,7 +46,9 @@ class Components:
 
     def __init__(self, mask: np.ndarray):
         self.shape = mask.shape
-        self.crop = _nonzero_box(mask)
+        # the mask's box padded by one voxel keeps a zero layer around every component box wherever the
+        # volume allows, so an EDT inside a component's padded box equals the EDT over the whole volume
+        self.crop = bounding_box(mask, margin=1) or tuple(slice(0, n) for n in mask.shape)
         self.labels, self.count = cc3d.connected_components(mask[self.crop], connectivity=CONNECTIVITY, return_N=True)
         stats = cc3d.statistics(self.labels) if self.count else {"bounding_boxes": [], "voxel_counts": np.zeros(1, np.int64)}
         self.boxes = stats["bounding_boxes"]
@@ -62,20 +65,6 @@ class Components:
         return Region(self.labels[box] == comp, origin)
 
 
-def _nonzero_box(mask: np.ndarray) -> tuple[slice, slice, slice]:
-    """Bounding box of a mask's non-zero voxels padded by one voxel (clipped to the array), from projections.
-
-    The padding keeps a zero layer around every component box wherever the volume allows, so an
-    EDT inside a component's padded box equals the EDT over the whole volume.
-    """
-    box = []
-    for axis in range(3):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        if hit.size:
-            box.append(slice(max(int(hit[0]) - 1, 0), min(int(hit[-1]) + 2, mask.shape[axis])))
-        else:
-            box.append(slice(0, mask.shape[axis]))
-    return tuple(box)  # type: ignore[return-value]
 
 
 def _global(origin, local) -> Point:

@@ -21,21 +21,13 @@ from typing import Sequence
 import cc3d
 import numpy as np
 
+from petclick.boxes import bounding_box
+
 from petclick.io.images import voxel_volume_ml
 
 CONNECTIVITY = 18
 
 
-def _bbox(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """Slices of the smallest box holding every True voxel; None for an empty mask."""
-    slices = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        idx = np.flatnonzero(np.any(mask, axis=other))
-        if idx.size == 0:
-            return None
-        slices.append(slice(int(idx[0]), int(idx[-1]) + 1))
-    return tuple(slices)
 
 
 def label_components(mask: np.ndarray, connectivity: int = CONNECTIVITY) -> tuple[np.ndarray, int]:
@@ -75,7 +67,7 @@ class LesionScorer:
         self.gt = gt if gt.dtype == bool else gt != 0
         self.connectivity = connectivity
         self.voxel_ml = voxel_volume_ml(spacing)
-        self.box = _bbox(self.gt)
+        self.box = bounding_box(self.gt)
         self.n_gt, self.n_lesions = 0, 0
         if self.box is not None:
             self.g = self.gt[self.box]
@@ -89,7 +81,7 @@ class LesionScorer:
             raise ValueError(f"prediction shape {pred.shape} differs from ground-truth shape {self.gt.shape}")
         pred = pred if pred.dtype == bool else pred != 0
         vox = self.voxel_ml
-        pbox = _bbox(pred)
+        pbox = bounding_box(pred)
         # False positives: predicted components (labelled inside their box) with no GT voxel.
         n_pred = n_comp = fp_vox = n_fp = 0
         if pbox is not None:

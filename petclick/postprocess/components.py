@@ -16,6 +16,8 @@ import cc3d
 import numpy as np
 from scipy import ndimage
 
+from petclick.boxes import bounding_box
+
 CONNECTIVITY = 18  # the metrics' connectivity: a component here is a lesion there
 
 
@@ -73,19 +75,7 @@ def components(mask: np.ndarray, connectivity: int = CONNECTIVITY) -> Components
     return Components(labels, int(n), sizes, mask)
 
 
-def bbox(mask: np.ndarray, margin: Sequence[int] | int = 0) -> tuple[slice, ...] | None:
-    """Smallest box holding every True voxel, grown by `margin` voxels per axis and clipped; None when empty."""
-    margins = np.broadcast_to(np.asarray(margin, int), (mask.ndim,))
-    slices = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        idx = np.flatnonzero(np.any(mask, axis=other))
-        if idx.size == 0:
-            return None
-        lo = max(int(idx[0]) - int(margins[axis]), 0)
-        hi = min(int(idx[-1]) + 1 + int(margins[axis]), mask.shape[axis])
-        slices.append(slice(lo, hi))
-    return tuple(slices)
+bbox = bounding_box  # the shared implementation (petclick.boxes)
 
 
 def clicks_inside(points: Sequence[Sequence[int]], shape: Sequence[int]) -> list[tuple[int, int, int]]:
