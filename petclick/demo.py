@@ -98,7 +98,10 @@ def run_demo(out: Path, data: Path, input_template: Path, cases: int, seed: int,
     (out / "demo_timing.json").write_text(json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1) + "\n")
     print("== demo timing (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
     print(f"== ensemble predictions of the testing split: {work_dir / 'ensemble_output'}")
-    print(f"== interactive report (20-checkpoint ensemble vs suv-threshold): {report}  "
+    from petclick.inference.checkpoint import find_checkpoints
+
+    n_ckpt = len(find_checkpoints(work_dir))
+    print(f"== interactive report ({n_ckpt}-checkpoint ensemble vs suv-threshold): {report}  "
           f"(compare.json, compare_curves.png, */summary.json)")
     if code not in (0, None):
         log.warning("petclick interactive returned %s", code)
