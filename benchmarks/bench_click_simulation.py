@@ -21,7 +21,7 @@ import torch  # noqa: E402
 from petclick.clicks.curriculum import ClickCurriculum  # noqa: E402
 from petclick.clicks.error_driven import next_error_clicks  # noqa: E402
 from petclick.clicks.simulate import (Components, background_threshold, centre_click,  # noqa: E402
-                                      clicks_for_components, simulate_clicks)
+                                      clicks_for_components, exceeds, simulate_clicks)
 from petclick.phantoms import generate_case  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def main() -> None:
     rows.append(("labelling: lesion components (cc3d, 26-conn)", ms, f"{len(lesions)} components"))
     ms, thr = best_ms(lambda: background_threshold(pet, label), r)
     rows.append(("threshold: exact p99.75 of non-lesion PET", ms, f"{thr:.3f} SUV"))
-    ms, hot_mask = best_ms(lambda: (pet > thr) & ~label, r)
+    ms, hot_mask = best_ms(lambda: exceeds(pet, thr) & ~label, r)
     rows.append(("threshold: hot mask (PET > thr, outside lesions)", ms, f"{int(hot_mask.sum())} voxels"))
     ms, hot = best_ms(lambda: Components(hot_mask), r)
     rows.append(("labelling: background components", ms, f"{len(hot)} components"))

@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from petclick.cli import main
-from petclick.clicks.simulate import Components, background_threshold, simulate_clicks
+from petclick.clicks.simulate import Components, background_threshold, exceeds, simulate_clicks
 from petclick.io.clickfile import read_clicks
 from petclick.io.images import save_volume
 
@@ -76,6 +76,49 @@ def test_background_threshold_equals_numpy_percentile(seed):
     assert background_threshold(pet, label) == pytest.approx(np.percentile(pet[~label], 99.75), rel=1e-6)
     tied = np.minimum(pet, 2.0)  # clipped: the top values tie
     assert background_threshold(tied, label) == pytest.approx(np.percentile(tied[~label], 99.75), rel=1e-6)
+
+
+def test_float64_pet_threshold_is_numpy_percentile_exactly():
+    pet = np.random.default_rng(3).gamma(2.0, 1.0, (30, 20, 16))  # float64, as nibabel's get_fdata gives
+    label = np.zeros(pet.shape, bool)
+    assert background_threshold(pet, label) == np.percentile(pet, 99.75)
+
+
+def test_threshold_between_adjacent_float32_values_keeps_the_voxels_above():
+    # the p99.75 falls between two adjacent float32 values; a float32 comparison would round the
+    # threshold up onto the upper one and lose every voxel above it (the challenge compares in float64)
+    n = 4002                                   # (n - 1) * 0.9975 = 3990.9975: lo = 3990, fraction 0.9975
+    values = np.linspace(0.0, 0.9, n).astype(np.float32)
+    one = np.float32(1.0)
+    values[3990], values[3991:] = one, np.nextafter(one, np.float32(2.0))
+    pet = values.reshape(46, 87, 1).copy()
+    label = np.zeros(pet.shape, np.uint8)
+    official = pet.astype(np.float64) > np.percentile(pet.astype(np.float64), 99.75)
+    assert official.sum() == 11
+    clicks = simulate_clicks(label, pet, budget=3)
+    assert len(clicks.background) == 3 and all(official[p] for p in clicks.background)
+
+
+def test_exceeds_equals_the_float64_comparison():
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float16):
+        values = rng.normal(0, 10, 4000).astype(dtype)
+        picks = np.sort(rng.choice(values.astype(np.float64), 200))
+        nxt = np.nextafter(picks.astype(dtype), dtype(np.inf)).astype(np.float64)
+        # thresholds on, between and just off representable values
+        for t in np.concatenate([picks, (picks + nxt) / 2, picks + (nxt - picks) * 0.999, [np.inf, -np.inf]]):
+            v64 = values.astype(np.float64)
+            assert np.array_equal(exceeds(values, t), v64 > t)
+            assert np.array_equal(exceeds(values, t, inclusive=True), v64 >= t)
+    ints = np.arange(-5, 6, dtype=np.int16)
+    assert np.array_equal(exceeds(ints, 0.5), ints > 0.5)
+
+
+def test_negative_budget_or_offset_is_an_error():
+    with pytest.raises(ValueError, match=">= 0"):
+        simulate_clicks(np.zeros(SHAPE, np.uint8), flat_pet(), budget=-1)
+    with pytest.raises(ValueError, match=">= 0"):
+        simulate_clicks(np.zeros(SHAPE, np.uint8), flat_pet(), edge_offset=-2)
 
 
 def test_background_clicks_on_hot_non_lesion_regions():

@@ -27,7 +27,7 @@ from typing import Any, Hashable, Mapping, Sequence
 import numpy as np
 from monai.transforms import MapTransform, Randomizable, Transform
 
-from petclick.clicks.simulate import Components, background_threshold, clicks_for_components
+from petclick.clicks.simulate import Components, background_threshold, clicks_for_components, exceeds
 from petclick.errors import InputError
 
 MAX_CLICKS = 10
@@ -114,9 +114,9 @@ def high_uptake_mask(pet: np.ndarray, lesion: np.ndarray) -> np.ndarray:
     """Non-lesion voxels with PET above the 99.75th percentile of non-lesion PET (the official background
     regions); when clipping makes that set empty (top values tied), voxels at the threshold are taken."""
     threshold = background_threshold(pet, lesion)
-    hot = (pet > threshold) & ~lesion
+    hot = exceeds(pet, threshold) & ~lesion
     if not hot.any() and np.isfinite(threshold):
-        hot = (pet >= threshold) & ~lesion
+        hot = exceeds(pet, threshold, inclusive=True) & ~lesion
     return hot
 
 

@@ -8,6 +8,19 @@ EDT) cycle over the drawn components until the budget is filled.
 Background clicks: the same scheme on the components of (PET > p99.75 of non-lesion PET) outside
 the lesions. An empty label gives background clicks only.
 Every EDT is computed inside its component's bounding box (padded by one voxel), never over the volume.
+
+Choices where the published rule leaves room:
+- The EDT is in voxel units (scipy's default sampling of 1 on every axis), as the challenge's own
+  script computes it; the voxel spacing is not used, so "centre" means the deepest voxel of the index grid.
+- Randomness comes from one `numpy.random.default_rng(seed)` Generator, consumed in this order: the
+  tumour component draw, then per tumour click its offset (when asked) and each boundary choice, then
+  the same for the background. Positions are not bit-identical to the challenge's legacy
+  `np.random.seed(42)` stream; the rule is the same.
+- The threshold is numpy's linear-interpolation percentile computed exactly, and `PET > threshold`
+  is decided as in float64 even for float32 PET (`exceeds`), so no voxel flips on rounding.
+- Background boundary clicks follow the same smallest-positive-EDT rule as tumour clicks, as the
+  rule is published. (The challenge's script inverts the mask test in that step and so picks a random
+  voxel of the component, or of the volume outside it for components of uniform EDT.)
 """
 
 from __future__ import annotations
@@ -65,8 +78,6 @@ class Components:
         return Region(self.labels[box] == comp, origin)
 
 
-
-
 def _global(origin, local) -> Point:
     return tuple(int(o + c) for o, c in zip(origin, local))  # type: ignore[return-value]
 
@@ -112,6 +123,27 @@ def clicks_for_components(comps: Components, budget: int, rng: np.random.Generat
     return points
 
 
+def exceeds(values: np.ndarray, threshold: float, inclusive: bool = False) -> np.ndarray:
+    """values > threshold (>= when inclusive), decided exactly as in float64 without a float64 copy.
+
+    For float16/float32 arrays numpy would round a Python-float threshold to the array's dtype, and a
+    value just above the threshold could then compare equal; the threshold is instead replaced by the
+    largest representable value below it (>) or the smallest one at or above it (>=), which gives the
+    same answer for every representable value.
+    """
+    values = np.asarray(values)
+    threshold = float(threshold)
+    if values.dtype.kind == "f" and values.dtype.itemsize < 8 and np.isfinite(threshold):
+        t = values.dtype.type(threshold)
+        if inclusive and float(t) < threshold:
+            t = np.nextafter(t, values.dtype.type(np.inf))
+        elif not inclusive and float(t) > threshold:
+            t = np.nextafter(t, values.dtype.type(-np.inf))
+        return values >= t if inclusive else values > t
+    threshold_64 = np.float64(threshold)
+    return values >= threshold_64 if inclusive else values > threshold_64
+
+
 def _order_statistics(values: np.ndarray, ranks: tuple[int, int]) -> tuple[float, float]:
     part = np.partition(values, list(ranks))
     return float(part[ranks[0]]), float(part[ranks[1]])
@@ -122,8 +154,11 @@ def background_threshold(pet: np.ndarray, lesion: np.ndarray) -> float:
 
     Only the top 0.25 % matter: a strided sample gives a lower bound, the few values above it
     are partitioned; when the bound turns out too high, the whole non-lesion set is partitioned.
+    Float PET keeps its dtype (float64 input gives numpy's float64 percentile); other dtypes go to float32.
     """
-    pet = np.asarray(pet, dtype=np.float32)
+    pet = np.asarray(pet)
+    if pet.dtype not in (np.float32, np.float64):
+        pet = pet.astype(np.float32)
     outside = ~np.asarray(lesion, dtype=bool)
     if pet.flags.f_contiguous and outside.flags.f_contiguous:  # NIfTI arrays: their transposes are C-ordered views
         pet, outside = pet.T, outside.T                        # (the percentile ignores the order; faster passes)
@@ -148,19 +183,26 @@ def simulate_clicks(label: np.ndarray, pet: np.ndarray, budget: int = 10, seed: 
                     center_offset: int = 0, edge_offset: int = 0) -> Clicks:
     """Tumour and background clicks by the official rule (see the module docstring).
 
-    label: lesion mask (non-zero = lesion); pet: SUV on the same grid; budget: clicks per kind;
-    seed: seeds the component draw and boundary choice; center_offset / edge_offset: maximum
-    random displacement in voxels of centre / boundary clicks, applied only when the moved click
-    stays inside its component.
+    label: lesion mask (non-zero = lesion); pet: SUV on the same grid; budget: clicks per kind
+    (up to `budget` components get a centre click, boundary clicks fill the rest); seed: seeds the
+    Generator for the component draws, boundary choices and offsets.
+    center_offset / edge_offset (voxels, >= 0): after a centre / boundary click is chosen, one random
+    integer displacement (di, dj, dk), each drawn uniformly from [-N, N] (a cube of side 2N + 1), is
+    tried once; the click moves there only when the moved voxel lies inside the array and inside the
+    click's own component (lesion for tumour, high-uptake region for background), otherwise it stays.
+    0 (default) draws nothing, so the clicks equal those of the plain rule.
+    Returns Clicks with integer (i, j, k) voxel indices, in click order (centres first).
     """
     label = np.asarray(label)
     pet = np.asarray(pet)
     if label.shape != pet.shape or label.ndim != 3:
         raise ValueError(f"label {label.shape} and PET {pet.shape} must be 3D arrays of one shape")
+    if int(budget) < 0 or int(center_offset) < 0 or int(edge_offset) < 0:
+        raise ValueError(f"budget and offsets must be >= 0, got {budget}, {center_offset}, {edge_offset}")
     rng = np.random.default_rng(seed)
     lesion = label > 0
     tumor = clicks_for_components(Components(lesion), budget, rng, center_offset, edge_offset)
     threshold = background_threshold(pet, lesion)
-    hot = (pet > threshold) & ~lesion
+    hot = exceeds(pet, threshold) & ~lesion
     background = clicks_for_components(Components(hot), budget, rng, center_offset, edge_offset)
     return Clicks(tumor, background)
