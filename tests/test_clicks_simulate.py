@@ -224,7 +224,7 @@ def test_cli_bad_images(case, tmp_path, capsys):
     ({"tumor": [[-1, 1, 1]]}, "negative"),
     ({"tumor": [[1.5, 1, 1]]}, "non-integer"),
     ({"clicks": [[1, 1, 1]]}, "schema"),
-    ({"tumor": [[1, 1, 1]] * 4}, "exceed the budget of 3"),
+    ({"tumor": [[1, 1, 1]] * 3 + [[2, 3, 4]]}, "exceed the budget of 3 (first one over it: tumor[3] [2, 3, 4])"),
     ({"points": [{"point": [1, 1, 1], "name": "lesion"}]}, "points[0]"),
 ])
 def test_cli_check_names_the_file_and_the_click(case, tmp_path, capsys, payload, message):

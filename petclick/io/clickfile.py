@@ -101,7 +101,8 @@ def validate_clicks(clicks: Clicks, shape: Sequence[int] | None = None, budget: 
     for kind in KINDS:
         points = getattr(clicks, kind)
         if budget is not None and len(points) > budget:
-            raise InputError(source, f"{len(points)} {kind} clicks exceed the budget of {budget}")
+            raise InputError(source, f"{len(points)} {kind} clicks exceed the budget of {budget} "
+                                     f"(first one over it: {kind}[{budget}] {list(points[budget])})")
         if shape is None:
             continue
         for n, p in enumerate(points):
