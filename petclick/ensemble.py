@@ -2,25 +2,29 @@
 
 Semantics: each algorithm's checkpoints are averaged first (its folds x repeats), then the
 algorithms are combined by the weighted mean  sum_a w_a * mean_a / sum_a w_a  (an algorithm
-missing from the mapping weighs 1; weight 0 leaves it out). Without weights every algorithm
-weighs the same.
+missing from the mapping weighs 1; weight 0 leaves it out).
 
 Two places ensemble:
-* petclick's own predictor (`petclick predict/evaluate/interactive` with a work_dir):
-  `WeightedEnsemblePredictor` composes one streamed `EnsemblePredictor` per algorithm.
+* petclick's own predictor (`petclick predict/gc/interactive` with a work_dir):
+  `petclick.inference.predictor.EnsemblePredictor(..., algo_weights=...)` streams every checkpoint
+  into one running sum, each prediction scaled by `bundle_weights` (w_a / n_a). Weights come from
+  `--algo-weights`, else the work_dir's `input.yaml` `ensemble_weights`; without any, it keeps the
+  plain mean over every checkpoint. Its checkpoints are ordered round-robin over algorithms
+  (`interleave_by_algo`), so the time-budget planner's first n checkpoints mix algorithms.
 * AutoRunner's ensemble step: MONAI 1.6.1's `AlgoEnsemble.ensemble_pred` is an unweighted
   `MeanEnsemble` over one prediction per bundle, and `EnsembleRunner.set_ensemble_method` accepts
   only `AlgoEnsembleBestN`/`AlgoEnsembleBestByFold` (the latter keeps ONE bundle per fold, the best
   algorithm, so it never combines algorithms). Weights therefore need a custom ensembler:
-  `WeightedAlgoEnsemble` (every trained bundle, weighted as above) run by `run_weighted_ensemble`,
-  i.e. `ensemble: false` in input.yaml, AutoRunner, then `petclick ensemble --work-dir work_dir`.
+  `WeightedAlgoEnsemble` (every trained bundle, weighted as above; without weights every algorithm
+  weighs 1) run by `run_weighted_ensemble`, i.e. `ensemble: false` in input.yaml, AutoRunner,
+  then `petclick ensemble --work-dir work_dir`.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -28,6 +32,7 @@ import torch
 from petclick.errors import InputError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def check_algo_weights(weights: Mapping[str, Any] | None, source: str = "input.yaml ensemble_weights") -> dict[str, float]:
@@ -49,6 +54,23 @@ def check_algo_weights(weights: Mapping[str, Any] | None, source: str = "input.y
     return out
 
 
+def parse_algo_weights(items: Sequence[str] | None, source: str = "--algo-weights") -> dict[str, float] | None:
+    """Command-line `ALGO=WEIGHT` items -> {algorithm: weight}, validated; None or none given -> None
+    (no override). Errors name `source` (the option)."""
+    if not items:
+        return None
+    out: dict[str, str] = {}
+    for item in items:
+        algo, sep, value = str(item).partition("=")
+        algo = algo.strip()
+        if not sep or not algo or not value.strip():
+            raise InputError(source, f"expected ALGO=WEIGHT (e.g. segresnet=2), got {item!r}")
+        if algo in out:
+            raise InputError(source, f"algorithm {algo!r} given twice")
+        out[algo] = value.strip()
+    return check_algo_weights(out, source)
+
+
 def combine(values: Sequence[tuple[float, Any]]) -> Any:
     """Weighted mean of (weight, array/tensor) pairs, weights not all zero."""
     total = sum(w for w, _ in values)
@@ -61,12 +83,29 @@ def combine(values: Sequence[tuple[float, Any]]) -> Any:
     return acc
 
 
+def algo_of(ckpt: Mapping[str, Any]) -> str:
+    """The algorithm (bundle template) a checkpoint dict was trained by: its `algo`, else its network."""
+    return str(ckpt.get("algo") or ckpt["network"]["name"])
+
+
 def checkpoint_algo(path: str | Path) -> str:
-    """The algorithm (bundle template) a checkpoint was trained by: its `algo`, else its network."""
+    """`algo_of` the checkpoint file at `path` (reads it; EnsemblePredictor uses what it already read)."""
     from petclick.inference.checkpoint import read_checkpoint
 
-    ckpt = read_checkpoint(path)
-    return str(ckpt.get("algo") or ckpt["network"]["name"])
+    return algo_of(read_checkpoint(path))
+
+
+def interleave_by_algo(items: Sequence[T], algos: Sequence[str], weights: Mapping[str, float] | None = None) -> list[T]:
+    """`items` round-robin over their algorithms (heaviest weight first, ties in order of first
+    appearance; each algorithm's items keep their order), so that every prefix mixes algorithms:
+    the time-budget planner keeps the first n checkpoints."""
+    groups: dict[str, list[T]] = {}
+    for item, algo in zip(items, algos, strict=True):
+        groups.setdefault(algo, []).append(item)
+    w = weights or {}
+    queues = [groups[a] for a in sorted(groups, key=lambda a: -w.get(a, 1.0))]  # stable sort
+    depth = max((len(q) for q in queues), default=0)
+    return [q[i] for i in range(depth) for q in queues if i < len(q)]
 
 
 def bundle_weights(algos: Sequence[str], weights: Mapping[str, float]) -> list[float]:
@@ -76,29 +115,6 @@ def bundle_weights(algos: Sequence[str], weights: Mapping[str, float]) -> list[f
     for a in algos:
         counts[a] = counts.get(a, 0) + 1
     return [float(weights.get(a, 1.0)) / counts[a] for a in algos]
-
-
-class WeightedEnsemblePredictor:
-    """Predictor protocol: the weighted mean of per-algorithm EnsemblePredictors (see module docstring)."""
-
-    def __init__(self, checkpoints: Sequence[str | Path], algo_weights: Mapping[str, Any] | None = None,
-                 name: str | None = None, **kwargs: Any):
-        from petclick.inference.predictor import EnsemblePredictor
-
-        self.weights = check_algo_weights(algo_weights)
-        groups: dict[str, list[Path]] = {}
-        for c in checkpoints:
-            groups.setdefault(checkpoint_algo(c), []).append(Path(c))
-        kept = {a: p for a, p in groups.items() if self.weights.get(a, 1.0) > 0}
-        if not kept:
-            raise InputError("ensemble_weights", f"every algorithm present ({sorted(groups)}) has weight 0")
-        self.members = {a: EnsemblePredictor(p, **kwargs) for a, p in sorted(kept.items())}
-        self.checkpoints = [c for p in self.members.values() for c in p.checkpoints]
-        self.name = name or "weighted-" + "-".join(f"{a}{self.weights.get(a, 1.0):g}" for a in self.members)
-
-    def predict(self, case, clicks) -> np.ndarray:
-        parts = [(self.weights.get(a, 1.0), p.predict(case, clicks)) for a, p in self.members.items()]
-        return np.asarray(combine(parts), dtype=np.float32)
 
 
 def _algo_ensemble_class():

@@ -222,11 +222,13 @@ def test_autorunner_dints_and_swinunetr_two_folds(autorunner, tiny_cohort):
 
 def test_weighted_ensembles(autorunner, tiny_cohort, tmp_path):
     """input.yaml ensemble_weights {dints: 0, swinunetr: 1}: the weighted AutoRunner ensemble equals
-    the swinunetr bundles' mean; the predictor weighs algorithm means (3:1 here)."""
+    the swinunetr bundles' mean, and the work_dir's predictor uses those weights; the predictor weighs
+    algorithm means (3:1 here) and interleaves algorithms."""
     from petclick.cli import main
-    from petclick.ensemble import WeightedEnsemblePredictor, check_algo_weights
+    from petclick.ensemble import check_algo_weights
     from petclick.errors import InputError
     from petclick.inference.bundle import BundleInferer
+    from petclick.inference.checkpoint import find_checkpoints
     from petclick.inference.predictor import EnsemblePredictor, load_model_predictor
     from petclick.io.clickfile import read_clicks
     from petclick.io.images import load_case
@@ -239,19 +241,21 @@ def test_weighted_ensembles(autorunner, tiny_cohort, tmp_path):
     sure = np.abs(ref - 0.5) > 1e-4
     np.testing.assert_array_equal(np.asarray(out.dataobj)[sure], (ref >= 0.5)[sure])
 
-    checkpoints = load_model_predictor(work).checkpoints
-    weighted = WeightedEnsemblePredictor(checkpoints, {"dints": 3})
-    assert sorted(weighted.members) == ["dints", "swinunetr"] and len(weighted.checkpoints) == 4
+    checkpoints = find_checkpoints(work)
+    from_work_dir = load_model_predictor(work)  # AutoRunner's copy of input.yaml holds ensemble_weights
+    assert from_work_dir.algo_weights == {"dints": 0.0, "swinunetr": 1.0}
+    assert from_work_dir.checkpoints == [c for c in checkpoints if "swinunetr" in str(c)]
+    weighted = EnsemblePredictor(checkpoints, algo_weights={"dints": 3})
+    assert sorted(weighted.algos) == ["dints", "swinunetr"] and len(weighted.checkpoints) == 4
+    assert [c.parts[-4] for c in weighted.checkpoints] == ["dints_0", "swinunetr_0", "dints_1", "swinunetr_1"]
     case = load_case(entry["image"], entry["pet"])
     clicks = read_clicks(entry["clicks"], shape=case.shape).first(3)
     per_algo = {a: EnsemblePredictor([c for c in checkpoints if c.parts[-4].startswith(a)]).predict(case, clicks)
                 for a in ("dints", "swinunetr")}
     np.testing.assert_allclose(weighted.predict(case, clicks), 0.75 * per_algo["dints"] + 0.25 * per_algo["swinunetr"],
                                atol=1e-5)
-    assert WeightedEnsemblePredictor(checkpoints, {"dints": 0}).checkpoints == [c for c in checkpoints
-                                                                               if "swinunetr" in str(c)]
     for bad, problem in (({"dints": -1}, ">= 0"), ({"dints": "x"}, "number"), (["dints"], "mapping")):
         with pytest.raises(InputError, match=problem):
             check_algo_weights(bad)
     with pytest.raises(InputError, match="weight 0"):
-        WeightedEnsemblePredictor(checkpoints, {"dints": 0, "swinunetr": 0})
+        EnsemblePredictor(checkpoints, algo_weights={"dints": 0, "swinunetr": 0})

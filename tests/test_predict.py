@@ -106,7 +106,8 @@ def test_time_budget_with_fake_slow_model(tmp_path, phantom):
     summary = runner.run([single_case(ct, pet, cf)], tmp_path / "out")
     # 2 s per pass, 3 predictions: 4 models = 24 s fit, 4 x 2 passes x 3 = 48 s fit, 4 x 4 x 3 = 96 s not
     assert runner.seconds_per_pass == 2.0
-    assert summary["plan"] == {"n_models": 4, "tta_axes": (0,), "estimated_s": 48.0, "fits": True}
+    assert summary["plan"] == {"n_models": 4, "tta_axes": (0,), "estimated_s": 48.0, "fits": True,
+                               "algo_weights": None}
     assert model.calls[0] == (["ckpt0.pt"], ())                        # the measurement
     assert model.calls[1:] == [(model.checkpoints, (0,))] * 3           # then every step with the plan
     assert json.loads((tmp_path / "out" / "predict.json").read_text())["plan"]["n_models"] == 4

@@ -178,3 +178,31 @@ def test_interactive_with_a_model_checkpoint(cohort, tmp_path):
     rows = read_cases_csv(next(Path(row["folder"]) for row in compare.values()
                                if row["predictor"] != "suv-threshold") / "cases.csv")
     assert len(rows) == 22 and all(0.0 <= r["dice"] <= 1.0 for r in rows if r["case"] == "fdg_p1_2020")
+
+
+def test_interactive_algo_weights_recorded(cohort, tmp_path, capsys):
+    """--algo-weights reaches the model ensembles (not the baseline) and the summary meta; bad values name the option."""
+    pytest.importorskip("petclick.clicks.encoding")
+    checkpoint = pytest.importorskip("petclick.inference.checkpoint")
+    import torch
+
+    from petclick.networks.factory import build_network
+    kwargs = {"init_filters": 4, "blocks_down": [1, 1], "dsdepth": 1}
+    torch.manual_seed(0)
+    ckpt = checkpoint.save_checkpoint(tmp_path / "m" / "model.pt", {
+        "state_dict": build_network("segresnet", 4, 1, **kwargs).state_dict(), "algo": "segresnet",
+        "network": {"name": "segresnet", "kwargs": kwargs}, "in_channels": 4, "out_channels": 1,
+        "preprocess": {"roi": [16, 16, 16], "crop_body": False, "encoding": {"encoding": "edt", "channels": "two"}},
+        "infer": {"roi": [16, 16, 16], "overlap": 0.25, "sw_batch_size": 1}})
+    out = tmp_path / "weighted"
+    common = ["--datalist", str(cohort / "datalist.json"), "--no-mip", "--cases", "fdg_p3_2020"]
+    assert cli_main(["interactive", "--predictor", "suv-threshold", "--compare", str(ckpt.parent),
+                     "--algo-weights", "segresnet=2", "dints=0.5", "--out", str(out), *common]) == 0
+    metas = {Path(row["folder"]).name: json.loads((Path(row["folder"]) / "summary.json").read_text())
+             for row in json.loads((out / "compare.json").read_text())["predictors"].values()}
+    assert metas["suv-threshold"]["algo_weights"] is None
+    assert metas["m"]["algo_weights"] == {"segresnet": 2.0}
+    assert cli_main(["interactive", "--predictor", str(ckpt.parent), "--algo-weights", "segresnet=-1",
+                     "--out", str(tmp_path / "bad"), *common]) == 2
+    err = capsys.readouterr().err
+    assert "--algo-weights" in err and ">= 0" in err

@@ -6,19 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from petclick.ensemble import parse_algo_weights
 from petclick.errors import InputError
-
-
-def _weights(items: list[str] | None) -> dict[str, float] | None:
-    if not items:
-        return None
-    out = {}
-    for item in items:
-        algo, sep, value = item.partition("=")
-        if not sep:
-            raise InputError("--weights", f"expected ALGO=WEIGHT, got {item!r}")
-        out[algo] = value
-    return out
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +26,6 @@ def run(args: argparse.Namespace) -> int:
     if not (args.work_dir / "input.yaml").is_file():
         raise InputError(args.work_dir, "no input.yaml: not an AutoRunner work_dir")
     kwargs = {"output_dir": str(args.output_dir)} if args.output_dir else {}
-    out = run_weighted_ensemble(args.work_dir, _weights(args.weights), **kwargs)
+    out = run_weighted_ensemble(args.work_dir, parse_algo_weights(args.weights, "--weights"), **kwargs)
     print(f"ensemble predictions: {out}")
     return 0

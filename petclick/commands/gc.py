@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from petclick.commands.predict import add_model_args, postprocess_config, resolve_device
+from petclick.commands.predict import add_model_args, algo_weights, postprocess_config, resolve_device
 from petclick.errors import InputError
 from petclick.gc import MODELS_ENV, default_models, run_gc
 from petclick.predict import PredictSettings, Runner, load_predictor
@@ -14,6 +14,7 @@ BUDGET_ENV = "PETCLICK_TIME_BUDGET"
 
 
 def run(args: argparse.Namespace) -> int:
+    weights = algo_weights(args)
     budget = args.time_budget
     if budget is None and os.environ.get(BUDGET_ENV):
         try:
@@ -22,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(BUDGET_ENV, f"must be a number of seconds, got {os.environ[BUDGET_ENV]!r}") from exc
     settings = PredictSettings(steps=None, postprocess=postprocess_config(args), time_budget_s=budget,
                                tta_axes=tuple(args.tta_axes), progress=False)
-    runner = Runner(load_predictor(args.models, device=resolve_device(args.device)), settings)
+    runner = Runner(load_predictor(args.models, device=resolve_device(args.device), algo_weights=weights), settings)
     written = run_gc(args.input, args.output, runner)
     for path in written:
         print(path)

@@ -7,6 +7,7 @@ import logging
 import re
 from pathlib import Path
 
+from petclick.commands.predict import add_algo_weights_arg, algo_weights
 from petclick.errors import InputError
 from petclick.io.clickfile import read_clicks
 from petclick.io.datalist import entry_case_id, load_datalist, resolve_entry
@@ -39,16 +40,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare", nargs="+", default=[], metavar="NAME_OR_MODEL",
                    help="more predictors to run on the same cases; each gets OUT/<name>/ and OUT/compare.json")
     p.add_argument("--device", default="cpu", help="device for model predictors (cpu, cuda, cuda:1)")
+    add_algo_weights_arg(p)
     p.add_argument("--suv-threshold", type=float, default=2.5, help="SUV threshold of the suv-threshold baseline")
     p.add_argument("--cases", nargs="+", default=None, help="only these case ids")
     p.add_argument("--no-mip", action="store_true", help="skip the per-case MIP pictures")
     p.set_defaults(func=run)
 
 
-def _make(name: str, args: argparse.Namespace):
+def _make(name: str, args: argparse.Namespace, weights: dict[str, float] | None):
+    """A predictor by name or path; model ensembles get `weights` (None: their work_dir's input.yaml)."""
     if name == "suv-threshold":
         return get_predictor(name, threshold=args.suv_threshold)
-    return get_predictor(name, device=args.device)
+    if name in BUILTIN:
+        return get_predictor(name, device=args.device)
+    return get_predictor(name, device=args.device, algo_weights=weights)
 
 
 def _folder_name(name: str, used: set[str]) -> str:
@@ -61,6 +66,7 @@ def _folder_name(name: str, used: set[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    weights = algo_weights(args)
     data = load_datalist(args.datalist)
     if args.split not in data or not isinstance(data[args.split], list):
         raise InputError(args.datalist, f"no split {args.split!r} (found {[k for k, v in data.items() if isinstance(v, list)]})")
@@ -72,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(args.datalist, f"cases not in split {args.split!r}: {sorted(missing)}")
     dataroot = args.dataroot or args.datalist.parent
     names = [args.predictor, *args.compare]
-    predictors = [_make(n, args) for n in names]
+    predictors = [_make(n, args, weights) for n in names]
     used: set[str] = set()
     outs = [args.out] if len(names) == 1 else [args.out / _folder_name(p.name, used) for p in predictors]
     results: list[tuple[list[dict], list[dict]]] = [([], []) for _ in predictors]
@@ -97,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     summaries = []
     for predictor, name, out, (rows, skipped) in zip(predictors, names, outs, results):
         meta = {"command": "interactive", "predictor": predictor.name, "predictor_arg": name, "mode": args.mode,
-                "datalist": str(args.datalist), "split": args.split}
+                "datalist": str(args.datalist), "split": args.split,
+                "algo_weights": getattr(predictor, "algo_weights", None)}
         summary = write_report(out, rows, skipped, meta)
         summaries.append(summary)
         print(f"== {predictor.name} ({args.mode}) -> {out}")

@@ -5,11 +5,26 @@ from __future__ import annotations
 import argparse
 import logging
 
+from petclick.ensemble import parse_algo_weights
 from petclick.errors import InputError
 from petclick.postprocess import RULES, make_config
 from petclick.predict import ALL_STEPS, PredictSettings, Runner, datalist_cases, folder_cases, load_predictor, single_case
 
 log = logging.getLogger(__name__)
+ALGO_WEIGHTS_OPTION = "--algo-weights"
+
+
+def add_algo_weights_arg(p: argparse.ArgumentParser) -> None:
+    """--algo-weights ALGO=W ...: per-algorithm ensemble weights (petclick/ensemble.py)."""
+    p.add_argument(ALGO_WEIGHTS_OPTION, nargs="+", default=None, metavar="ALGO=W",
+                   help="per-algorithm ensemble weights, e.g. segresnet=2 dints=1: each algorithm's checkpoints "
+                        "are averaged, then the algorithms weighted (absent: 1, 0: left out); replaces a "
+                        "work_dir's input.yaml ensemble_weights (default: those, else every checkpoint weighs the same)")
+
+
+def algo_weights(args: argparse.Namespace) -> dict[str, float] | None:
+    """The validated --algo-weights of the command line; None when not given."""
+    return parse_algo_weights(args.algo_weights, ALGO_WEIGHTS_OPTION)
 
 
 def add_model_args(p: argparse.ArgumentParser, models_default=None) -> None:
@@ -17,10 +32,12 @@ def add_model_args(p: argparse.ArgumentParser, models_default=None) -> None:
     p.add_argument("--models", nargs="+", default=models_default, required=models_default is None, metavar="DIR",
                    help="AutoRunner work_dir(s), trained bundle folders or .pt checkpoints (every checkpoint found is "
                         "ensembled), or the built-in baseline 'suv-threshold'")
+    add_algo_weights_arg(p)
     p.add_argument("--device", default="auto", help="auto (cuda when available, else cpu), cpu, cuda or cuda:N")
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="seconds per case for all its steps: choose how many checkpoints and mirror-TTA axes fit "
-                        "(measured on the first checkpoint and case)")
+                        "(measured on the first checkpoint and case; checkpoints are ordered round-robin over "
+                        "algorithms, so a subset mixes them)")
     p.add_argument("--tta-axes", type=int, nargs="*", default=[], metavar="AXIS",
                    help="mirror test-time augmentation over these spatial axes (0 1 2) with every checkpoint "
                         "(ignored with --time-budget, which chooses them)")
@@ -81,11 +98,12 @@ def _cases(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    weights = algo_weights(args)
     cases = _cases(args)
     settings = PredictSettings(steps=_steps(args), postprocess=postprocess_config(args), save_prob=args.save_prob,
                                time_budget_s=args.time_budget, tta_axes=tuple(args.tta_axes),
                                progress=not args.no_progress)
-    predictor = load_predictor(args.models, device=resolve_device(args.device))
+    predictor = load_predictor(args.models, device=resolve_device(args.device), algo_weights=weights)
     summary = Runner(predictor, settings).run(cases, args.out)
     n_files = sum(len(r["files"]) for r in summary["cases"])
     print(f"{len(summary['cases'])} case(s), {n_files} mask(s) written to {args.out}")
@@ -97,7 +115,7 @@ def register(subparsers) -> None:
         "predict", help="predict lesion masks for one case or a folder",
         description="Ensemble every checkpoint found, post-process and write masks on the PET grid. Output: "
                     "<case>.nii.gz (all clicks), or <case>_pred<k>.nii.gz per step with --k/--all-steps; "
-                    "<case>_prob*.nii.gz with --save-prob; predict.json (plan, tracer, timings).")
+                    "<case>_prob*.nii.gz with --save-prob; predict.json (plan, ensemble weights, tracer, timings).")
     add_model_args(p)
     src = p.add_argument_group("input (one of)")
     src.add_argument("--ct", help="CT image (.nii.gz or .mha)")

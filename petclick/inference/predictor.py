@@ -1,10 +1,17 @@
-"""EnsemblePredictor: the mean sigmoid probability of many checkpoints on the PET grid, streamed.
+"""EnsemblePredictor: the (weighted) mean sigmoid probability of many checkpoints on the PET grid, streamed.
 
 Checkpoints are grouped by what their input needs (preprocessing and click encoding): each group
 preprocesses the case and encodes the clicks once, then runs its models one after the other,
 adding each sigmoid probability into one running sum in the network's space; each group's sum is
 mapped onto the PET grid once. Peak memory is one model, one input and two probability volumes,
-whatever the number of checkpoints. Loaded models are kept in a small LRU cache (bounded in
+whatever the number of checkpoints.
+
+Per-algorithm weights (`algo_weights`, see petclick/ensemble.py): each algorithm's selected
+checkpoints are averaged and the algorithms combined by w_a / sum w_a. Since that mean is linear,
+each prediction is added into the same running sum scaled by w_a / n_a (n_a: selected checkpoints
+of its algorithm), so weighting costs no memory. Without weights every checkpoint weighs the same.
+`checkpoints` are ordered round-robin over algorithms so that the first n (what the time-budget
+planner keeps) mix algorithms. Loaded models are kept in a small LRU cache (bounded in
 bytes, `PETCLICK_MODEL_CACHE_MB`, default 2048) so the 11 protocol steps do not reload them.
 """
 
@@ -16,11 +23,13 @@ import logging
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 
+from petclick.ensemble import algo_of, bundle_weights, check_algo_weights, interleave_by_algo
+from petclick.errors import InputError
 from petclick.inference.checkpoint import build_model, find_checkpoints, read_checkpoint
 from petclick.inference.clickinput import ClickEncoder
 from petclick.inference.grid import to_pet_grid
@@ -62,12 +71,12 @@ MODELS = ModelCache(int(os.environ.get("PETCLICK_MODEL_CACHE_MB", "2048")) * 2**
 
 
 def checkpoint_info(path: Path) -> dict[str, Any]:
-    """What a checkpoint's input and sliding window need, without its weights."""
+    """What a checkpoint's input and sliding window need, and its algorithm, without its weights."""
     ckpt = read_checkpoint(path)
     pre = dict(ckpt["preprocess"])
     return {"preprocess": preprocess_config(pre), "encoding": pre.get("encoding"),
             "infer": infer_config(ckpt.get("infer"), pre.get("roi")), "name": ckpt["network"]["name"],
-            "network_kwargs": dict(ckpt["network"].get("kwargs") or {})}
+            "network_kwargs": dict(ckpt["network"].get("kwargs") or {}), "algo": algo_of(ckpt)}
 
 
 def flip_combinations(axes: Sequence[int]) -> list[tuple[int, ...]]:
@@ -81,22 +90,65 @@ def flip_combinations(axes: Sequence[int]) -> list[tuple[int, ...]]:
 class EnsemblePredictor:
     """Predictor protocol over checkpoints: `.predict(case, clicks)` -> float32 probability on the PET grid.
 
-    overlap / amp / sw_batch_size / roi: None keeps each checkpoint's own inference settings."""
+    overlap / amp / sw_batch_size / roi: None keeps each checkpoint's own inference settings.
+    algo_weights: {algorithm: weight >= 0} (absent algorithms weigh 1, 0 drops one, see module
+    docstring); None keeps the plain mean over every checkpoint. `.algo_weights` then holds the
+    weight of every algorithm found, `.algos` the checkpoints kept per algorithm."""
 
     def __init__(self, checkpoints: Sequence[str | Path], device: str | torch.device = "cpu",
                  tta_flip_axes: Sequence[int] = (), overlap: float | None = None, amp: bool | None = None,
-                 sw_batch_size: int | None = None, roi: Sequence[int] | None = None, name: str | None = None):
-        self.checkpoints = [Path(c) for c in checkpoints]
-        if not self.checkpoints:
+                 sw_batch_size: int | None = None, roi: Sequence[int] | None = None, name: str | None = None,
+                 algo_weights: Mapping[str, float] | None = None):
+        paths = [Path(c) for c in checkpoints]
+        if not paths:
             raise ValueError("EnsemblePredictor needs at least one checkpoint")
         self.device = torch.device(device)
         self.tta_flip_axes = tuple(tta_flip_axes)
         self.settings = {"overlap": overlap, "amp": amp, "sw_batch_size": sw_batch_size, "roi": roi}
-        self.info = {p: checkpoint_info(p) for p in self.checkpoints}
+        self.info = {p: checkpoint_info(p) for p in paths}
+        self.algo_weights = self._weights_found(paths, algo_weights)
+        self.checkpoints = self._ordered(paths)
+        self.algos: dict[str, list[Path]] = {}
+        for p in self.checkpoints:
+            self.algos.setdefault(self.algo(p), []).append(p)
         self.name = name or f"ensemble-{len(self.checkpoints)}"
         self._prepared: dict[str, PreparedCase] = {}
         self._prepared_for: np.ndarray | None = None
         self._encoders: dict[str, ClickEncoder] = {}
+
+    def algo(self, path: Path) -> str:
+        """The algorithm of a checkpoint (its `algo`, else its network name)."""
+        return self.info[path]["algo"]
+
+    def _weights_found(self, paths: Sequence[Path], weights: Mapping[str, float] | None) -> dict[str, float] | None:
+        """{algorithm: weight} for every algorithm among `paths` (absent from `weights`: 1); None without weights."""
+        if weights is None:
+            return None
+        given = check_algo_weights(weights, "ensemble_weights")
+        found = list(dict.fromkeys(self.algo(p) for p in paths))
+        unknown = sorted(set(given) - set(found))
+        if unknown:
+            log.warning("ensemble weights for %s: no checkpoint of that algorithm (found %s)", unknown, found)
+        return {a: given.get(a, 1.0) for a in found}
+
+    def _ordered(self, paths: Sequence[Path]) -> list[Path]:
+        """`paths` without weight-0 algorithms, round-robin over algorithms (heaviest first)."""
+        weights = self.algo_weights or {}
+        kept = [p for p in paths if weights.get(self.algo(p), 1.0) > 0]
+        if not kept:
+            raise InputError("ensemble_weights", f"every algorithm present ({sorted(weights)}) has weight 0")
+        return interleave_by_algo(kept, [self.algo(p) for p in kept], weights)
+
+    def _scales(self, paths: Sequence[Path]) -> list[float]:
+        """Per-checkpoint scale of its predictions: 1 without weights (plain mean), else w_a / n_a over
+        the selected `paths`; selected algorithms all of weight 0 raise InputError."""
+        if self.algo_weights is None:
+            return [1.0] * len(paths)
+        algos = [self.algo(p) for p in paths]
+        scales = bundle_weights(algos, self.algo_weights)
+        if not any(scales):
+            raise InputError("ensemble_weights", f"every selected algorithm ({sorted(set(algos))}) has weight 0")
+        return scales
 
     def _input_key(self, path: Path) -> str:
         info = self.info[path]
@@ -116,29 +168,37 @@ class EnsemblePredictor:
             out["amp"] = False
         return out
 
+    def _groups(self, checkpoints: Iterable[str | Path]) -> dict[str, list[tuple[Path, float]]]:
+        """Selected checkpoints with their scales, grouped by input; weight-0 ones left out."""
+        paths = [Path(c) for c in checkpoints]
+        for path in paths:
+            if path not in self.info:
+                self.info[path] = checkpoint_info(path)
+        if not paths:
+            raise ValueError("predict_with needs at least one checkpoint")
+        groups: dict[str, list[tuple[Path, float]]] = {}
+        for path, scale in zip(paths, self._scales(paths)):
+            if scale > 0:
+                groups.setdefault(self._input_key(path), []).append((path, scale))
+        return groups
+
     @torch.no_grad()
     def predict_with(self, checkpoints: Iterable[str | Path], tta_flip_axes: Sequence[int], case: CaseVolumes,
                      clicks: Clicks | None) -> np.ndarray:
         """Mean sigmoid probability of `checkpoints` (each also mirrored along every subset of
-        `tta_flip_axes`) on the PET grid of `case`."""
+        `tta_flip_axes`) on the PET grid of `case`; with `algo_weights`, the weighted mean of their
+        algorithms' means."""
         clicks = clicks or Clicks()
-        groups: dict[str, list[Path]] = {}
-        for c in checkpoints:
-            path = Path(c)
-            if path not in self.info:
-                self.info[path] = checkpoint_info(path)
-            groups.setdefault(self._input_key(path), []).append(path)
-        if not groups:
-            raise ValueError("predict_with needs at least one checkpoint")
+        groups = self._groups(checkpoints)
         flips = flip_combinations(tta_flip_axes)
-        total, count = None, 0
-        for key, paths in groups.items():
-            info = self.info[paths[0]]
+        total, weight = None, 0.0
+        for key, members in groups.items():
+            info = self.info[members[0][0]]
             prepared = self._prepare(case, key, info["preprocess"])
             encoder = self._encoders.setdefault(key, ClickEncoder(info["encoding"]))
             x = encoder(prepared, clicks, self.device)[None].float()
             acc = None
-            for path in paths:
+            for path, scale in members:
                 s = self._settings(path)
                 net = self.info[path]
                 roi = cover_roi(s["roi"], x.shape[2:], net["name"], **net["network_kwargs"])
@@ -147,23 +207,54 @@ class EnsemblePredictor:
                 for axes in flips:
                     logits = sliding_window_logits(model, x, inferer, s["amp"], s.get("amp_dtype", "float16"), axes)
                     prob = torch.sigmoid(logits[0, :1])
-                    acc = prob if acc is None else acc.add_(prob)
-                    count += 1
+                    acc = prob.mul_(scale) if acc is None else acc.add_(prob, alpha=scale)
+                    weight += scale
                 del model
             pet = to_pet_grid(acc, prepared.affine, prepared.pet_affine, prepared.pet_shape)
             total = pet if total is None else total.add_(pet)
-        return (total[0] / count).cpu().numpy().astype(np.float32)
+        return (total[0] / weight).cpu().numpy().astype(np.float32)
 
     def predict(self, case: CaseVolumes, clicks: Clicks | None) -> np.ndarray:
         return self.predict_with(self.checkpoints, self.tta_flip_axes, case, clicks)
 
 
 def load_model_predictor(paths: str | Path | Sequence[str | Path], device: str | torch.device = "cpu",
-                         **kwargs: Any) -> EnsemblePredictor:
+                         algo_weights: Mapping[str, float] | None = None, **kwargs: Any) -> EnsemblePredictor:
     """An EnsemblePredictor over every `model.pt` under `paths` (AutoRunner work_dir, bundle folders,
-    model folders or .pt files); keyword arguments go to EnsemblePredictor."""
+    model folders or .pt files); keyword arguments go to EnsemblePredictor. `algo_weights` None: the
+    `ensemble_weights` of a work_dir's input.yaml among `paths`, if any (else the plain mean)."""
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)
     checkpoints = find_checkpoints(items)
+    if algo_weights is None:
+        algo_weights = work_dir_weights(items)
+    else:
+        algo_weights = check_algo_weights(algo_weights, "algo_weights")
+        log.info("ensemble weights %s (given)", algo_weights)
     kwargs.setdefault("name", Path(items[0]).resolve().name if len(items) == 1 else f"ensemble-{len(checkpoints)}")
     log.info("ensemble of %d checkpoint(s) from %s", len(checkpoints), ", ".join(str(i) for i in items))
-    return EnsemblePredictor(checkpoints, device=device, **kwargs)
+    return EnsemblePredictor(checkpoints, device=device, algo_weights=algo_weights, **kwargs)
+
+
+def work_dir_weights(items: Sequence[str | Path]) -> dict[str, float] | None:
+    """`ensemble_weights` of `<work_dir>/input.yaml` (AutoRunner's copy of its input) for the folders
+    among `items` that hold one, validated; None where none has the key. Work_dirs that disagree
+    raise InputError (give --algo-weights)."""
+    from petclick.training.config import read_yaml
+
+    found: dict[str, float] | None = None
+    source: Path | None = None
+    for item in items:
+        cfg_path = Path(item) / "input.yaml"
+        if not cfg_path.is_file():
+            continue
+        raw = read_yaml(cfg_path).get("ensemble_weights")
+        if raw is None:
+            continue
+        weights = check_algo_weights(raw, f"{cfg_path} ensemble_weights")
+        if found is not None and weights != found:
+            raise InputError(cfg_path, f"ensemble_weights {weights} differ from {found} of {source}; "
+                                       "choose with --algo-weights")
+        found, source = weights, cfg_path
+    if found is not None:
+        log.info("ensemble weights %s from %s", found, source)
+    return found

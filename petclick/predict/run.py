@@ -5,8 +5,9 @@ Outputs in `out/` on the PET grid (PET affine):
   clicks of each kind; the layout `petclick evaluate` reads), uint8 masks after post-processing;
 - with `save_prob`, `<case>_prob.nii.gz` / `<case>_prob<k>.nii.gz`: the ensemble's float32
   probability before post-processing;
-- `predict.json`: the plan (checkpoints, TTA axes, measured seconds per pass), tracer per case and
-  seconds per case.
+- `predict.json`: the plan (checkpoints, TTA axes, measured seconds per pass), the per-algorithm
+  ensemble weights used (`algo_weights`, also inside the plan; null = plain mean), tracer per case
+  and seconds per case.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -33,11 +34,14 @@ log = logging.getLogger(__name__)
 ALL_STEPS = tuple(range(11))
 
 
-def load_predictor(models: Sequence[str | Path], device: str = "cpu"):
-    """A built-in predictor by name ("suv-threshold") or the streamed ensemble of every checkpoint under the paths."""
+def load_predictor(models: Sequence[str | Path], device: str = "cpu", algo_weights: Mapping[str, float] | None = None):
+    """A built-in predictor by name ("suv-threshold") or the streamed ensemble of every checkpoint under
+    the paths, weighted per algorithm by `algo_weights` (None: a work_dir's input.yaml `ensemble_weights`)."""
     from petclick.predictors import BUILTIN
     models = [str(m) for m in models]
     if len(models) == 1 and models[0] in BUILTIN:
+        if algo_weights is not None:
+            log.warning("--algo-weights ignored: %s is not an ensemble", models[0])
         return BUILTIN[models[0]]()
     for m in models:
         if not Path(m).exists():
@@ -46,7 +50,7 @@ def load_predictor(models: Sequence[str | Path], device: str = "cpu"):
         from petclick.inference.predictor import load_model_predictor
     except ImportError as exc:  # the inference part is not installed in this build
         raise InputError(models[0], f"cannot load trained models: petclick.inference is unavailable ({exc})") from exc
-    return load_model_predictor([Path(m) for m in models], device=device)
+    return load_model_predictor([Path(m) for m in models], device=device, algo_weights=algo_weights)
 
 
 def supports_subsets(predictor) -> bool:
@@ -149,9 +153,11 @@ class Runner:
             for spec in cases:
                 bar.set_postfix_str(spec.case_id)
                 rows.append(self.run_case(spec, out, bar))
+        weights = getattr(self.predictor, "algo_weights", None)
         summary = {"predictor": getattr(self.predictor, "name", type(self.predictor).__name__),
                    "n_checkpoints": len(getattr(self.predictor, "checkpoints", []) or []),
-                   "plan": None if self.plan is None else asdict(self.plan),
+                   "algo_weights": weights,
+                   "plan": None if self.plan is None else {**asdict(self.plan), "algo_weights": weights},
                    "seconds_per_pass": self.seconds_per_pass,
                    "postprocess": self.settings.postprocess, "cases": rows}
         (out / "predict.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
