@@ -298,3 +298,38 @@ def test_cover_roi_grows_only_slightly_shorter_axes_to_one_window():
     assert cover_roi((64, 64, 96), (48, 46, 64), "segresnet", blocks_down=(1, 1, 1)) == (48, 48, 64)
     # never a 1-voxel bottleneck: a tiny image keeps the ROI
     assert cover_roi((32, 32, 32), (10, 10, 10), "segresnet") == (32, 32, 32)
+
+
+# ---------------------------------------------------------------------------- output prior
+@pytest.mark.parametrize("name,kwargs,heads", [
+    ("segresnet", {"init_filters": 8, "blocks_down": (1, 1, 1), "dsdepth": 2}, ["up_layers.0.head", "up_layers.1.head"]),
+    ("dints", {"channel_mul": 0.25}, ["stem_finals.1"]),
+    ("swinunetr", {"feature_size": 12}, ["out.conv.conv"]),
+])
+def test_output_prior_sets_every_output_head(name, kwargs, heads):
+    from petclick.networks.output_prior import init_output_prior
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build_network(name, 4, 1, **kwargs)
+    assert init_output_prior(model, 0.01) == heads
+    for head in heads:
+        bias = model.get_submodule(head).bias
+        assert torch.allclose(bias, torch.full_like(bias, np.log(0.01 / 0.99)))
+    model.eval()
+    with torch.no_grad():  # zero input: the mean probability sits near the prior, far below 0.5
+        prob = torch.sigmoid(as_list(model(torch.zeros(1, 4, 64, 64, 64)))[0])
+    assert float(prob.mean()) < 0.1
+
+
+def test_output_prior_rejects_bad_values_and_headless_models():
+    from petclick.networks.output_prior import init_output_prior, prior_logit
+
+    assert prior_logit(0.5) == 0.0 and prior_logit(0.007) == pytest.approx(-4.955, abs=1e-3)
+    model = build_network("segresnet", 4, 1, init_filters=8, blocks_down=(1, 1, 1), dsdepth=2)
+    for bad in (0.0, 1.0, -0.1, 2):
+        with pytest.raises(InputError, match="output_prior"):
+            init_output_prior(model, bad)
+    with pytest.raises(InputError, match="no convolution with 1 output"):
+        init_output_prior(torch.nn.Sequential(torch.nn.Conv3d(4, 1, 1, bias=False)), 0.01)

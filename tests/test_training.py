@@ -82,6 +82,11 @@ def trained(make_bundle, tmp_path_factory):
     files = fold_files(cfg["datalist"], cfg["dataroot"], 0)
     train_ds, val_ds = train_dataset(cfg, files.train, cfg["data"]["roi"]), val_dataset(cfg, files.val)
     trainer = RepeatTrainer(cfg, 0, Path(cfg["ckpt_path"]) / "repeat0", DistContext(), train_ds, val_ds)
+    # the demo preset starts every output head's bias at logit(output_prior)
+    prior = cfg["network"]["output_prior"]
+    assert 0 < prior < 0.05
+    for head in ("up_layers.0.head", "up_layers.1.head"):
+        assert torch.allclose(trainer.model.get_submodule(head).bias, torch.tensor(np.log(prior / (1 - prior))).float())
     trainer.run()
     return {"bundle": bundle, "cfg": cfg, "losses": trainer.losses, "data": (train_ds, val_ds)}
 

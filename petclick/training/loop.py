@@ -68,6 +68,11 @@ def _build_model(cfg: Mapping[str, Any], desc: Mapping[str, Any]) -> torch.nn.Mo
 
         expanded = expand_input_channels(model, init, int(cfg["network"].get("image_channels", IMAGE_CHANNELS)))
         log.info("initialised from %s (input channels expanded in %s)", init, expanded or "none")
+    elif cfg["network"].get("output_prior") is not None:
+        from petclick.networks.output_prior import init_output_prior
+
+        heads = init_output_prior(model, cfg["network"]["output_prior"])
+        log.info("output bias initialised to logit(%s) in %s", cfg["network"]["output_prior"], ", ".join(heads))
     return model
 
 
