@@ -201,7 +201,7 @@ def test_ensemble_is_the_mean_of_its_checkpoints(trained, tiny_cohort, tmp_path)
     np.testing.assert_allclose(prob, (single[0] + single[1]) / 2, atol=1e-5)
     assert flip_combinations((0, 2)) == [(), (0,), (2,), (0, 2)]
     # mirror TTA changes the output of a network that is not mirror-symmetric: random weights keep
-    # the probabilities away from saturation (the 2-epoch model predicts ~0 everywhere)
+    # the probabilities away from saturation (the briefly trained model predicts ~0 almost everywhere)
     torch.manual_seed(0)
     for name in state["state_dict"]:
         if state["state_dict"][name].is_floating_point():
