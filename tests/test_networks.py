@@ -328,7 +328,7 @@ def test_output_prior_rejects_bad_values_and_headless_models():
 
     assert prior_logit(0.5) == 0.0 and prior_logit(0.007) == pytest.approx(-4.955, abs=1e-3)
     model = build_network("segresnet", 4, 1, init_filters=8, blocks_down=(1, 1, 1), dsdepth=2)
-    for bad in (0.0, 1.0, -0.1, 2):
+    for bad in (0.0, 1.0, -0.1, 2, "often", None):
         with pytest.raises(InputError, match="output_prior"):
             init_output_prior(model, bad)
     with pytest.raises(InputError, match="no convolution with 1 output"):

@@ -22,7 +22,10 @@ _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2
 
 def prior_logit(prior: float) -> float:
     """logit(prior) = log(p / (1 - p)); `prior` must lie strictly between 0 and 1."""
-    p = float(prior)
+    try:
+        p = float(prior)
+    except (TypeError, ValueError):
+        raise InputError("network output_prior", f"must be a number between 0 and 1, got {prior!r}") from None
     if not 0.0 < p < 1.0:
         raise InputError("network output_prior", f"must be a probability strictly between 0 and 1, got {prior!r}")
     return math.log(p / (1.0 - p))

@@ -68,6 +68,8 @@ def _build_model(cfg: Mapping[str, Any], desc: Mapping[str, Any]) -> torch.nn.Mo
 
         expanded = expand_input_channels(model, init, int(cfg["network"].get("image_channels", IMAGE_CHANNELS)))
         log.info("initialised from %s (input channels expanded in %s)", init, expanded or "none")
+        if cfg["network"].get("output_prior") is not None:
+            log.warning("network.output_prior ignored: the weights come from init_checkpoint %s", init)
     elif cfg["network"].get("output_prior") is not None:
         from petclick.networks.output_prior import init_output_prior
 
