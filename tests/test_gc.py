@@ -10,9 +10,9 @@ import pytest
 import SimpleITK as sitk
 
 from petclick.cli import main
-from petclick.errors import InputError
-from petclick.gc import (affine_from_sitk, array_from_sitk, discover_gc_inputs, load_mha, read_sitk, save_mha,
-                         sitk_from_array)
+from petclick.core.errors import InputError
+from petclick.io.sitk import affine_from_sitk, array_from_sitk, load_mha, read_sitk, save_mha, sitk_from_array
+from petclick.workflows.gc import discover_gc_inputs
 from petclick.io.clickfile import Clicks, write_clicks
 from petclick.phantoms import generate_case
 
@@ -124,7 +124,7 @@ def test_gc_pairs_several_images_by_name_and_survives_bad_clicks(tmp_path, phant
 
 
 def test_gc_fractional_click_coordinates_are_rounded(tmp_path, caplog):
-    from petclick.predict.inputs import read_clicks_lenient
+    from petclick.workflows.predict.inputs import read_clicks_lenient
     path = tmp_path / "lesion-clicks.json"
     path.write_text(json.dumps({"points": [{"point": [3.4, 4.0, 5.6], "name": "tumor"}]}))
     assert read_clicks_lenient(path, (32, 28, 40), round_coordinates=True).tumor == [(3, 4, 6)]
@@ -156,7 +156,7 @@ def test_gc_models_default_from_environment(monkeypatch, tmp_path):
 
 def test_gc_click_json_points_are_pet_indices(tmp_path, phantom):
     """A gc points file with a click outside the volume: dropped with a warning, the others used."""
-    from petclick.predict.inputs import read_clicks_lenient
+    from petclick.workflows.predict.inputs import read_clicks_lenient
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"version": {"major": 1, "minor": 0}, "type": "Multiple points", "points": [
         {"point": [3, 4, 5], "name": "tumor"}, {"point": [3, 4, 400], "name": "background"}]}))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from petclick.cli import main as cli_main
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 from petclick.io.clickfile import Clicks, clicks_from_json, read_clicks, validate_clicks, write_clicks
 from petclick.io.datalist import assign_folds, build_datalist, load_datalist, parse_case_id
 from petclick.io.images import load_case, load_volume, save_volume, voxel_volume_ml

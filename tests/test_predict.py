@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from petclick.cli import main
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 from petclick.io.clickfile import Clicks, write_clicks
 from petclick.io.images import Volume, save_volume
 from petclick.phantoms import generate_case
-from petclick.predict import PredictSettings, Runner, plan_budget, read_clicks_lenient, single_case, tta_passes
-from petclick.predict.inputs import load_prediction_case, resample_to
+from petclick.workflows.predict import PredictSettings, Runner, plan_budget, read_clicks_lenient, single_case, tta_passes
+from petclick.workflows.predict.inputs import load_prediction_case, resample_to
 
 
 # ---------------------------------------------------------------- planner (pure)
@@ -256,7 +256,7 @@ def test_predict_with_tiny_checkpoints_and_budget(tmp_path, phantom):
     """Two untrained tiny checkpoints through petclick.inference: plumbing, planner and PET-grid output."""
     pytest.importorskip("petclick.clicks.encoding")
     pytest.importorskip("petclick.clicks.geometry")
-    checkpoint = pytest.importorskip("petclick.inference.checkpoint")
+    checkpoint = pytest.importorskip("petclick.runtime.checkpoint")
     import torch
 
     from petclick.networks.factory import build_network
@@ -285,7 +285,7 @@ def test_predict_with_tiny_checkpoints_and_budget(tmp_path, phantom):
 
 
 def test_predict_reads_mha_inputs(tmp_path, phantom):
-    from petclick.gc import save_mha
+    from petclick.io.sitk import save_mha
     ct = save_mha(tmp_path / "x_ct.mha", phantom.ct, affine=phantom.affine)
     pet = save_mha(tmp_path / "x_pet.mha", phantom.pet, affine=phantom.affine)
     assert main(["predict", "--models", "suv-threshold", "--ct", str(ct), "--pet", str(pet), "--case-id", "x",

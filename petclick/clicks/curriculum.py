@@ -28,7 +28,7 @@ import numpy as np
 from monai.transforms import MapTransform, Randomizable, Transform
 
 from petclick.clicks.simulate import Components, background_threshold, clicks_for_components, exceeds
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 
 MAX_CLICKS = 10
 COUNT_PRESETS = ("uniform", "log", "full")

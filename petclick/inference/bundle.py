@@ -21,12 +21,13 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
-from petclick.errors import InputError
-from petclick.inference.checkpoint import find_checkpoints
+from petclick.core.errors import InputError
+from petclick.runtime.checkpoint import find_checkpoints
 from petclick.inference.predictor import EnsemblePredictor
 from petclick.io.clickfile import Clicks, read_clicks
 from petclick.io.images import load_case, save_volume
-from petclick.training.config import config_files, read_yaml
+from petclick.config.bundle import config_files
+from petclick.core.yamlio import read_yaml
 
 log = logging.getLogger(__name__)
 _PREDICTORS: dict[tuple, EnsemblePredictor] = {}

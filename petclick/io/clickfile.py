@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 
 Point = tuple[int, int, int]
 KINDS = ("tumor", "background")

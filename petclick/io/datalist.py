@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 import nibabel as nib
 import numpy as np
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 from petclick.io.images import AFFINE_ATOL_MM
 
 CASE_ID = re.compile(r"^(?P<tracer>fdg|psma)_(?P<patient>[^_]+)_(?P<date>.+)$", re.IGNORECASE)

@@ -12,7 +12,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 
 AFFINE_ATOL_MM = 1e-3
 

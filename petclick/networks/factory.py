@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 
 NETWORK_NAMES = ("segresnet", "dints", "swinunetr")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 from petclick.networks.factory import check_name, network_kwargs
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 from petclick.io.clickfile import Clicks
 from petclick.io.images import CaseVolumes
 from petclick.postprocess.clicks import enforce_clicks

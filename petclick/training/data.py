@@ -1,14 +1,14 @@
 """Training and validation data of one fold: the MONAI transform chains and cached datasets.
 
 Training, per case (cached after the deterministic part):
-    LoadImaged(CT image, pet, label) -> EnsureChannelFirstd -> petclick.inference.preprocess
+    LoadImaged(CT image, pet, label) -> EnsureChannelFirstd -> petclick.runtime.preprocess
     (optional Spacingd, CT window, PET clip, concatenate, body crop) -> SpatialPadd(ROI) ->
     FgBgToIndicesd -> [cache] -> RandCropByPosNegLabeld (foreground oversampling) -> rotation and
     scaling (RandAffined), flips on all axes, smoothing, noise, intensity shift and scale ->
     SimulateTrainingClicksd (online click curriculum on the patch label and PET channel) ->
     EncodeClicksd (channels CT, PET, fg, bg).
 Validation: the same deterministic part without the label; each case's JSON clicks are mapped
-through the case's geometry at validation time (petclick.inference.clickinput).
+through the case's geometry at validation time (petclick.runtime.clickinput).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from monai.transforms import (
     SpatialPadd,
 )
 
-from petclick.errors import InputError
-from petclick.inference.preprocess import load_transforms, preprocess_transforms
+from petclick.core.errors import InputError
+from petclick.runtime.preprocess import load_transforms, preprocess_transforms
 from petclick.io.datalist import entry_case_id, load_datalist, resolve_entry
 
 PET_CHANNEL = 1

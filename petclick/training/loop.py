@@ -23,11 +23,11 @@ import torch
 from monai.optimizers import WarmupCosineSchedule
 from monai.utils import set_determinism
 
-from petclick.inference.checkpoint import BEST_NAME, LAST_NAME, save_checkpoint
-from petclick.inference.clickinput import click_channels
-from petclick.inference.preprocess import preprocess_config
-from petclick.inference.window import autocast, infer_config
-from petclick.training.config import load_bundle_config
+from petclick.runtime.checkpoint import BEST_NAME, LAST_NAME, save_checkpoint
+from petclick.runtime.clickinput import click_channels
+from petclick.runtime.preprocess import preprocess_config
+from petclick.runtime.window import autocast, infer_config
+from petclick.config.bundle import load_bundle_config
 from petclick.training.data import fold_files, train_dataset, train_loader, val_dataset
 from petclick.training.distributed import DistContext, close_distributed, init_distributed, unwrap
 from petclick.training.loss import build_loss

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 
 #: Click settings shared by both presets (clicks issue defaults: `log` count, `edt` encoding).
 CLICKS: dict[str, Any] = {

@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from petclick.errors import InputError
-from petclick.training.config import read_yaml, write_yaml
+from petclick.core.errors import InputError
+from petclick.core.yamlio import read_yaml, write_yaml
 
 log = logging.getLogger(__name__)
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 #: The embedded cohort: what the committed datalist.json and input.yaml describe.
 DEMO_COHORT = {"cases": 16, "seed": 7, "shape": [48, 48, 64]}
 
@@ -87,18 +87,17 @@ def run_demo(out: Path, data: Path, input_template: Path, cases: int, seed: int,
     elif not work_dir.is_dir():
         raise InputError(work_dir, "--skip-train needs a trained work_dir from an earlier run")
     t = time.time()
-    from petclick.cli import main as petclick_main
+    from petclick.workflows.interactive import InteractiveJob, run_interactive
 
     report = out / "report"
-    code = petclick_main(["interactive", "--predictor", str(work_dir), "--compare", "suv-threshold",
-                          "--datalist", str(datalist), "--dataroot", str(data), "--split", "testing",
-                          "--out", str(report), "--device", device])
+    code = run_interactive(InteractiveJob(predictor=str(work_dir), compare=["suv-threshold"], datalist=datalist,
+                                          dataroot=data, split="testing", out=report, device=device))
     times["interactive"] = time.time() - t
     times["total"] = sum(times.values())
     (out / "demo_timing.json").write_text(json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1) + "\n")
     print("== demo timing (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
     print(f"== ensemble predictions of the testing split: {work_dir / 'ensemble_output'}")
-    from petclick.inference.checkpoint import find_checkpoints
+    from petclick.runtime.checkpoint import find_checkpoints
 
     n_ckpt = len(find_checkpoints(work_dir))
     print(f"== interactive report ({n_ckpt}-checkpoint ensemble vs suv-threshold): {report}  "

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 from petclick.io.datalist import CASE_ID, entry_case_id, find_cases, load_datalist, resolve_entry
 
 log = logging.getLogger(__name__)

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from petclick.errors import InputError
-from petclick.training.config import SECTIONS, apply_overrides, read_yaml
+from petclick.core.errors import InputError
+from petclick.config.bundle import SECTIONS
+from petclick.core.yamlio import apply_overrides, read_yaml
 
 TYPES = ("float", "int", "categorical")
 _PRIMITIVE = (str, int, float, bool, type(None))
@@ -199,7 +200,7 @@ def parse_space(data: Mapping[str, Any], source: str) -> SearchSpace:
         raise InputError(source, "pruner: allowed keys are n_startup_trials, n_warmup_steps, interval_steps")
     objective = data.get("objective")
     if objective is not None:
-        from petclick.hpo.objectives import get_objective
+        from petclick.workflows.hpo.objectives import get_objective
 
         try:
             get_objective(str(objective))

@@ -22,13 +22,13 @@ from typing import Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 from petclick.io.clickfile import Clicks
 from petclick.io.images import CaseVolumes, save_volume
 from petclick.postprocess import make_config, postprocess, resolve_tracer
-from petclick.predict.budget import DEFAULT_AXES, Plan, measure_pass, plan_budget
-from petclick.predict.cases import CaseSpec
-from petclick.predict.inputs import load_prediction_case, read_clicks_lenient
+from petclick.workflows.predict.budget import DEFAULT_AXES, Plan, measure_pass, plan_budget
+from petclick.workflows.predict.cases import CaseSpec
+from petclick.workflows.predict.inputs import load_prediction_case, read_clicks_lenient
 
 log = logging.getLogger(__name__)
 ALL_STEPS = tuple(range(11))
@@ -37,7 +37,7 @@ ALL_STEPS = tuple(range(11))
 def load_predictor(models: Sequence[str | Path], device: str = "cpu", algo_weights: Mapping[str, float] | None = None):
     """A built-in predictor by name ("suv-threshold") or the streamed ensemble of every checkpoint under
     the paths, weighted per algorithm by `algo_weights` (None: a work_dir's input.yaml `ensemble_weights`)."""
-    from petclick.predictors import BUILTIN
+    from petclick.inference.predictors import BUILTIN
     models = [str(m) for m in models]
     if len(models) == 1 and models[0] in BUILTIN:
         if algo_weights is not None:

@@ -55,12 +55,12 @@ def pet_statistics(datalist: str | Path, dataroot: str | Path, max_cases: int = 
 
 def cached_pet_statistics(path: str | Path, datalist: str | Path, dataroot: str | Path, **kw: Any) -> dict[str, Any]:
     """pet_statistics, read from `path` when it exists (so folds share one analysis), else computed and written."""
-    from petclick.training.config import read_yaml, write_yaml
+    from petclick.core.yamlio import read_yaml, write_yaml
 
     path = Path(path)
     if path.is_file():
         return read_yaml(path)
     stats = pet_statistics(datalist, dataroot, **kw)
-    write_yaml(path, stats, header="# PET (SUV) statistics by petclick.analysis (MONAI's DataAnalyzer skips extra modalities)")
+    write_yaml(path, stats, header="# PET (SUV) statistics by petclick.auto3dseg.analysis (MONAI's DataAnalyzer skips extra modalities)")
     log.info("PET statistics written to %s", path)
     return stats

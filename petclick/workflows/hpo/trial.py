@@ -28,9 +28,9 @@ from monai.apps.auto3dseg.hpo_gen import OptunaGen
 from monai.auto3dseg import algo_from_json, algo_to_json
 from monai.utils.enums import AlgoKeys
 
-from petclick.hpo.objectives import Objective, trial_value
-from petclick.hpo.space import SearchSpace, nested
-from petclick.training.config import deep_merge, write_yaml
+from petclick.workflows.hpo.objectives import Objective, trial_value
+from petclick.workflows.hpo.space import SearchSpace, nested
+from petclick.core.yamlio import deep_merge, write_yaml
 from petclick.training.progress import PROGRESS, read_progress
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def preflight(bundle: Path) -> None:
     checked against the network's divisor by fill_template_config)."""
     from petclick.clicks.curriculum import ClickCurriculum
     from petclick.clicks.encoding import encoder_from_config
-    from petclick.training.config import read_yaml
+    from petclick.core.yamlio import read_yaml
     from petclick.training.loop import describe
 
     cfg = read_yaml(bundle / "configs" / "hyper_parameters.yaml")

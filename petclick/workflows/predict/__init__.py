@@ -6,10 +6,10 @@
 - run.py: `Runner(predictor, PredictSettings).run(cases, out)` writes masks (and probabilities)
 """
 
-from petclick.predict.budget import Plan, plan_budget, tta_passes
-from petclick.predict.cases import CaseSpec, datalist_cases, folder_cases, single_case
-from petclick.predict.inputs import load_prediction_case, read_clicks_lenient
-from petclick.predict.run import ALL_STEPS, PredictSettings, Runner, load_predictor
+from petclick.workflows.predict.budget import Plan, plan_budget, tta_passes
+from petclick.workflows.predict.cases import CaseSpec, datalist_cases, folder_cases, single_case
+from petclick.workflows.predict.inputs import load_prediction_case, read_clicks_lenient
+from petclick.workflows.predict.run import ALL_STEPS, PredictSettings, Runner, load_predictor
 
 __all__ = ["ALL_STEPS", "CaseSpec", "Plan", "PredictSettings", "Runner", "datalist_cases", "folder_cases",
            "load_prediction_case", "load_predictor", "plan_budget", "read_clicks_lenient", "single_case", "tta_passes"]

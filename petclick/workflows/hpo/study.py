@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from petclick.errors import InputError
-from petclick.hpo.export import export_best
-from petclick.hpo.objectives import Objective, get_objective
-from petclick.hpo.space import SearchSpace
-from petclick.hpo.trial import PetclickOptunaGen
-from petclick.training.config import read_yaml, write_yaml
+from petclick.core.errors import InputError
+from petclick.workflows.hpo.export import export_best
+from petclick.workflows.hpo.objectives import Objective, get_objective
+from petclick.workflows.hpo.space import SearchSpace
+from petclick.workflows.hpo.trial import PetclickOptunaGen
+from petclick.core.yamlio import read_yaml, write_yaml
 
 log = logging.getLogger(__name__)
 DB_NAME = "hpo.db"

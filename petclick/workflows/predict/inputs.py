@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 from petclick.io.clickfile import KINDS, Clicks, clicks_from_json
 from petclick.io.images import AFFINE_ATOL_MM, CaseVolumes, Volume, load_volume
 
@@ -33,7 +33,7 @@ def read_image(path: str | Path) -> Volume:
     path = Path(path)
     if path.name.lower().endswith((".nii", ".nii.gz")):
         return load_volume(path)
-    from petclick.gc import load_mha
+    from petclick.io.sitk import load_mha
     return load_mha(path)
 
 

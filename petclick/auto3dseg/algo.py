@@ -5,7 +5,7 @@ A bundle's `scripts/algo.py` is one class: `class SegresnetAlgo(PetclickBundleAl
 network and its per-preset defaults come from the template's `configs/hyper_parameters.yaml`.
 
 input.yaml keys read here (besides AutoRunner's own):
-    preset: demo | autopet          petclick.training.presets (default autopet)
+    preset: demo | autopet          petclick.config.presets (default autopet)
     num_repeats: 4                  seeds per fold, trained in one process; the fold's bundle
                                     ensembles them (5 folds x 4 = 20 checkpoints)
     clicks: {curriculum, encoding, max_clicks, val_steps}   merged into every bundle
@@ -24,9 +24,9 @@ from typing import Any, Mapping
 
 from monai.apps.auto3dseg import BundleAlgo
 
-from petclick.errors import InputError
-from petclick.training.config import apply_overrides, deep_merge, read_yaml, write_yaml
-from petclick.training.presets import get_preset
+from petclick.core.errors import InputError
+from petclick.core.yamlio import apply_overrides, deep_merge, read_yaml, write_yaml
+from petclick.config.presets import get_preset
 
 log = logging.getLogger(__name__)
 DEFAULT_PRESET = "autopet"
@@ -113,7 +113,7 @@ def fill_bundle_config(algo: str, data_stats_filename: str | Path, output_path: 
     datalist, dataroot = Path(user["datalist"]).resolve(), Path(user["dataroot"]).resolve()
     stats = read_yaml(data_stats_filename)
     cfg = derive_from_data(cfg, stats, _count_train(datalist, int(fold)))
-    from petclick.analysis import cached_pet_statistics
+    from petclick.auto3dseg.analysis import cached_pet_statistics
 
     cfg["pet_stats"] = cached_pet_statistics(Path(data_stats_filename).with_name("datastats_pet.yaml"), datalist, dataroot)
     if cfg["data"].get("pet_clip") == "auto":

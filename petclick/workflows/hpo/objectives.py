@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 
 
 def _steps(entry: Mapping[str, Any]) -> list[tuple[int, float]]:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from petclick.hpo.objectives import Objective
-from petclick.training.config import deep_merge, read_yaml, write_yaml
+from petclick.workflows.hpo.objectives import Objective
+from petclick.core.yamlio import deep_merge, read_yaml, write_yaml
 
 
 def best_fragment(study: Any, algo: str) -> dict[str, Any]:
@@ -21,7 +21,7 @@ def best_fragment(study: Any, algo: str) -> dict[str, Any]:
     best = study.best_trial
     params = best.user_attrs.get("overrides")
     if params is None:  # trial recorded by another tool: decode nothing, nest Optuna's values
-        from petclick.hpo.space import nested
+        from petclick.workflows.hpo.space import nested
 
         params = nested(best.params)
     return {"algo_overrides": {algo: params}}

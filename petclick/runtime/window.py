@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from monai.inferers import SlidingWindowInfererAdapt
 
-from petclick.inference.cpu import enable_fast_cpu_conv3d
+from petclick.runtime.cpu import enable_fast_cpu_conv3d
 
 DEFAULT_INFER: dict[str, Any] = {"roi": None, "overlap": 0.625, "sw_batch_size": 1, "mode": "gaussian",
                                  "amp": True, "amp_dtype": "float16", "channels_last": False}

@@ -7,7 +7,7 @@
 - export.py: the best trial as an input.yaml fragment
 """
 
-from petclick.hpo.objectives import OBJECTIVES, get_objective
-from petclick.hpo.space import ParamSpec, SearchSpace, load_space, nested, parse_space
+from petclick.workflows.hpo.objectives import OBJECTIVES, get_objective
+from petclick.workflows.hpo.space import ParamSpec, SearchSpace, load_space, nested, parse_space
 
 __all__ = ["OBJECTIVES", "ParamSpec", "SearchSpace", "get_objective", "load_space", "nested", "parse_space"]

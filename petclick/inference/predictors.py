@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 import cc3d
 import numpy as np
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 from petclick.io.clickfile import Clicks
 from petclick.io.images import CaseVolumes
 

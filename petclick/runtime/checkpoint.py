@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 
 log = logging.getLogger(__name__)
 FORMAT = "petclick-checkpoint-1"

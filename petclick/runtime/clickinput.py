@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from petclick.inference.preprocess import PreparedCase
+from petclick.runtime.preprocess import PreparedCase
 from petclick.io.clickfile import Clicks
 
 DEFAULT_ENCODING: dict[str, Any] = {"encoding": "edt", "channels": "two"}
