@@ -13,12 +13,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_committed_datalist_matches_the_generated_demo_cohort(tmp_path):
     written = generate_cohort(tmp_path / "phantoms", cases=DEMO_COHORT["cases"], seed=DEMO_COHORT["seed"],
-                              shape=tuple(DEMO_COHORT["shape"]))
+                              shape=tuple(DEMO_COHORT["shape"]), min_test_cases=DEMO_COHORT["min_test_cases"])
     generated = json.loads(Path(written).read_text())
     committed = json.loads((REPO / "datalist.json").read_text())
     assert committed["training"] == generated["training"]
     assert committed["testing"] == generated["testing"]
     assert len(committed["training"]) + len(committed["testing"]) == DEMO_COHORT["cases"]
+    # issue 13: a testing split that can tell a model from noise: >= 8 cases, both tracers, some negatives
+    testing = committed["testing"]
+    assert len(testing) >= 8 and {e["tracer"] for e in testing} == {"fdg", "psma"}
+    meta = [json.loads((tmp_path / "phantoms" / "meta" / f"{e['case']}.json").read_text()) for e in testing]
+    assert 0 < sum(not m["lesions"] for m in meta) < len(testing)
 
 
 def test_input_yaml_points_at_the_embedded_cohort_and_bundles():

@@ -243,3 +243,19 @@ def test_folder_of_another_cohort_is_refused(cohort, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert str(cohort) in err and "another cohort" in err
+
+
+def test_min_test_cases_split_holds_whole_patients_of_both_tracers_and_a_negative():
+    for seed in (7, 1, 11, 21):
+        planned, test_cases = plan_cohort(24, seed, "mixed", 0.4, min_test_cases=8)
+        test = [p for p in planned if p.case_id in test_cases]
+        assert len(test) >= 8 and {p.tracer for p in test} == {"fdg", "psma"}
+        assert any(p.negative for p in test) and not all(p.negative for p in test)
+        patients = {p.patient for p in test}
+        assert all(p.case_id in test_cases for p in planned if p.patient in patients)  # whole patients
+        assert len(test) <= 9  # patients are taken until 8 cases are reached; a patient has at most 2 studies
+        assert plan_cohort(24, seed, "mixed", 0.4, min_test_cases=8) == (planned, test_cases)
+        # the cases themselves do not depend on the split rule
+        assert plan_cohort(24, seed, "mixed", 0.4)[0] == planned
+    with pytest.raises(ValueError, match="keep 2 patients"):
+        plan_cohort(4, 0, "mixed", 0.4, min_test_cases=4)

@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=DEMO_COHORT["seed"], help=f"cohort seed (default {DEMO_COHORT['seed']})")
     p.add_argument("--shape", type=int, nargs=3, default=DEMO_COHORT["shape"], metavar=("X", "Y", "Z"),
                    help="phantom grid (default %(default)s)")
+    p.add_argument("--min-test-cases", type=int, default=DEMO_COHORT["min_test_cases"],
+                   help="testing split: whole patients holding at least this many cases (default %(default)s)")
     p.add_argument("--folds", type=int, default=None, help="num_fold override (default: input.yaml's, 5)")
     p.add_argument("--repeats", type=int, default=None, help="num_repeats override (default: input.yaml's, 4)")
     p.add_argument("--preset", choices=["demo", "autopet"], default=None, help="preset override (default: input.yaml's, demo)")
@@ -30,8 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    default_cohort = [args.cases, args.seed, list(args.shape)] == [DEMO_COHORT["cases"], DEMO_COHORT["seed"], DEMO_COHORT["shape"]]
+    default_cohort = [args.cases, args.seed, list(args.shape), args.min_test_cases] == [
+        DEMO_COHORT["cases"], DEMO_COHORT["seed"], DEMO_COHORT["shape"], DEMO_COHORT["min_test_cases"]]
     data = args.data or (REPO / "phantoms" if default_cohort else args.out / "phantoms")
-    run_demo(args.out, data, args.input, args.cases, args.seed, args.shape, folds=args.folds, repeats=args.repeats,
-             preset=args.preset, device=args.device, skip_train=args.skip_train)
+    run_demo(args.out, data, args.input, args.cases, args.seed, args.shape, args.min_test_cases, folds=args.folds,
+             repeats=args.repeats, preset=args.preset, device=args.device, skip_train=args.skip_train)
     return 0

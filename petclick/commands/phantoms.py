@@ -51,7 +51,8 @@ def _mm(text: str) -> float:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("phantoms", help="generate a synthetic whole-body PET/CT cohort (autoPET layout + datalist.json)",
                        description="Write DIR/imagesTr (CT _0000, PET _0001), labelsTr, labelsTr_organs, clicks, meta "
-                                   "and DIR/datalist.json (5 folds grouped by patient, ~20%% of patients in testing).")
+                                   "and DIR/datalist.json (5 folds grouped by patient, ~20%% of patients in testing, "
+                                   "or --min-test-cases).")
     p.add_argument("--out", required=True, type=Path, help="output folder (new, or holding this same cohort)")
     p.add_argument("--cases", required=True, type=_positive_int, help="number of cases (studies)")
     p.add_argument("--seed", type=int, default=0, help="cohort seed: the same seed gives identical files")
@@ -61,6 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="voxel size in mm (default: fit an 816 x 816 x 978 mm whole-body field of view)")
     p.add_argument("--tracer", choices=TRACER_CHOICES, default="mixed", help="tracer of every patient (default mixed)")
     p.add_argument("--negatives", type=_fraction, default=0.4, help="fraction of cases without lesions (default 0.4)")
+    p.add_argument("--min-test-cases", type=_positive_int, default=None,
+                   help="testing split: the fewest whole patients (alternating tracers, at least one case without "
+                        "lesions) holding at least this many cases (default: about 20%% of the patients at random)")
     p.set_defaults(func=run)
 
 
@@ -68,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise InputError(args.out, "exists and is not a folder")
     path = generate_cohort(args.out, args.cases, args.seed, tuple(args.shape),
-                           None if args.spacing is None else tuple(args.spacing), args.tracer, args.negatives)
+                           None if args.spacing is None else tuple(args.spacing), args.tracer, args.negatives,
+                           args.min_test_cases)
     data = json.loads(path.read_text())
     train, test = data["training"], data["testing"]
     tracers = sorted({e["tracer"] for e in train + test})

@@ -45,7 +45,9 @@ AUTOPET: dict[str, Any] = {
         "target_iterations": 50000,
         "num_iterations_per_epoch": None,  # None: one pass over the fold's training images
         "lr": 2e-4, "weight_decay": 1e-5, "warmup_epochs": 3,
-        "amp": True,                   # used only on CUDA
+        "amp": True,                   # autocast: float16 on CUDA, bfloat16 on a CPU with native bfloat16
+        "channels_last": False,        # channels_last_3d memory format for the network and its input
+        "num_threads": "auto",         # torch CPU threads (auto: the cores this process may use)
         "val_every": "auto",           # auto: about 20 validations per run
         "ds_weights": "halving",       # deep-supervision weights 1/2^i
         "seed": 0,
@@ -59,7 +61,7 @@ DEMO["data"].update({"roi": [32, 32, 48], "num_crops": 2, "batch_size": 1, "num_
 DEMO["augment"].update({"prob": 0.15})
 DEMO["network"]["output_prior"] = 0.007   # output bias logit(0.007) ~ -5: without it 12-80 CPU iterations predict nothing
 DEMO["training"].update({"num_epochs": 4, "num_iterations_per_epoch": 8, "lr": 5e-3, "warmup_epochs": 0,
-                         "val_every": 2, "amp": False})
+                         "val_every": 2, "amp": True, "channels_last": True})
 DEMO["infer"].update({"roi": [64, 64, 96], "overlap": 0.25, "amp": False})
 
 PRESETS: dict[str, dict[str, Any]] = {"autopet": AUTOPET, "demo": DEMO}

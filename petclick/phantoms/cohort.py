@@ -40,8 +40,13 @@ class PlannedCase:
     seed: int
 
 
-def plan_cohort(cases: int, seed: int, tracer: str = "mixed", negatives: float = 0.4) -> tuple[list[PlannedCase], list[str]]:
-    """Case ids, tracers, negatives, centres and seeds of a cohort, plus the case ids held out for testing."""
+def plan_cohort(cases: int, seed: int, tracer: str = "mixed", negatives: float = 0.4,
+                min_test_cases: int | None = None) -> tuple[list[PlannedCase], list[str]]:
+    """Case ids, tracers, negatives, centres and seeds of a cohort, plus the case ids held out for testing.
+
+    Testing holds whole patients: about 20% of them at random, or with `min_test_cases` the fewest
+    patients holding at least that many cases, drawn alternately from each tracer's patients and
+    with at least one case without lesions (see `_test_patients`)."""
     if cases < 1:
         raise ValueError(f"cases must be >= 1, got {cases}")
     if not 0.0 <= negatives <= 1.0:
@@ -73,11 +78,56 @@ def plan_cohort(cases: int, seed: int, tracer: str = "mixed", negatives: float =
             planned.append(PlannedCase(case_id, patient, t, n in negative_set, centre, case_seed))
             n += 1
     patients = sorted({c.patient for c in planned})
-    n_test = int(round(TEST_FRACTION * len(patients))) if len(patients) >= 2 else 0
-    n_test = min(max(n_test, 1 if len(patients) >= 3 else 0), len(patients) - 1)
-    test_patients = set(rng.permutation(patients)[:n_test].tolist()) if n_test else set()
+    if min_test_cases is not None:
+        test_patients = _test_patients(planned, int(min_test_cases), rng)
+    else:
+        n_test = int(round(TEST_FRACTION * len(patients))) if len(patients) >= 2 else 0
+        n_test = min(max(n_test, 1 if len(patients) >= 3 else 0), len(patients) - 1)
+        test_patients = set(rng.permutation(patients)[:n_test].tolist()) if n_test else set()
     test_cases = [c.case_id for c in planned if c.patient in test_patients]
     return planned, test_cases
+
+
+def _test_patients(planned: list[PlannedCase], min_cases: int, rng: np.random.Generator) -> set[str]:
+    """Whole patients for testing: taken alternately from each tracer's shuffled patients until they
+    hold >= `min_cases` cases; if none of their cases is negative, the last one taken is swapped for the
+    next patient (same tracer first) who has a negative case, and taking goes on. Leaves >= 2 patients
+    for training; ValueError when the cohort is too small for that."""
+    by_patient: dict[str, list[PlannedCase]] = {}
+    for c in planned:
+        by_patient.setdefault(c.patient, []).append(c)
+    if min_cases < 1 or len(by_patient) < 3 or sum(len(v) for v in by_patient.values()) - min_cases < 2:
+        raise ValueError(f"cannot hold out >= {min_cases} test cases of {len(planned)} and keep 2 patients for training")
+    pools = [list(rng.permutation(sorted(p for p, cs in by_patient.items() if cs[0].tracer == t)))
+             for t in TRACERS]
+    pools = [p for p in pools if p]
+    start = int(rng.integers(len(pools)))
+    order: list[str] = []
+    for n in range(max(len(p) for p in pools)):
+        for k in range(len(pools)):
+            pool = pools[(start + k) % len(pools)]
+            if n < len(pool):
+                order.append(str(pool[n]))
+    negative = {p for p, cs in by_patient.items() if any(c.negative for c in cs)}
+    chosen: list[str] = []
+    for patient in order:
+        if sum(len(by_patient[p]) for p in chosen) >= min_cases:
+            break
+        chosen.append(patient)
+    if not negative & set(chosen):
+        spare = [p for p in order if p in negative and p not in chosen]
+        if spare:
+            last = chosen.pop()
+            same = [p for p in spare if by_patient[p][0].tracer == by_patient[last][0].tracer]
+            chosen.append((same or spare)[0])
+            for patient in order:
+                if sum(len(by_patient[p]) for p in chosen) >= min_cases:
+                    break
+                if patient not in chosen and patient != last:
+                    chosen.append(patient)
+    if len(by_patient) - len(chosen) < 2:
+        raise ValueError(f"cannot hold out >= {min_cases} test cases of {len(planned)} and keep 2 patients for training")
+    return set(chosen)
 
 
 def write_case(out: Path, case: PhantomCase) -> None:
@@ -94,20 +144,21 @@ def write_case(out: Path, case: PhantomCase) -> None:
 
 
 def generate_cohort(out, cases: int, seed: int, shape=(96, 96, 128), spacing=None, tracer: str = "mixed",
-                    negatives: float = 0.4) -> Path:
+                    negatives: float = 0.4, min_test_cases: int | None = None) -> Path:
     """Generate `cases` phantom cases into `out` and write out/datalist.json; returns its path.
+    `min_test_cases`: the testing split's rule (see plan_cohort).
 
     Raises InputError when `out` already holds cases of another cohort (files are never deleted)."""
     out = Path(out)
     shape, spacing = check_geometry(shape, spacing)
-    planned, test_cases = plan_cohort(cases, seed, tracer, negatives)
+    planned, test_cases = plan_cohort(cases, seed, tracer, negatives, min_test_cases)
     if (out / "imagesTr").is_dir():
         stale = sorted(set(find_cases(out)) - {c.case_id for c in planned})
         if stale:
             raise InputError(out, f"holds {len(stale)} case(s) of another cohort (e.g. {stale[0]}); use an empty folder")
     out.mkdir(parents=True, exist_ok=True)
     request = {"cases": cases, "seed": int(seed), "shape": list(shape), "spacing_mm": list(spacing),
-               "tracer": tracer, "negatives": negatives, "test_cases": test_cases}
+               "tracer": tracer, "negatives": negatives, "min_test_cases": min_test_cases, "test_cases": test_cases}
     for n, pc in enumerate(planned):
         case = generate_case(pc.case_id, pc.seed, shape, spacing, pc.tracer, pc.negative, pc.centre)
         case.meta["patient"] = pc.patient

@@ -1,10 +1,12 @@
 """The one training loop of every petclick bundle: repeats (seeds) of one fold, validation with the
-official metrics, best/last checkpoints, resume, progress.yaml, TensorBoard, DDP.
+official metrics, best/last checkpoints, resume, progress.yaml, TensorBoard, DDP. How repeats
+relate (independent, snapshot cycles, warm starts) is YAML `training.repeats` (repeats.py).
 
 Layout under `ckpt_path` (`<bundle>/model`):
     train.log                      this process's log (AutoRunner shows a script's output only on failure)
     progress.yaml                  fold score = mean of the repeats' best scores (Auto3DSeg get_score)
-    repeat<r>/model.pt             best validation checkpoint (self-describing; what inference uses)
+    repeat<r>/model.pt             best validation checkpoint, or the repeat's end in snapshot/warmstart
+                                   modes (self-describing; what inference uses)
     repeat<r>/last.pt              end-of-epoch resume state (a kill loses at most the running epoch)
     repeat<r>/progress.yaml        one entry per validation
     repeat<r>/tb/                  TensorBoard: loss, learning rate, validation metrics
@@ -12,8 +14,10 @@ Layout under `ckpt_path` (`<bundle>/model`):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,14 +27,17 @@ import torch
 from monai.optimizers import WarmupCosineSchedule
 from monai.utils import set_determinism
 
+from petclick.core.errors import InputError
 from petclick.runtime.checkpoint import BEST_NAME, LAST_NAME, save_checkpoint
 from petclick.runtime.clickinput import click_channels
 from petclick.runtime.preprocess import preprocess_config
-from petclick.runtime.window import autocast, infer_config
+from petclick.runtime.window import infer_config
 from petclick.config.bundle import load_bundle_config
 from petclick.training.data import fold_files, train_dataset, train_loader, val_dataset
 from petclick.training.distributed import DistContext, close_distributed, init_distributed, unwrap
 from petclick.training.loss import build_loss
+from petclick.training.repeats import repeat_epochs, repeat_mode
+from petclick.training.threads import apply_threads
 from petclick.training.progress import PROGRESS, read_progress, update_fold_progress, write_progress
 from petclick.training.validation import validate
 
@@ -78,6 +85,25 @@ def _build_model(cfg: Mapping[str, Any], desc: Mapping[str, Any]) -> torch.nn.Mo
     return model
 
 
+def amp_dtype(device: torch.device, amp: Any) -> torch.dtype | None:
+    """The autocast dtype of training: float16 on CUDA, bfloat16 on a CPU with native bfloat16
+    (oneDNN; AVX512-BF16/AMX), None (float32) when `amp` is off or the CPU lacks it."""
+    if not amp:
+        return None
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def train_autocast(device: torch.device, dtype: torch.dtype | None):
+    """torch.autocast for the training forward (a no-op context without an AMP dtype)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
 class RepeatTrainer:
     """Trains one repeat (seed) of a fold; resumable from `<out_dir>/last.pt`."""
 
@@ -86,7 +112,8 @@ class RepeatTrainer:
         self.train_ds, self.val_ds = train_ds, val_ds
         self.desc = describe(cfg)
         tr = cfg["training"]
-        self.epochs = int(tr["num_epochs"])
+        self.mode = repeat_mode(tr)
+        self.epochs = repeat_epochs(tr, self.repeat)
         self.iters = iterations_per_epoch(cfg, len(train_ds))
         self.val_every = max(1, int(tr.get("val_every", 1)))
         self.seed = int(tr.get("seed", 0)) + 1000 * self.repeat
@@ -97,8 +124,12 @@ class RepeatTrainer:
         total = self.epochs * self.iters
         self.sched = WarmupCosineSchedule(self.opt, warmup_steps=int(tr.get("warmup_epochs", 0)) * self.iters,
                                           t_total=max(1, total), warmup_multiplier=0.1)
-        self.amp = bool(tr.get("amp", False)) and ctx.device.type == "cuda"
+        self.amp_dtype = amp_dtype(ctx.device, tr.get("amp", False))
+        self.amp = self.amp_dtype == torch.float16  # a gradient scaler for float16 only (CUDA)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.channels_last = bool(tr.get("channels_last", False))
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last_3d)
         self.loss_fn = build_loss(tr)
         self.grad_clip = tr.get("grad_clip")
         self.start_epoch, self.best, self.finished = 0, -math.inf, False
@@ -110,6 +141,7 @@ class RepeatTrainer:
     def _resume(self) -> None:
         last = self.out_dir / LAST_NAME
         if not last.is_file():
+            self._start_from_source()
             return
         ck = torch.load(last, map_location=self.ctx.device, weights_only=True)
         self.model.load_state_dict(ck["state_dict"])
@@ -122,9 +154,28 @@ class RepeatTrainer:
         self.progress = [e for e in self.progress if int(e.get("epoch", 0)) <= self.start_epoch]
         log.info("repeat %d: resumed from %s at epoch %d (best %.4f)", self.repeat, last, self.start_epoch, self.best)
 
+    def _start_from_source(self) -> None:
+        """Snapshot / warm-start repeats: begin from the final state of the mode's source repeat."""
+        source = self.mode.source(self.repeat)
+        if source is None:
+            return
+        path = self.out_dir.parent / f"repeat{source}" / LAST_NAME
+        ck = torch.load(path, map_location=self.ctx.device, weights_only=True) if path.is_file() else None
+        if ck is None or not ck.get("finished"):
+            raise InputError(path, f"repeat {self.repeat} ({self.mode.name} mode) starts from repeat {source}, "
+                                   "which has not finished: train the repeats in order")
+        self.model.load_state_dict(ck["state_dict"])
+        if self.mode.with_optimizer:
+            self.opt.load_state_dict(ck["optimizer"])
+            for group, lr in zip(self.opt.param_groups, self.sched.get_last_lr()):
+                group["lr"] = lr  # a new cycle: the learning rate restarts where this repeat's schedule begins
+        log.info("repeat %d: %s from repeat %d's end (epoch %d)%s", self.repeat, self.mode.name, source,
+                 int(ck["epoch"]), " with its optimiser state" if self.mode.with_optimizer else "")
+
     def _payload(self, epoch: int, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return {**self.desc, "state_dict": unwrap(self.model).state_dict(), "repeat": self.repeat, "epoch": epoch,
-                "best_metric": float(self.best), "metrics": dict(metrics or {}), "seed": self.seed}
+                "best_metric": float(self.best), "metrics": dict(metrics or {}), "seed": self.seed,
+                "repeat_mode": self.mode.name, "repeat_source": self.mode.source(self.repeat)}
 
     def _save_last(self, epoch: int, finished: bool) -> None:
         payload = self._payload(epoch)
@@ -133,25 +184,50 @@ class RepeatTrainer:
         save_checkpoint(self.out_dir / LAST_NAME, payload)
 
     # -- loop --------------------------------------------------------------------------------
+    def batch_stage(self, batch: Mapping[str, Any]) -> Mapping[str, Any]:
+        """What runs on the collated batch before the step (nothing yet)."""
+        return batch
+
+    def step(self, batch: Mapping[str, Any], timer: Any = None, sync: Any = None) -> float:
+        """One optimiser step on a collated batch; returns the loss. `timer(stage, fn, sync=...)`
+        (benchmarks/bench_training.py) times the forward, backward and optimiser parts."""
+        timer = timer or _untimed
+        sync = sync or _no_sync
+        x = batch["image"].to(self.ctx.device, non_blocking=True)
+        y = batch["label"].to(self.ctx.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+
+        def forward():
+            with train_autocast(self.ctx.device, self.amp_dtype):
+                out = self.net(x)
+            out = [o.float() for o in out] if isinstance(out, (list, tuple)) else out.float()
+            return self.loss_fn(out, y)
+
+        def backward():
+            self.opt.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+
+        def optimise():
+            if self.grad_clip:
+                self.scaler.unscale_(self.opt)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(self.grad_clip))
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            self.sched.step()
+
+        loss = timer("forward", forward, sync=sync)
+        timer("backward", backward, sync=sync)
+        timer("optimiser", optimise, sync=sync)
+        return float(loss.detach())
+
     def _epoch(self, epoch: int) -> float:
         self.net.train()
         loader = train_loader(self.cfg, self.train_ds, self.seed * 7919 + epoch)
         losses, it = [], 0
         while it < self.iters:
             for batch in loader:
-                x = batch["image"].to(self.ctx.device, non_blocking=True)
-                y = batch["label"].to(self.ctx.device, non_blocking=True)
-                with autocast(self.ctx.device, self.amp):
-                    loss = self.loss_fn(self.net(x), y)
-                self.opt.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-                if self.grad_clip:
-                    self.scaler.unscale_(self.opt)
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(self.grad_clip))
-                self.scaler.step(self.opt)
-                self.scaler.update()
-                self.sched.step()
-                losses.append(float(loss.detach()))
+                losses.append(self.step(self.batch_stage(batch)))
                 it += 1
                 if it >= self.iters:
                     break
@@ -162,7 +238,8 @@ class RepeatTrainer:
         steps = [int(s) for s in clicks.get("val_steps", (0, 5, 10))]
         t0 = time.time()
         m = validate(unwrap(self.model), self.val_ds, self.desc["infer"], clicks.get("encoding"), steps, self.ctx.device)
-        improved = m["score"] > self.best
+        # independent repeats keep their best validation state; snapshot/warm-start ones their end
+        improved = epoch == self.epochs if self.mode.keep_last else m["score"] > self.best
         if improved:
             self.best = m["score"]
             save_checkpoint(self.out_dir / BEST_NAME, self._payload(epoch, m))
@@ -208,6 +285,14 @@ class RepeatTrainer:
         return self.best
 
 
+def _untimed(stage: str, fn, *args, sync=None):
+    return fn(*args)
+
+
+def _no_sync() -> None:
+    return None
+
+
 def _num(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 6)
 
@@ -235,12 +320,14 @@ def _log_to_file(path: Path) -> logging.Handler:
 def train_fold(cfg: Mapping[str, Any]) -> dict[int, float]:
     """Train every repeat of the config's fold (or `repeats: [..]` only); returns {repeat: best score}."""
     ctx = init_distributed(cfg.get("device"))
+    threads = apply_threads(cfg["training"])
     ckpt_path = Path(cfg["ckpt_path"])
     handler = _log_to_file(ckpt_path / "train.log") if ctx.is_main else None
     try:
         files = fold_files(cfg["datalist"], cfg["dataroot"], int(cfg["fold"]))
-        log.info("fold %s: %d training / %d validation cases, device %s, world size %d", cfg["fold"], len(files.train),
-                 len(files.val), ctx.device, ctx.world_size)
+        log.info("fold %s: %d training / %d validation cases, device %s, world size %d, %d CPU threads "
+                 "(OMP_WAIT_POLICY %s)", cfg["fold"], len(files.train), len(files.val), ctx.device, ctx.world_size,
+                 threads, os.environ.get("OMP_WAIT_POLICY", "unset"))
         train_ds = train_dataset(cfg, files.train, cfg["data"]["roi"], ctx.rank, ctx.world_size)
         val_ds = val_dataset(cfg, files.val) if ctx.is_main else None
         repeats = cfg.get("repeats") or list(range(int(cfg.get("num_repeats", 1))))

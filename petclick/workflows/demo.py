@@ -25,21 +25,23 @@ from petclick.core.yamlio import read_yaml, write_yaml
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 #: The embedded cohort: what the committed datalist.json and input.yaml describe.
-DEMO_COHORT = {"cases": 16, "seed": 7, "shape": [48, 48, 64]}
+#: 24 cases, at least 8 of them (whole patients, both tracers, some without lesions) in testing.
+DEMO_COHORT = {"cases": 24, "seed": 7, "shape": [48, 48, 64], "min_test_cases": 8}
 
 
-def ensure_cohort(data: Path, cases: int, seed: int, shape: Sequence[int]) -> Path:
+def ensure_cohort(data: Path, cases: int, seed: int, shape: Sequence[int], min_test_cases: int | None = None) -> Path:
     """The cohort's datalist.json, generating the phantoms first when `data` lacks this cohort."""
     request = data / "phantoms.json"
     if request.is_file():
         have = json.loads(request.read_text())
-        if (have.get("cases"), have.get("seed"), list(have.get("shape", []))) == (cases, seed, list(shape)):
+        if (have.get("cases"), have.get("seed"), list(have.get("shape", [])), have.get("min_test_cases")) == (
+                cases, seed, list(shape), min_test_cases):
             if (data / "datalist.json").is_file():
                 return data / "datalist.json"
     from petclick.phantoms import generate_cohort
 
     t0 = time.time()
-    path = generate_cohort(data, cases=cases, seed=seed, shape=tuple(shape))
+    path = generate_cohort(data, cases=cases, seed=seed, shape=tuple(shape), min_test_cases=min_test_cases)
     print(f"generated {cases} phantom cases {tuple(shape)} in {data} ({time.time() - t0:.1f} s)")
     return path
 
@@ -69,13 +71,14 @@ def run_autorunner(input_yaml: Path) -> None:
 
 
 def run_demo(out: Path, data: Path, input_template: Path, cases: int, seed: int, shape: Sequence[int],
+             min_test_cases: int | None = DEMO_COHORT["min_test_cases"],
              folds: int | None = None, repeats: int | None = None, preset: str | None = None,
              device: str = "cpu", skip_train: bool = False) -> dict[str, float]:
     """The demo's stages (see module docstring); returns the seconds each took."""
     times: dict[str, float] = {}
     out.mkdir(parents=True, exist_ok=True)
     t = time.time()
-    datalist = ensure_cohort(data, cases, seed, shape)
+    datalist = ensure_cohort(data, cases, seed, shape, min_test_cases)
     times["phantoms"] = time.time() - t
     input_yaml = demo_input(input_template, out, datalist, data, {"num_fold": folds, "num_repeats": repeats,
                                                                    "preset": preset})
