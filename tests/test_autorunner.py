@@ -4,6 +4,7 @@ The slowest test of the suite (about a minute on 2 cores)."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -39,6 +40,9 @@ def test_autorunner_two_folds_two_repeats(tiny_cohort, tmp_path, monkeypatch):
         progress = yaml.safe_load((work / f"segresnet_{fold}" / "model" / "progress.yaml").read_text())
         assert progress[-1]["repeats_done"] == 2 and 0.0 <= progress[-1]["best_avg_dice_score"] <= 1.0
         assert (work / f"segresnet_{fold}" / "model" / "train.log").stat().st_size > 0
+        status = json.loads((work / f"segresnet_{fold}" / "model" / "status.json").read_text())  # what demo follows
+        assert status["state"] == "finished" and status["iterations_done"] == status["iterations_total"] == 2 * 2
+        assert status["fold"] == fold and status["repeats"] == 2
     assert len(load_model_predictor(work).checkpoints) == 4
 
     testing = load_datalist(tiny_cohort)["testing"]

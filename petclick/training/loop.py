@@ -38,7 +38,7 @@ from petclick.training.distributed import DistContext, close_distributed, init_d
 from petclick.training.loss import build_loss
 from petclick.training.repeats import repeat_epochs, repeat_mode
 from petclick.training.threads import apply_threads
-from petclick.training.progress import PROGRESS, read_progress, update_fold_progress, write_progress
+from petclick.training.progress import PROGRESS, FoldStatus, read_progress, update_fold_progress, write_progress
 from petclick.training.validation import validate
 
 log = logging.getLogger("petclick.training")
@@ -107,8 +107,10 @@ def train_autocast(device: torch.device, dtype: torch.dtype | None):
 class RepeatTrainer:
     """Trains one repeat (seed) of a fold; resumable from `<out_dir>/last.pt`."""
 
-    def __init__(self, cfg: Mapping[str, Any], repeat: int, out_dir: Path, ctx: DistContext, train_ds, val_ds):
+    def __init__(self, cfg: Mapping[str, Any], repeat: int, out_dir: Path, ctx: DistContext, train_ds, val_ds,
+                 status: FoldStatus | None = None):
         self.cfg, self.repeat, self.out_dir, self.ctx = cfg, int(repeat), Path(out_dir), ctx
+        self.status = status if ctx.is_main else None
         self.train_ds, self.val_ds = train_ds, val_ds
         self.desc = describe(cfg)
         tr = cfg["training"]
@@ -233,7 +235,7 @@ class RepeatTrainer:
                     break
         return float(np.mean(losses))
 
-    def _validate(self, epoch: int, writer) -> None:
+    def _validate(self, epoch: int, writer) -> float:
         clicks = self.cfg["clicks"]
         steps = [int(s) for s in clicks.get("val_steps", (0, 5, 10))]
         t0 = time.time()
@@ -257,6 +259,7 @@ class RepeatTrainer:
                 for k, val in v.items():
                     if not math.isnan(val):
                         writer.add_scalar(f"val/{k}_step{s}", val, epoch)
+        return float(m["score"])
 
     def run(self) -> float:
         """Train the remaining epochs; returns the best validation score."""
@@ -274,12 +277,15 @@ class RepeatTrainer:
             if writer is not None:
                 writer.add_scalar("train/loss", loss, done)
                 writer.add_scalar("train/lr", self.opt.param_groups[0]["lr"], done)
+            val = None
             if done % self.val_every == 0 or done == self.epochs:
                 if self.ctx.is_main:
-                    self._validate(done, writer)
+                    val = self._validate(done, writer)
                 self.ctx.barrier()
             if self.ctx.is_main:
                 self._save_last(done, finished=done == self.epochs)
+            if self.status is not None:
+                self.status.update(self.repeat, done, loss, val)
         if writer is not None:
             writer.close()
         return self.best
@@ -330,11 +336,13 @@ def train_fold(cfg: Mapping[str, Any]) -> dict[int, float]:
                  threads, os.environ.get("OMP_WAIT_POLICY", "unset"))
         train_ds = train_dataset(cfg, files.train, cfg["data"]["roi"], ctx.rank, ctx.world_size)
         val_ds = val_dataset(cfg, files.val) if ctx.is_main else None
-        repeats = cfg.get("repeats") or list(range(int(cfg.get("num_repeats", 1))))
+        repeats = [int(r) for r in cfg.get("repeats") or range(int(cfg.get("num_repeats", 1)))]
+        status = FoldStatus(ckpt_path, int(cfg["fold"]), {r: repeat_epochs(cfg["training"], r) for r in repeats},
+                            iterations_per_epoch(cfg, len(train_ds)))
         scores: dict[int, float] = {}
         for r in repeats:
             t0 = time.time()
-            scores[int(r)] = RepeatTrainer(cfg, int(r), ckpt_path / f"repeat{int(r)}", ctx, train_ds, val_ds).run()
+            scores[r] = RepeatTrainer(cfg, r, ckpt_path / f"repeat{r}", ctx, train_ds, val_ds, status).run()
             log.info("repeat %d done in %.1f s: best %.4f", r, time.time() - t0, scores[int(r)])
             if ctx.is_main:
                 update_fold_progress(ckpt_path, scores)

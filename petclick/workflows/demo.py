@@ -84,8 +84,11 @@ def run_demo(out: Path, data: Path, input_template: Path, cases: int, seed: int,
                                                                    "preset": preset})
     work_dir = out / "work_dir"
     if not skip_train:
+        from petclick.workflows.training_progress import TrainingProgress
+
         t = time.time()
-        run_autorunner(input_yaml)
+        with TrainingProgress(work_dir):  # AutoRunner shows the training scripts' output only on failure
+            run_autorunner(input_yaml)
         times["autorunner"] = time.time() - t
     elif not work_dir.is_dir():
         raise InputError(work_dir, "--skip-train needs a trained work_dir from an earlier run")
