@@ -111,8 +111,9 @@ def make_config(scale: str, datalist: Path, variant: dict[str, Any], device: str
     return cfg
 
 
-def breakdown(cfg: dict[str, Any], iterations: int, device: str) -> dict[str, Any]:
-    """Per-stage seconds of `iterations` iterations, in this process (no loader workers)."""
+def breakdown(cfg: dict[str, Any], iterations: int, device: str, data_only: bool = False) -> dict[str, Any]:
+    """Per-stage seconds of `iterations` iterations, in this process (no loader workers);
+    `data_only` skips forward, backward and optimiser."""
     import torch
     from monai.data import list_data_collate
 
@@ -121,7 +122,7 @@ def breakdown(cfg: dict[str, Any], iterations: int, device: str) -> dict[str, An
     from petclick.training.loop import RepeatTrainer
     from petclick.training.threads import apply_threads
 
-    apply_threads(cfg["training"])
+    apply_threads(cfg["training"], int(cfg["data"].get("num_workers", 0)))
     cfg = copy.deepcopy(cfg)
     cfg["data"]["num_workers"] = 0
     files = fold_files(cfg["datalist"], cfg["dataroot"], 0)
@@ -160,9 +161,35 @@ def breakdown(cfg: dict[str, Any], iterations: int, device: str) -> dict[str, An
             timer = Timer()
         for _ in range(2 if warm else iterations):
             batch = one(rng.integers(len(ds), size=batch_size).tolist())
-            trainer.step(batch, timer=timer, sync=sync)
+            if not data_only:
+                trainer.step(batch, timer=timer, sync=sync)
     return {"iterations": iterations, "wall_ms": {s: 1000 * v / iterations for s, v in timer.wall.items()},
             "cpu_ms": {s: 1000 * v / iterations for s, v in timer.cpu.items()}}
+
+
+def loader_only(cfg: dict[str, Any], iterations: int) -> dict[str, float]:
+    """Batches per second of the training loader alone (the config's workers), batch stage included."""
+    import torch
+
+    from petclick.training.data import fold_files, train_dataset, train_loader
+    from petclick.training.distributed import DistContext
+    from petclick.training.loop import RepeatTrainer
+
+    files = fold_files(cfg["datalist"], cfg["dataroot"], 0)
+    ds = train_dataset(cfg, files.train, cfg["data"]["roi"])
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = RepeatTrainer(cfg, 0, Path(tmp), DistContext(device=torch.device("cpu")), ds, None)
+    n, w = 0, None
+    while n < iterations + 2:
+        for batch in train_loader(cfg, ds, n):
+            trainer.batch_stage(batch)
+            n += 1
+            if n == 2:
+                w = time.perf_counter()
+            if n >= iterations + 2:
+                break
+    wall = time.perf_counter() - w
+    return {"it_per_s": iterations / wall, "wall_ms": 1000 * wall / iterations, "cpu_ms": float("nan")}
 
 
 def end_to_end(cfg: dict[str, Any], iterations: int, device: str) -> dict[str, float]:
@@ -174,7 +201,7 @@ def end_to_end(cfg: dict[str, Any], iterations: int, device: str) -> dict[str, f
     from petclick.training.loop import RepeatTrainer
     from petclick.training.threads import apply_threads
 
-    apply_threads(cfg["training"])
+    apply_threads(cfg["training"], int(cfg["data"].get("num_workers", 0)))
     cfg = copy.deepcopy(cfg)
     cfg["training"]["num_iterations_per_epoch"] = iterations
     files = fold_files(cfg["datalist"], cfg["dataroot"], 0)
@@ -247,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--variants", nargs="+", default=["before", "after"], choices=sorted(VARIANTS))
     ap.add_argument("--set", nargs="*", default=[], help="extra overrides section#key=value (YAML values)")
+    ap.add_argument("--data-only", action="store_true",
+                    help="time the data stages and the loader alone (e.g. the gpu scale on a CPU machine)")
     ap.add_argument("--threads-matrix", action="store_true", help="threads x OMP_WAIT_POLICY, alone and under --load")
     ap.add_argument("--load", type=int, default=2, help="busy processes beside the --threads-matrix runs")
     ap.add_argument("--e2e-only", action="store_true", help=argparse.SUPPRESS)
@@ -267,15 +296,15 @@ def main(argv: list[str] | None = None) -> int:
               f"{cfg['data']['batch_size']}, amp {cfg['training'].get('amp')}, channels_last "
               f"{cfg['training'].get('channels_last')}, batch transforms {cfg['data'].get('batch_transforms')}, "
               f"threads {cfg['training'].get('num_threads')}, device {args.device}", flush=True)
-        b = breakdown(cfg, args.iterations, args.device)
+        b = breakdown(cfg, args.iterations, args.device, args.data_only)
         print(f"{'stage':>18} {'wall ms':>9} {'CPU ms':>9}")
         for s in STAGES:
             print(f"{s:>18} {b['wall_ms'][s]:9.1f} {b['cpu_ms'][s]:9.1f}")
         data_ms = sum(b["wall_ms"][s] for s in STAGES[:7])
         total = sum(b["wall_ms"].values())
         print(f"{'total':>18} {total:9.1f} {sum(b['cpu_ms'].values()):9.1f}   data share {data_ms / total:.0%}")
-        e = end_to_end(cfg, args.iterations, args.device)
-        print(f"end to end (loop, {cfg['data'].get('num_workers', 0)} workers): {e['it_per_s']:.2f} it/s "
+        e = loader_only(cfg, args.iterations) if args.data_only else end_to_end(cfg, args.iterations, args.device)
+        print(f"{'loader alone' if args.data_only else 'end to end'} (loop, {cfg['data'].get('num_workers', 0)} workers): {e['it_per_s']:.2f} it/s "
               f"({e['wall_ms']:.0f} ms wall, {e['cpu_ms']:.0f} ms CPU per iteration)", flush=True)
         results[name] = {"breakdown": b, "end_to_end": e}
         if args.threads_matrix:

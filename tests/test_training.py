@@ -231,3 +231,107 @@ def test_to_pet_grid_shift_and_resample():
     assert integer_shift(coarse, pet_affine) is None
     up = to_pet_grid(torch.ones(1, 4, 4, 4), coarse, pet_affine, (8, 8, 8))
     assert up.shape == (1, 8, 8, 8) and float(up[0, 2, 2, 2]) == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------- repeat modes
+def _repeat_cfg(trained, mode: str, **training):
+    cfg = dict(trained["cfg"])
+    cfg["training"] = {**cfg["training"], "repeats": mode, "num_epochs": 2, "first_repeat_epochs": 3,
+                       "num_iterations_per_epoch": 1, "val_every": 100, **training}
+    return cfg
+
+
+def _weights(path: Path) -> dict:
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def _same(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_unknown_repeat_mode_is_an_input_error():
+    from petclick.training.repeats import REPEAT_MODES, repeat_epochs, repeat_mode
+
+    assert set(REPEAT_MODES) == {"independent", "snapshot", "warmstart"}
+    assert repeat_mode({}).name == "independent" and repeat_mode({"repeats": "Snapshot"}).name == "snapshot"
+    with pytest.raises(InputError, match="unknown repeat mode 'cyclic'.*independent, snapshot, warmstart"):
+        repeat_mode({"repeats": "cyclic"})
+    assert repeat_epochs({"num_epochs": 2, "first_repeat_epochs": 5}, 0) == 5
+    assert repeat_epochs({"num_epochs": 2, "first_repeat_epochs": 5}, 3) == 2
+    with pytest.raises(InputError, match="first_repeat_epochs"):
+        repeat_epochs({"num_epochs": 2, "first_repeat_epochs": "many"}, 0)
+
+
+def test_snapshot_repeats_continue_each_other_and_keep_their_cycle_ends(trained, tmp_path):
+    from petclick.training.distributed import DistContext
+    from petclick.training.loop import RepeatTrainer
+
+    cfg = _repeat_cfg(trained, "snapshot")
+    train_ds, val_ds = trained["data"]
+    with pytest.raises(InputError, match="starts from repeat 0, which has not finished"):
+        RepeatTrainer(cfg, 1, tmp_path / "repeat1", DistContext(), train_ds, val_ds)
+    first = RepeatTrainer(cfg, 0, tmp_path / "repeat0", DistContext(), train_ds, val_ds)
+    assert first.epochs == 3
+    first.run()
+    second = RepeatTrainer(cfg, 1, tmp_path / "repeat1", DistContext(), train_ds, val_ds)
+    assert second.epochs == 2 and second.start_epoch == 0
+    assert _same(second.model.state_dict(), _weights(tmp_path / "repeat0" / "last.pt"))  # starts at repeat 0's end
+    assert second.opt.state_dict()["state"]  # with the Adam moments of repeat 0
+    assert second.opt.param_groups[0]["lr"] == pytest.approx(cfg["training"]["lr"])  # the learning rate restarts
+    second.run()
+    ends = [read_checkpoint_plain(tmp_path / f"repeat{r}" / "model.pt") for r in (0, 1)]
+    assert [e["epoch"] for e in ends] == [3, 2] and [e["repeat_source"] for e in ends] == [None, 0]
+    assert _same(ends[1]["state_dict"], _weights(tmp_path / "repeat1" / "last.pt"))  # the cycle's end is kept
+    assert not _same(ends[0]["state_dict"], ends[1]["state_dict"])                    # distinct checkpoints
+
+
+def read_checkpoint_plain(path: Path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+def test_snapshot_resume_mid_cycle_equals_an_uninterrupted_cycle(trained, tmp_path):
+    import shutil
+
+    from petclick.training.distributed import DistContext
+    from petclick.training.loop import RepeatTrainer
+
+    cfg = _repeat_cfg(trained, "snapshot", num_epochs=3)
+    train_ds, val_ds = trained["data"]
+    base = tmp_path / "base"
+    RepeatTrainer(cfg, 0, base / "repeat0", DistContext(), train_ds, val_ds).run()
+    shutil.copytree(base, tmp_path / "killed")
+    RepeatTrainer(cfg, 1, base / "repeat1", DistContext(), train_ds, val_ds).run()
+
+    class Killed(RepeatTrainer):
+        def _epoch(self, epoch):
+            if epoch == 2:
+                raise KeyboardInterrupt("killed mid-cycle")
+            return super()._epoch(epoch)
+
+    killed = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        Killed(cfg, 1, killed / "repeat1", DistContext(), train_ds, val_ds).run()
+    resumed = RepeatTrainer(cfg, 1, killed / "repeat1", DistContext(), train_ds, val_ds)
+    assert resumed.start_epoch == 2  # from its own last.pt, not again from repeat 0
+    resumed.run()
+    assert len(resumed.losses) == 1
+    for name in ("last.pt", "model.pt"):
+        a, b = _weights(base / "repeat1" / name), _weights(killed / "repeat1" / name)
+        assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a), name
+
+
+def test_warmstart_repeats_start_from_the_first_with_a_fresh_optimiser(trained, tmp_path):
+    from petclick.training.distributed import DistContext
+    from petclick.training.loop import RepeatTrainer
+
+    cfg = _repeat_cfg(trained, "warmstart")
+    train_ds, val_ds = trained["data"]
+    RepeatTrainer(cfg, 0, tmp_path / "repeat0", DistContext(), train_ds, val_ds).run()
+    first_end = _weights(tmp_path / "repeat0" / "last.pt")
+    ends = []
+    for r in (1, 2):
+        t = RepeatTrainer(cfg, r, tmp_path / f"repeat{r}", DistContext(), train_ds, val_ds)
+        assert _same(t.model.state_dict(), first_end) and not t.opt.state_dict()["state"]
+        t.run()
+        ends.append(_weights(tmp_path / f"repeat{r}" / "model.pt"))
+    assert not _same(ends[0], ends[1]) and not _same(ends[0], first_end)  # seeds differ: distinct checkpoints

@@ -7,7 +7,3 @@ Presets and config files: petclick.config.
 - loop.py: `run(config_file, **override)`, what a bundle's scripts/train.py calls
 - evaluate.py: what a bundle's scripts/validate.py calls
 """
-
-from petclick.training.threads import set_omp_defaults as _set_omp_defaults
-
-_set_omp_defaults()  # before torch is imported by a bundle's train.py (see threads.py)

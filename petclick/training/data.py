@@ -4,9 +4,12 @@ Training, per case (cached after the deterministic part):
     LoadImaged(CT image, pet, label) -> EnsureChannelFirstd -> petclick.runtime.preprocess
     (optional Spacingd, CT window, PET clip, concatenate, body crop) -> SpatialPadd(ROI) ->
     FgBgToIndicesd -> [cache] -> RandCropByPosNegLabeld (foreground oversampling) -> rotation and
-    scaling (RandAffined), flips on all axes, smoothing, noise, intensity shift and scale ->
-    SimulateTrainingClicksd (online click curriculum on the patch label and PET channel) ->
-    EncodeClicksd (channels CT, PET, fg, bg).
+    scaling (RandAffined), flips on all axes -> SimulateTrainingClicksd (online click curriculum on
+    the patch label and PET channel, before any intensity change: the official simulator sees the
+    clean PET) -> smoothing, noise, intensity shift and scale -> EncodeClicksd (CT, PET, fg, bg).
+    With `data.batch_transforms: true` the chain stops after the clicks (packed, PackClicksd), and
+    the intensity augmentation and the encoding run on the collated batch on the training device
+    (`batch_stage`, petclick.training.batch); the clicks are the same for the same seed.
 Validation: the same deterministic part without the label; each case's JSON clicks are mapped
 through the case's geometry at validation time (petclick.runtime.clickinput).
 """
@@ -30,9 +33,13 @@ from monai.transforms import (
     RandAffined,
     RandCropByPosNegLabeld,
     RandFlipd,
+    RandGaussianNoise,
     RandGaussianNoised,
+    RandGaussianSmooth,
     RandGaussianSmoothd,
+    RandScaleIntensity,
     RandScaleIntensityd,
+    RandShiftIntensity,
     RandShiftIntensityd,
     SpatialPadd,
 )
@@ -120,7 +127,6 @@ def train_transforms(cfg: Mapping[str, Any], roi: Sequence[int]) -> tuple[list, 
     ]
     if data.get("cache_dtype"):
         det.append(CastImaged("image", data["cache_dtype"]))
-    p = float(aug.get("prob", 0.2))
     rand = [
         RandCropByPosNegLabeld(keys=keys, label_key="label", spatial_size=list(roi), pos=float(data.get("pos", 1.0)),
                                neg=float(data.get("neg", 1.0)), num_samples=int(data.get("num_crops", 1)),
@@ -128,24 +134,52 @@ def train_transforms(cfg: Mapping[str, Any], roi: Sequence[int]) -> tuple[list, 
         DeleteItemsd(keys=["label_fg_indices", "label_bg_indices"]),
         EnsureTyped(keys="image", dtype=torch.float32, track_meta=True),
         EnsureTyped(keys="label", dtype=torch.float32, track_meta=True),
-        RandAffined(keys=keys, prob=p, rotate_range=[_radians(aug.get("rotate_deg", 15.0))] * 3,
+        RandAffined(keys=keys, prob=float(aug.get("prob", 0.2)), rotate_range=[_radians(aug.get("rotate_deg", 15.0))] * 3,
                     scale_range=[float(aug.get("scale", 0.15))] * 3, mode=["bilinear", "nearest"],
                     padding_mode="zeros", spatial_size=list(roi)),
         *[RandFlipd(keys=keys, prob=float(aug.get("flip_prob", 0.5)), spatial_axis=a) for a in range(3)],
-        RandGaussianSmoothd(keys="image", prob=p, sigma_x=list(aug.get("smooth_sigma", [0.5, 1.0])),
-                            sigma_y=list(aug.get("smooth_sigma", [0.5, 1.0])),
-                            sigma_z=list(aug.get("smooth_sigma", [0.5, 1.0]))),
-        RandGaussianNoised(keys="image", prob=p, std=float(aug.get("noise_std", 0.05))),
-        RandShiftIntensityd(keys="image", prob=p, offsets=float(aug.get("shift", 0.1))),
-        RandScaleIntensityd(keys="image", prob=p, factors=float(aug.get("scale_intensity", 0.1))),
-        SimulateTrainingClicksd(label_key="label", pet_key=PET_CHANNEL, clicks_key="clicks",
-                                curriculum=dict(clicks.get("curriculum") or {}),
-                                max_clicks=int(clicks.get("max_clicks", 10))),
+    ]
+    simulate = SimulateTrainingClicksd(label_key="label", pet_key=PET_CHANNEL, clicks_key="clicks",
+                                       curriculum=dict(clicks.get("curriculum") or {}),
+                                       max_clicks=int(clicks.get("max_clicks", 10)))
+    if data.get("batch_transforms"):  # intensity and encoding on the batch (training.batch)
+        from petclick.clicks.packing import PackClicksd
+
+        rand += [simulate, PackClicksd("clicks", int(clicks.get("max_clicks", 10))),
+                 EnsureTyped(keys=keys, dtype=torch.float32, track_meta=False)]
+        return det, rand
+    rand += [
+        simulate,
+        *[dict_cls(keys="image", **kwargs) for dict_cls, _, kwargs in _intensity(aug)],
         EncodeClicksd(image_key="image", clicks_key="clicks", **dict(clicks.get("encoding") or {})),
         DeleteItemsd(keys=["clicks"]),
         EnsureTyped(keys=keys, dtype=torch.float32, track_meta=False),
     ]
     return det, rand
+
+
+def _intensity(aug: Mapping[str, Any]) -> list[tuple[type, type, dict[str, Any]]]:
+    """The intensity augmentation of a training patch: (dictionary transform, array transform, options)
+    of smoothing, noise, shift and scale, each applied with probability `prob`."""
+    p = float(aug.get("prob", 0.2))
+    sigma = list(aug.get("smooth_sigma", [0.5, 1.0]))
+    return [(RandGaussianSmoothd, RandGaussianSmooth, {"sigma_x": sigma, "sigma_y": sigma, "sigma_z": sigma, "prob": p}),
+            (RandGaussianNoised, RandGaussianNoise, {"prob": p, "std": float(aug.get("noise_std", 0.05))}),
+            (RandShiftIntensityd, RandShiftIntensity, {"offsets": float(aug.get("shift", 0.1)), "prob": p}),
+            (RandScaleIntensityd, RandScaleIntensity, {"factors": float(aug.get("scale_intensity", 0.1)), "prob": p})]
+
+
+def batch_stage(cfg: Mapping[str, Any]):
+    """The BatchStage of `data.batch_transforms: true` (intensity augmentation, then the click
+    channels, on the collated batch); None when the config keeps them per patch."""
+    if not cfg["data"].get("batch_transforms"):
+        return None
+    from petclick.clicks.encoding import encoder_from_config
+    from petclick.training.batch import BatchStage, RandGaussianNoiseTorch
+
+    transforms = [(RandGaussianNoiseTorch if array_cls is RandGaussianNoise else array_cls)(**kwargs)
+                  for _, array_cls, kwargs in _intensity(cfg.get("augment", {}))]
+    return BatchStage(transforms, encoder_from_config(dict(cfg["clicks"].get("encoding") or {})))
 
 
 def val_transforms(cfg: Mapping[str, Any]) -> list:

@@ -33,7 +33,7 @@ from petclick.runtime.clickinput import click_channels
 from petclick.runtime.preprocess import preprocess_config
 from petclick.runtime.window import infer_config
 from petclick.config.bundle import load_bundle_config
-from petclick.training.data import fold_files, train_dataset, train_loader, val_dataset
+from petclick.training.data import batch_stage, fold_files, train_dataset, train_loader, val_dataset
 from petclick.training.distributed import DistContext, close_distributed, init_distributed, unwrap
 from petclick.training.loss import build_loss
 from petclick.training.repeats import repeat_epochs, repeat_mode
@@ -133,6 +133,7 @@ class RepeatTrainer:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last_3d)
         self.loss_fn = build_loss(tr)
+        self.batch = batch_stage(cfg)
         self.grad_clip = tr.get("grad_clip")
         self.start_epoch, self.best, self.finished = 0, -math.inf, False
         self.losses: list[float] = []  # mean training loss of each epoch run by this object
@@ -187,8 +188,11 @@ class RepeatTrainer:
 
     # -- loop --------------------------------------------------------------------------------
     def batch_stage(self, batch: Mapping[str, Any]) -> Mapping[str, Any]:
-        """What runs on the collated batch before the step (nothing yet)."""
-        return batch
+        """The collated batch after the batch stage (data.batch_transforms: intensity augmentation and
+        click encoding on the training device); unchanged when the loader did all of it."""
+        if self.batch is None:
+            return batch
+        return self.batch(batch, self.ctx.device)
 
     def step(self, batch: Mapping[str, Any], timer: Any = None, sync: Any = None) -> float:
         """One optimiser step on a collated batch; returns the loss. `timer(stage, fn, sync=...)`
@@ -226,6 +230,8 @@ class RepeatTrainer:
     def _epoch(self, epoch: int) -> float:
         self.net.train()
         loader = train_loader(self.cfg, self.train_ds, self.seed * 7919 + epoch)
+        if self.batch is not None:
+            self.batch.set_random_state(self.seed * 7919 + epoch)
         losses, it = [], 0
         while it < self.iters:
             for batch in loader:
@@ -326,7 +332,7 @@ def _log_to_file(path: Path) -> logging.Handler:
 def train_fold(cfg: Mapping[str, Any]) -> dict[int, float]:
     """Train every repeat of the config's fold (or `repeats: [..]` only); returns {repeat: best score}."""
     ctx = init_distributed(cfg.get("device"))
-    threads = apply_threads(cfg["training"])
+    threads = apply_threads(cfg["training"], int(cfg["data"].get("num_workers", 0)))
     ckpt_path = Path(cfg["ckpt_path"])
     handler = _log_to_file(ckpt_path / "train.log") if ctx.is_main else None
     try:
