@@ -6,6 +6,8 @@ A curriculum is plain config (a YAML mapping), e.g.
     paired: false         # true: k tumour and k background clicks (as in the protocol); false: drawn independently
     samplers: {official: 0.8, interior: 0.2}   # per-click mix of location samplers (weights, normalised)
     interior_power: 2.0   # interior density exponent: voxel weight = EDT ** power
+    background: patch     # background regions: PET > p99.75 of the patch's non-lesion PET (`patch`), or of
+                          # the whole case's (`case`, the official rule; needs BackgroundThresholdd before cropping)
 
 Counts are drawn from a distribution over 0..max_clicks (10). Location samplers:
 - `official`: the challenge's centre-then-boundary rule (petclick.clicks.simulate) on the patch:
@@ -33,10 +35,11 @@ from petclick.core.errors import InputError
 MAX_CLICKS = 10
 COUNT_PRESETS = ("uniform", "log", "full")
 SAMPLERS = ("official", "interior")
-CONFIG_KEYS = ("count", "paired", "samplers", "interior_power")
+CONFIG_KEYS = ("count", "paired", "samplers", "interior_power", "background")
+BACKGROUNDS = ("patch", "case")
 SOURCE = "clicks.curriculum"
 DEFAULT_CONFIG: dict[str, Any] = {"count": "log", "paired": False, "samplers": {"official": 0.8, "interior": 0.2},
-                                  "interior_power": 2.0}
+                                  "interior_power": 2.0, "background": "patch"}
 
 
 def count_distribution(spec: str | Sequence[float], max_clicks: int = MAX_CLICKS) -> np.ndarray:
@@ -110,10 +113,11 @@ def interior_clicks(comps: Components, n: int, rng: np.random.Generator, power: 
     return points
 
 
-def high_uptake_mask(pet: np.ndarray, lesion: np.ndarray) -> np.ndarray:
+def high_uptake_mask(pet: np.ndarray, lesion: np.ndarray, threshold: float | None = None) -> np.ndarray:
     """Non-lesion voxels with PET above the 99.75th percentile of non-lesion PET (the official background
-    regions); when clipping makes that set empty (top values tied), voxels at the threshold are taken."""
-    threshold = background_threshold(pet, lesion)
+    regions); when clipping makes that set empty (top values tied), voxels at the threshold are taken.
+    `threshold`: that percentile taken over the whole case (BackgroundThresholdd) instead of this array."""
+    threshold = background_threshold(pet, lesion) if threshold is None else float(threshold)
     hot = exceeds(pet, threshold) & ~lesion
     if not hot.any() and np.isfinite(threshold):
         hot = exceeds(pet, threshold, inclusive=True) & ~lesion
@@ -128,6 +132,7 @@ class ClickCurriculum:
     paired: bool = False
     samplers: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CONFIG["samplers"]))
     interior_power: float = 2.0
+    background: str = "patch"
 
     @property
     def max_clicks(self) -> int:
@@ -155,8 +160,10 @@ class ClickCurriculum:
             raise InputError(SOURCE, f"interior_power must be a non-negative number, got {cfg['interior_power']!r}")
         if int(max_clicks) < 0:
             raise InputError(SOURCE, f"max_clicks must be >= 0, got {max_clicks}")
+        if cfg["background"] not in BACKGROUNDS:
+            raise InputError(SOURCE, f"background must be one of {list(BACKGROUNDS)}, got {cfg['background']!r}")
         return cls(count_distribution(cfg["count"], int(max_clicks)), bool(cfg["paired"]),
-                   _sampler_weights(cfg["samplers"]), power)
+                   _sampler_weights(cfg["samplers"]), power, str(cfg["background"]))
 
     def sample_counts(self, rng: np.random.Generator) -> tuple[int, int]:
         """(tumour, background) click counts: one draw when paired, two independent draws otherwise."""
@@ -177,8 +184,8 @@ class ClickCurriculum:
             parts.append(iter(place(comps, m, rng)))
         return np.asarray([next(parts[s]) for s in which.tolist()], dtype=np.float64).reshape(-1, 3)
 
-    def sample_clicks(self, label, pet, rng: np.random.Generator, counts: tuple[int, int] | None = None
-                      ) -> dict[str, np.ndarray]:
+    def sample_clicks(self, label, pet, rng: np.random.Generator, counts: tuple[int, int] | None = None,
+                      threshold: float | None = None) -> dict[str, np.ndarray]:
         """{"tumor": (N, 3), "background": (M, 3)} float64 voxel coordinates for one 3D patch.
 
         label: lesion mask (> 0.5 = lesion); pet: uptake on the same grid (any monotonic scaling of
@@ -191,7 +198,8 @@ class ClickCurriculum:
         n_fg, n_bg = self.sample_counts(rng) if counts is None else counts
         lesion = label > 0.5 if label.dtype != bool else label
         tumor = self._place(Components(lesion), n_fg, rng) if n_fg else np.zeros((0, 3))
-        background = self._place(Components(high_uptake_mask(pet, lesion)), n_bg, rng) if n_bg else np.zeros((0, 3))
+        background = (self._place(Components(high_uptake_mask(pet, lesion, threshold)), n_bg, rng) if n_bg
+                      else np.zeros((0, 3)))
         return {"tumor": tumor, "background": background}
 
 
@@ -227,19 +235,22 @@ class SimulateTrainingClicksd(Randomizable, MapTransform):
     label_key: the patch label (C=1, X, Y, Z) or (X, Y, Z), torch or numpy; pet_key: the key holding
     the PET, or an int = the PET channel of data["image"]; pet_channel: the PET's channel in
     data[pet_key] when that array has a channel axis (CT, PET, ...); curriculum: a config mapping
-    or ClickCurriculum; max_clicks: the count distribution's upper end. Apply after the spatial
-    augmentation so clicks land where the final patch's label is; set_random_state makes it
-    deterministic.
+    or ClickCurriculum; max_clicks: the count distribution's upper end; threshold_key: where
+    BackgroundThresholdd left the whole case's threshold (used when the curriculum's `background`
+    is `case`; missing there -> KeyError). Apply after the spatial augmentation so clicks land
+    where the final patch's label is; set_random_state makes it deterministic.
     """
 
     def __init__(self, label_key: str = "label", pet_key: str | int = "image", pet_channel: int = 1,
                  clicks_key: str = "clicks", curriculum: Mapping[str, Any] | ClickCurriculum | None = None,
-                 max_clicks: int = MAX_CLICKS, allow_missing_keys: bool = False):
+                 max_clicks: int = MAX_CLICKS, allow_missing_keys: bool = False,
+                 threshold_key: str = "pet_threshold"):
         if isinstance(pet_key, (int, np.integer)) and not isinstance(pet_key, bool):
             pet_key, pet_channel = "image", int(pet_key)
         MapTransform.__init__(self, [label_key, pet_key], allow_missing_keys)
         self.label_key, self.pet_key, self.pet_channel, self.clicks_key = label_key, pet_key, int(pet_channel), clicks_key
         self.curriculum = ClickCurriculum.from_config(curriculum, max_clicks)
+        self.threshold_key = threshold_key
         self._rng = np.random.default_rng(0)
 
     def randomize(self, data: Any = None) -> None:
@@ -263,5 +274,30 @@ class SimulateTrainingClicksd(Randomizable, MapTransform):
         label = _to_numpy(d[self.label_key])
         if label.ndim == 4:
             label = label[0]
-        d[self.clicks_key] = self.curriculum.sample_clicks(label, self._pet(d, label.shape), self._rng)
+        threshold = None
+        if self.curriculum.background == "case":
+            if self.threshold_key not in d:
+                raise KeyError(f"curriculum background 'case' needs data[{self.threshold_key!r}] (BackgroundThresholdd)")
+            threshold = float(np.asarray(_to_numpy(d[self.threshold_key])).reshape(-1)[0])
+        d[self.clicks_key] = self.curriculum.sample_clicks(label, self._pet(d, label.shape), self._rng, threshold=threshold)
+        return d
+
+
+class BackgroundThresholdd(MapTransform):
+    """data[threshold_key] = the official background threshold of the whole case: the 99.75th
+    percentile of non-lesion PET (petclick.clicks.simulate.background_threshold), from the PET
+    channel `pet_channel` of data[image_key] and data[label_key]. Put it before the random crop,
+    so every patch's background clicks use the case's threshold, as the official simulator does."""
+
+    def __init__(self, image_key: str = "image", label_key: str = "label", pet_channel: int = 1,
+                 threshold_key: str = "pet_threshold"):
+        MapTransform.__init__(self, [image_key, label_key])
+        self.image_key, self.label_key, self.pet_channel, self.threshold_key = image_key, label_key, int(pet_channel), threshold_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        pet = _to_numpy(d[self.image_key])[self.pet_channel].astype(np.float32)
+        label = _to_numpy(d[self.label_key])
+        label = label[0] if label.ndim == 4 else label
+        d[self.threshold_key] = float(background_threshold(pet, label > 0.5))
         return d

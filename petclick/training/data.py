@@ -120,7 +120,10 @@ def train_transforms(cfg: Mapping[str, Any], roi: Sequence[int]) -> tuple[list, 
 
     data, aug, clicks = cfg["data"], cfg.get("augment", {}), cfg["clicks"]
     keys = ["image", "label"]
+    from petclick.clicks.curriculum import BackgroundThresholdd
+
     det = load_transforms(["image", "pet", "label"]) + preprocess_transforms(data, label_key="label") + [
+        BackgroundThresholdd("image", "label", PET_CHANNEL),  # the case's official background threshold
         EnsureTyped(keys="label", dtype=torch.uint8, track_meta=True),
         SpatialPadd(keys=keys, spatial_size=list(roi)),
         FgBgToIndicesd(keys="label", image_key="image", image_threshold=0.0),
@@ -146,13 +149,13 @@ def train_transforms(cfg: Mapping[str, Any], roi: Sequence[int]) -> tuple[list, 
         from petclick.clicks.packing import PackClicksd
 
         rand += [simulate, PackClicksd("clicks", int(clicks.get("max_clicks", 10))),
-                 EnsureTyped(keys=keys, dtype=torch.float32, track_meta=False)]
+                 DeleteItemsd(keys=["pet_threshold"]), EnsureTyped(keys=keys, dtype=torch.float32, track_meta=False)]
         return det, rand
     rand += [
         simulate,
         *[dict_cls(keys="image", **kwargs) for dict_cls, _, kwargs in _intensity(aug)],
         EncodeClicksd(image_key="image", clicks_key="clicks", **dict(clicks.get("encoding") or {})),
-        DeleteItemsd(keys=["clicks"]),
+        DeleteItemsd(keys=["clicks", "pet_threshold"]),
         EnsureTyped(keys=keys, dtype=torch.float32, track_meta=False),
     ]
     return det, rand
@@ -211,9 +214,11 @@ def val_dataset(cfg: Mapping[str, Any], files: list[dict]) -> CacheDataset:
 
 
 def train_loader(cfg: Mapping[str, Any], dataset: CacheDataset, seed: int) -> DataLoader:
-    """Shuffled loader; each item yields `num_crops` patches, so a batch holds batch_size * num_crops."""
+    """Shuffled loader; each item yields `num_crops` patches, so a batch holds batch_size * num_crops.
+    With workers they persist across passes (the loop keeps one loader per repeat then, instead of
+    starting the workers again every epoch)."""
     gen = torch.Generator()
     gen.manual_seed(int(seed))
+    workers = int(cfg["data"].get("num_workers", 0))
     return DataLoader(dataset, batch_size=int(cfg["data"].get("batch_size", 1)), shuffle=True,
-                      num_workers=int(cfg["data"].get("num_workers", 0)), generator=gen, drop_last=False,
-                      persistent_workers=False)
+                      num_workers=workers, generator=gen, drop_last=False, persistent_workers=workers > 0)

@@ -134,6 +134,7 @@ class RepeatTrainer:
             self.model.to(memory_format=torch.channels_last_3d)
         self.loss_fn = build_loss(tr)
         self.batch = batch_stage(cfg)
+        self._stream = None  # the training batches (see _batches)
         self.grad_clip = tr.get("grad_clip")
         self.start_epoch, self.best, self.finished = 0, -math.inf, False
         self.losses: list[float] = []  # mean training loss of each epoch run by this object
@@ -227,18 +228,22 @@ class RepeatTrainer:
         timer("optimiser", optimise, sync=sync)
         return float(loss.detach())
 
-    def _epoch(self, epoch: int) -> float:
-        self.net.train()
+    def _batches(self, epoch: int):
+        """Endless training batches of a loader seeded by `epoch` (passes follow each other)."""
         loader = train_loader(self.cfg, self.train_ds, self.seed * 7919 + epoch)
         if self.batch is not None:
             self.batch.set_random_state(self.seed * 7919 + epoch)
-        losses, it = [], 0
-        while it < self.iters:
-            for batch in loader:
-                losses.append(self.step(self.batch_stage(batch)))
-                it += 1
-                if it >= self.iters:
-                    break
+        while True:
+            yield from loader
+
+    def _epoch(self, epoch: int) -> float:
+        """One epoch. Without loader workers each epoch has its own loader, seeded by the epoch, so a
+        resumed run sees the batches of an uninterrupted one; with workers one persistent loader serves
+        the rest of the repeat (its workers start once, not every epoch), seeded by its first epoch."""
+        self.net.train()
+        if self._stream is None or not int(self.cfg["data"].get("num_workers", 0)):
+            self._stream = self._batches(epoch)
+        losses = [self.step(self.batch_stage(next(self._stream))) for _ in range(self.iters)]
         return float(np.mean(losses))
 
     def _validate(self, epoch: int, writer) -> float:
