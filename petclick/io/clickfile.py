@@ -10,7 +10,9 @@ matters: protocol step k uses the first k clicks of each list.
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -124,13 +126,27 @@ def read_clicks(path: str | Path, shape: Sequence[int] | None = None, budget: in
 
 
 def write_clicks(path: str | Path, clicks: Clicks, format: str = "plain") -> Path:
-    """Write clicks as plain or grand-challenge ("gc") JSON."""
+    """Write clicks as plain or grand-challenge ("gc") JSON, atomically (temporary file, then rename)."""
     if format not in ("plain", "gc"):
         raise ValueError(f"unknown click format {format!r}; use 'plain' or 'gc'")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = clicks.to_dict() if format == "plain" else clicks.to_gc()
-    path.write_text(_dump_compact_points(payload) + "\n")
+    write_text_atomic(path, _dump_compact_points(payload) + "\n")
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write `text` to a temporary file beside `path`, then rename it over `path`: readers never see half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 

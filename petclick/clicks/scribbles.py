@@ -1,0 +1,213 @@
+"""autoPET V corrective scribbles: one stroke per step on the previous prediction's largest error.
+
+The rule of the challenge's loop (autoPETV, interactive/interactive_loop.py and
+simulate_scribbles.py; facts and choices in notes/AUTOPETV.md):
+
+1. Over-segmentation FP = pred & ~label, under-segmentation FN = label & ~pred.
+2. For each, the largest 8-connected 2D component over all axial slices (the last array axis):
+   the slice whose largest component is biggest (ties: the lowest slice index); inside that
+   slice, ties between equally big components go to the one whose first pixel comes first in
+   column-major (Fortran) order, the order cc3d numbers components of the Fortran-ordered arrays
+   nibabel gives the official loop.
+3. One stroke on that component (petclick.clicks.strokes: centerline, random or boundary).
+4. The tumour stroke (on FN) is added when the background stroke (on FP) has the same number
+   of voxels or fewer, the background stroke otherwise. An empty region gives a 0-voxel stroke,
+   so a step with no FP adds the tumour stroke and a step with no FN the background stroke; a
+   perfect prediction adds nothing. (The official loop crashes on both steps and scores them 0.)
+5. A case whose label is empty gets no scribble at all.
+
+Stroke voxels are listed in C order of (i, j) on their slice k, as the official loop lists them,
+and scribbles accumulate: every step appends its stroke to the previous ones (duplicates kept).
+Work is confined to the bounding box of prediction and label (plus one voxel in-plane, so the
+stroke functions see the same neighbourhood as on the full slice), and slices are labelled in
+order of decreasing foreground count until no remaining slice can hold a bigger component.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cc3d
+import numpy as np
+
+from petclick.boxes import bounding_box
+from petclick.clicks.strokes import DEFAULT_SEED, STRATEGIES, draw_stroke
+from petclick.io.clickfile import Clicks, Point
+
+SLICE_AXIS = 2
+IN_PLANE_MARGIN = (1, 1, 0)
+
+
+@dataclass(frozen=True)
+class AxialComponent:
+    """The chosen 2D component: its slice index and its mask on that slice (inside `origin`'s box)."""
+
+    z: int
+    mask: np.ndarray
+    origin: tuple[int, int] = (0, 0)
+
+    @property
+    def area(self) -> int:
+        return int(np.count_nonzero(self.mask))
+
+
+@dataclass(frozen=True)
+class ScribbleStep:
+    """One step of the corrective-scribble rule.
+
+    `kind` is "tumor", "background" or None (no scribble, `reason` says why); `points` are the
+    added stroke's voxels; `tumor_voxels` / `background_voxels` are the sizes of both candidate
+    strokes (the official loop's `fn` and `fp`), 0 where the region is empty.
+    """
+
+    kind: str | None
+    points: list[Point] = field(default_factory=list)
+    z: int | None = None
+    tumor_voxels: int = 0
+    background_voxels: int = 0
+    reason: str = ""
+
+
+def _as_bool(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    return a if a.dtype == bool else a != 0
+
+
+def _first_in_fortran_order(labels: np.ndarray, candidates: np.ndarray) -> int:
+    """Of several labels, the one whose first pixel comes first in column-major order."""
+    flat = labels.ravel(order="F")
+    firsts = [int(np.argmax(flat == c)) for c in candidates]
+    return int(candidates[int(np.argmin(firsts))])
+
+
+def _largest_exact(mask: np.ndarray) -> AxialComponent | None:
+    """True 8-connectivity inside the mask's box; slices in decreasing foreground count, with a bound."""
+    box = bounding_box(mask, margin=IN_PLANE_MARGIN)
+    if box is None:
+        return None
+    sub = mask[box]
+    counts = np.count_nonzero(sub, axis=(0, 1))
+    best_area, best_z, best_labels, best_sizes = 0, -1, None, None
+    for z in np.argsort(-counts, kind="stable"):
+        if counts[z] == 0 or counts[z] < best_area:
+            break  # no later slice can hold a component as big as the best one
+        # uint8, not bool: cc3d >= 3.27 mislabels bool images in 2D with 8-connectivity.
+        labels = cc3d.connected_components(np.ascontiguousarray(sub[:, :, z]).view(np.uint8), connectivity=8)
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        area = int(sizes.max())
+        if area > best_area or (area == best_area and z < best_z):
+            best_area, best_z, best_labels, best_sizes = area, int(z), labels, sizes
+    candidates = np.flatnonzero(best_sizes == best_area)
+    chosen = int(candidates[0]) if len(candidates) == 1 else _first_in_fortran_order(best_labels, candidates)
+    return AxialComponent(z=box[SLICE_AXIS].start + best_z, mask=best_labels == chosen,
+                          origin=(box[0].start, box[1].start))
+
+
+def _largest_official(mask: np.ndarray) -> AxialComponent | None:
+    """The official call: cc3d on every non-empty full slice as a Fortran-ordered bool array.
+
+    That is how the official loop's arrays reach cc3d (nibabel gives Fortran order; the error
+    masks are bool), so the installed cc3d labels them exactly as it labels the official loop's,
+    including the 2D 8-connected bool-image faults of cc3d 3.27 to 4.1 (a label may then hold
+    background pixels or part of a component). Ties: the lowest slice, then the lowest label.
+    """
+    counts = np.count_nonzero(mask, axis=(0, 1))
+    best_area, best = 0, None
+    for z in np.flatnonzero(counts):
+        labels = cc3d.connected_components(np.asfortranarray(mask[:, :, z]), connectivity=8)
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        chosen = int(np.argmax(sizes))
+        if sizes[chosen] > best_area:
+            best_area, best = int(sizes[chosen]), (int(z), labels == chosen)
+    return None if best is None else AxialComponent(z=best[0], mask=best[1])
+
+
+LABELLINGS = {"official": _largest_official, "exact": _largest_exact}
+
+
+def largest_axial_component(mask: np.ndarray, labelling: str = "official") -> AxialComponent | None:
+    """The biggest 8-connected component of any axial slice of a 3D mask; None for an empty mask.
+
+    `labelling="official"` labels slices the way the official loop does (see _largest_official),
+    `"exact"` with true 8-connectivity, inside the mask's bounding box grown by one voxel in-plane
+    (the returned mask covers that box, `origin` is its (i, j) corner). Both agree wherever the
+    installed cc3d labels the official call correctly.
+    """
+    mask = _as_bool(mask)
+    if mask.ndim != 3:
+        raise ValueError(f"expected a 3D mask, got shape {mask.shape}")
+    if labelling not in LABELLINGS:
+        raise ValueError(f"unknown labelling {labelling!r}; expected one of {sorted(LABELLINGS)}")
+    return LABELLINGS[labelling](mask)
+
+
+def _check_strategy(strategy: str) -> None:
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown scribble strategy {strategy!r}; expected one of {sorted(STRATEGIES)}")
+
+
+def simulate_stroke(mask: np.ndarray, strategy: str, seed: int = DEFAULT_SEED,
+                    labelling: str = "official") -> list[Point]:
+    """The stroke the official simulator draws on a binary 3D mask: voxels (i, j, k), C order; [] if empty."""
+    _check_strategy(strategy)
+    comp = largest_axial_component(mask, labelling)
+    if comp is None:
+        return []
+    pixels = draw_stroke(comp.mask, strategy, seed)
+    i0, j0 = comp.origin
+    return [(int(i) + i0, int(j) + j0, comp.z) for i, j in pixels]
+
+
+def _error_box(pred: np.ndarray, label: np.ndarray, labelling: str) -> tuple[slice, ...] | None:
+    """Where errors can be: the union of both bounding boxes (the label's must exist).
+
+    Exact labelling works in that box grown by one voxel in-plane (strokes then see the zeros of
+    the full slice); official labelling needs whole slices, so only the slice range is cut.
+    """
+    lbox = bounding_box(label)
+    if lbox is None:
+        return None
+    pbox = bounding_box(pred)
+    box = lbox if pbox is None else tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(lbox, pbox))
+    if labelling == "official":
+        return slice(None), slice(None), box[SLICE_AXIS]
+    return tuple(slice(max(s.start - m, 0), min(s.stop + m, n)) for s, m, n in zip(box, IN_PLANE_MARGIN, label.shape))
+
+
+def _offset(points: list[Point], origin: tuple[int, ...]) -> list[Point]:
+    return [(i + origin[0], j + origin[1], k + origin[2]) for i, j, k in points]
+
+
+def scribble_step(pred: np.ndarray, label: np.ndarray, strategy: str, seed: int = DEFAULT_SEED,
+                  labelling: str = "official") -> ScribbleStep:
+    """This step's corrective scribble for `pred` against `label` (binary 3D arrays of one shape)."""
+    pred, label = _as_bool(pred), _as_bool(label)
+    if pred.shape != label.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from label shape {label.shape}")
+    _check_strategy(strategy)
+    if labelling not in LABELLINGS:
+        raise ValueError(f"unknown labelling {labelling!r}; expected one of {sorted(LABELLINGS)}")
+    box = _error_box(pred, label, labelling)
+    if box is None:
+        return ScribbleStep(None, reason="lesion-free case: no scribbles")
+    origin = tuple(s.indices(n)[0] for s, n in zip(box, label.shape))
+    p, g = pred[box], label[box]
+    background = _offset(simulate_stroke(p & ~g, strategy, seed, labelling), origin)
+    tumor = _offset(simulate_stroke(g & ~p, strategy, seed, labelling), origin)
+    sizes = {"tumor_voxels": len(tumor), "background_voxels": len(background)}
+    if not tumor and not background:
+        return ScribbleStep(None, reason="prediction equals the label: no scribble", **sizes)
+    if len(background) <= len(tumor):
+        return ScribbleStep("tumor", tumor, tumor[0][2], reason="tumour stroke on the largest missed region", **sizes)
+    return ScribbleStep("background", background, background[0][2],
+                        reason="background stroke on the largest false-positive region", **sizes)
+
+
+def add_scribble(previous: Clicks, step: ScribbleStep) -> Clicks:
+    """Cumulative scribbles: the previous ones with this step's stroke appended to its kind."""
+    out = Clicks(list(previous.tumor), list(previous.background))
+    if step.kind is not None:
+        getattr(out, step.kind).extend(step.points)
+    return out
