@@ -18,9 +18,13 @@ simulate_scribbles.py; facts and choices in notes/AUTOPETV.md):
 
 Stroke voxels are listed in C order of (i, j) on their slice k, as the official loop lists them,
 and scribbles accumulate: every step appends its stroke to the previous ones (duplicates kept).
-Work is confined to the bounding box of prediction and label (plus one voxel in-plane, so the
-stroke functions see the same neighbourhood as on the full slice), and slices are labelled in
-order of decreasing foreground count until no remaining slice can hold a bigger component.
+Slices are labelled one of two ways (`labelling`): "official" (default) makes the official
+call, cc3d on the full slice as a Fortran-ordered bool array, so it reproduces what the installed
+cc3d does there, including the faults of cc3d 3.27 to 4.1 on 2D bool images (notes/AUTOPETV.md);
+"exact" uses true 8-connectivity. Work is confined to the bounding box of prediction and label
+plus one voxel in-plane (official labelling rebuilds each non-empty full slice from it; exact
+labelling visits slices in order of decreasing foreground count until none can hold a bigger
+component).
 """
 
 from __future__ import annotations
@@ -36,11 +40,14 @@ from petclick.io.clickfile import Clicks, Point
 
 SLICE_AXIS = 2
 IN_PLANE_MARGIN = (1, 1, 0)
+Plane = tuple[tuple[int, int], tuple[int, int]]  # ((rows, cols) of the full slice, (i0, j0) of the cut-out)
 
 
 @dataclass(frozen=True)
 class AxialComponent:
-    """The chosen 2D component: its slice index and its mask on that slice (inside `origin`'s box)."""
+    """The chosen 2D component: its slice index and its mask on that slice; `origin` is the (i, j)
+    of the mask's first pixel in the frame of the mask it was found in (negative for a full slice
+    rebuilt around a cut-out)."""
 
     z: int
     mask: np.ndarray
@@ -80,7 +87,7 @@ def _first_in_fortran_order(labels: np.ndarray, candidates: np.ndarray) -> int:
     return int(candidates[int(np.argmin(firsts))])
 
 
-def _largest_exact(mask: np.ndarray) -> AxialComponent | None:
+def _largest_exact(mask: np.ndarray, plane: Plane | None = None) -> AxialComponent | None:
     """True 8-connectivity inside the mask's box; slices in decreasing foreground count, with a bound."""
     box = bounding_box(mask, margin=IN_PLANE_MARGIN)
     if box is None:
@@ -104,43 +111,51 @@ def _largest_exact(mask: np.ndarray) -> AxialComponent | None:
                           origin=(box[0].start, box[1].start))
 
 
-def _largest_official(mask: np.ndarray) -> AxialComponent | None:
+def _largest_official(mask: np.ndarray, plane: Plane | None = None) -> AxialComponent | None:
     """The official call: cc3d on every non-empty full slice as a Fortran-ordered bool array.
 
     That is how the official loop's arrays reach cc3d (nibabel gives Fortran order; the error
     masks are bool), so the installed cc3d labels them exactly as it labels the official loop's,
     including the 2D 8-connected bool-image faults of cc3d 3.27 to 4.1 (a label may then hold
     background pixels or part of a component). Ties: the lowest slice, then the lowest label.
+    A mask cut out of a bigger volume (`plane`) is put back into its full, otherwise empty slice.
     """
+    (rows, cols), (i0, j0) = plane if plane is not None else (mask.shape[:2], (0, 0))
     counts = np.count_nonzero(mask, axis=(0, 1))
+    full = np.zeros((rows, cols), bool, order="F")
+    window = (slice(i0, i0 + mask.shape[0]), slice(j0, j0 + mask.shape[1]))
     best_area, best = 0, None
     for z in np.flatnonzero(counts):
-        labels = cc3d.connected_components(np.asfortranarray(mask[:, :, z]), connectivity=8)
+        full[window] = mask[:, :, z]   # outside the window the slice holds no mask voxel
+        labels = cc3d.connected_components(full, connectivity=8)
         sizes = np.bincount(labels.ravel())
         sizes[0] = 0
         chosen = int(np.argmax(sizes))
         if sizes[chosen] > best_area:
             best_area, best = int(sizes[chosen]), (int(z), labels == chosen)
-    return None if best is None else AxialComponent(z=best[0], mask=best[1])
+    return None if best is None else AxialComponent(z=best[0], mask=best[1], origin=(-i0, -j0))
 
 
 LABELLINGS = {"official": _largest_official, "exact": _largest_exact}
 
 
-def largest_axial_component(mask: np.ndarray, labelling: str = "official") -> AxialComponent | None:
+def largest_axial_component(mask: np.ndarray, labelling: str = "official",
+                            plane: Plane | None = None) -> AxialComponent | None:
     """The biggest 8-connected component of any axial slice of a 3D mask; None for an empty mask.
 
     `labelling="official"` labels slices the way the official loop does (see _largest_official),
-    `"exact"` with true 8-connectivity, inside the mask's bounding box grown by one voxel in-plane
-    (the returned mask covers that box, `origin` is its (i, j) corner). Both agree wherever the
-    installed cc3d labels the official call correctly.
+    `"exact"` with true 8-connectivity inside the mask's bounding box grown by one voxel in-plane.
+    Both agree wherever the installed cc3d labels the official call correctly. `plane` =
+    ((rows, cols), (i0, j0)) says that `mask` was cut from slices of that size at that corner
+    (the mask must hold every voxel of those slices, and one voxel of margin in-plane where the
+    slice goes on); the component's `origin` is given in `mask`'s frame.
     """
     mask = _as_bool(mask)
     if mask.ndim != 3:
         raise ValueError(f"expected a 3D mask, got shape {mask.shape}")
     if labelling not in LABELLINGS:
         raise ValueError(f"unknown labelling {labelling!r}; expected one of {sorted(LABELLINGS)}")
-    return LABELLINGS[labelling](mask)
+    return LABELLINGS[labelling](mask, plane)
 
 
 def _check_strategy(strategy: str) -> None:
@@ -149,10 +164,10 @@ def _check_strategy(strategy: str) -> None:
 
 
 def simulate_stroke(mask: np.ndarray, strategy: str, seed: int = DEFAULT_SEED,
-                    labelling: str = "official") -> list[Point]:
+                    labelling: str = "official", plane: Plane | None = None) -> list[Point]:
     """The stroke the official simulator draws on a binary 3D mask: voxels (i, j, k), C order; [] if empty."""
     _check_strategy(strategy)
-    comp = largest_axial_component(mask, labelling)
+    comp = largest_axial_component(mask, labelling, plane)
     if comp is None:
         return []
     pixels = draw_stroke(comp.mask, strategy, seed)
@@ -160,19 +175,14 @@ def simulate_stroke(mask: np.ndarray, strategy: str, seed: int = DEFAULT_SEED,
     return [(int(i) + i0, int(j) + j0, comp.z) for i, j in pixels]
 
 
-def _error_box(pred: np.ndarray, label: np.ndarray, labelling: str) -> tuple[slice, ...] | None:
-    """Where errors can be: the union of both bounding boxes (the label's must exist).
-
-    Exact labelling works in that box grown by one voxel in-plane (strokes then see the zeros of
-    the full slice); official labelling needs whole slices, so only the slice range is cut.
-    """
+def _error_box(pred: np.ndarray, label: np.ndarray) -> tuple[slice, ...] | None:
+    """Where errors can be: the union of both bounding boxes (the label's must exist), grown by one
+    voxel in-plane so that strokes and slice labellings see the zeros of the full slice there."""
     lbox = bounding_box(label)
     if lbox is None:
         return None
     pbox = bounding_box(pred)
     box = lbox if pbox is None else tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(lbox, pbox))
-    if labelling == "official":
-        return slice(None), slice(None), box[SLICE_AXIS]
     return tuple(slice(max(s.start - m, 0), min(s.stop + m, n)) for s, m, n in zip(box, IN_PLANE_MARGIN, label.shape))
 
 
@@ -189,13 +199,14 @@ def scribble_step(pred: np.ndarray, label: np.ndarray, strategy: str, seed: int 
     _check_strategy(strategy)
     if labelling not in LABELLINGS:
         raise ValueError(f"unknown labelling {labelling!r}; expected one of {sorted(LABELLINGS)}")
-    box = _error_box(pred, label, labelling)
+    box = _error_box(pred, label)
     if box is None:
         return ScribbleStep(None, reason="lesion-free case: no scribbles")
-    origin = tuple(s.indices(n)[0] for s, n in zip(box, label.shape))
+    origin = tuple(s.start for s in box)
+    plane = (label.shape[:2], origin[:2])
     p, g = pred[box], label[box]
-    background = _offset(simulate_stroke(p & ~g, strategy, seed, labelling), origin)
-    tumor = _offset(simulate_stroke(g & ~p, strategy, seed, labelling), origin)
+    background = _offset(simulate_stroke(p & ~g, strategy, seed, labelling, plane), origin)
+    tumor = _offset(simulate_stroke(g & ~p, strategy, seed, labelling, plane), origin)
     sizes = {"tumor_voxels": len(tumor), "background_voxels": len(background)}
     if not tumor and not background:
         return ScribbleStep(None, reason="prediction equals the label: no scribble", **sizes)
