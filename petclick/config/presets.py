@@ -54,6 +54,7 @@ AUTOPET: dict[str, Any] = {
         "ds_weights": "halving",       # deep-supervision weights 1/2^i
         "seed": 0,
         "grad_clip": 12.0,
+        "device": None,                # null: cuda when available, else cpu (inference.yaml's `device` is inference's)
     },
     "infer": {"roi": None, "overlap": 0.625, "sw_batch_size": 1, "mode": "gaussian", "amp": True},
 }
