@@ -76,7 +76,7 @@ def main() -> None:
 
     from petclick.io.clickfile import Clicks
     from petclick.io.images import CaseVolumes, Volume
-    from petclick.predictors import SuvThresholdPredictor
+    from petclick.inference.predictors import SuvThresholdPredictor
     pet = np.where(gt | pred, 5.0, 1.0).astype(np.float32)
     affine = np.diag([*spacing, 1.0])
     case = CaseVolumes(Volume(pet, affine), Volume(pet, affine))

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from petclick.io.datalist import entry_case_id, load_datalist, resolve_entry
-from petclick.training.config import apply_overrides, load_bundle_config
+from petclick.config.bundle import load_bundle_config
+from petclick.core.yamlio import apply_overrides
 from petclick.training.data import fold_files, train_dataset, val_dataset
 from petclick.training.distributed import init_distributed
 from petclick.training.loop import RepeatTrainer

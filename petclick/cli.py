@@ -15,7 +15,7 @@ import sys
 
 import petclick
 import petclick.commands
-from petclick.errors import PetclickError
+from petclick.core.errors import PetclickError
 
 
 def build_parser() -> argparse.ArgumentParser:

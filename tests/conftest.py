@@ -36,7 +36,7 @@ def make_bundle(tiny_cohort, tiny_datastats):
     import shutil
     from pathlib import Path
 
-    from petclick.training.config import write_yaml
+    from petclick.core.yamlio import write_yaml
 
     bundles = Path(__file__).resolve().parent.parent / "bundles"
 

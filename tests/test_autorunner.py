@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import yaml
 
-from petclick.training.config import write_yaml
+from petclick.core.yamlio import write_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 

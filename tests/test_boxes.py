@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from petclick.boxes import bounding_box
+from petclick.core.boxes import bounding_box
 
 
 def test_bounding_box_extent_margin_and_empty():

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from petclick.training.config import write_yaml
+from petclick.core.yamlio import write_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = {"dints": {"channel_mul": 0.25, "num_blocks": 3, "num_depths": 3},
@@ -47,7 +47,7 @@ def test_scripts_mirror_segresnet_and_algo_class(algo):
     spec = importlib.util.spec_from_file_location(f"{algo}_algo_t", REPO / "bundles" / algo / "scripts" / "algo.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    from petclick.autorunner import PetclickBundleAlgo
+    from petclick.auto3dseg.algo import PetclickBundleAlgo
 
     assert issubclass(getattr(module, f"{algo.capitalize()}Algo"), PetclickBundleAlgo)
 
@@ -85,7 +85,7 @@ def trained(make_bundle, tmp_path_factory):
 
 @pytest.mark.parametrize("algo", ["dints", "swinunetr"])
 def test_one_epoch_writes_a_self_describing_checkpoint(trained, algo):
-    from petclick.inference.checkpoint import build_model, read_checkpoint
+    from petclick.runtime.checkpoint import build_model, read_checkpoint
 
     bundle, scores = trained[algo]
     assert list(scores) == [0] and 0.0 <= scores[0] <= 1.0
@@ -122,9 +122,9 @@ def test_inferclass_output_on_the_pet_grid(trained, tiny_cohort, algo):
 def test_channel_expansion_through_the_bundle_config(make_bundle, tmp_path, algo):
     """A CT+PET checkpoint named in YAML: the click-guided model built by the training loop computes
     exactly the pretrained function at 0 clicks (and whatever the click channels hold)."""
-    from petclick.errors import InputError
+    from petclick.core.errors import InputError
     from petclick.networks import build_network
-    from petclick.training.config import load_bundle_config
+    from petclick.config.bundle import load_bundle_config
     from petclick.training.loop import _build_model, describe
 
     torch.manual_seed(0)
@@ -151,7 +151,7 @@ def test_channel_expansion_through_the_bundle_config(make_bundle, tmp_path, algo
 
 
 def test_dints_search_stage_writes_the_code_training_uses(make_bundle, tmp_path):
-    from petclick.inference.checkpoint import read_checkpoint
+    from petclick.runtime.checkpoint import read_checkpoint
     from petclick.networks import load_arch_code
     from petclick.training import dints_search
     from petclick.training.loop import run
@@ -225,10 +225,10 @@ def test_weighted_ensembles(autorunner, tiny_cohort, tmp_path):
     the swinunetr bundles' mean, and the work_dir's predictor uses those weights; the predictor weighs
     algorithm means (3:1 here) and interleaves algorithms."""
     from petclick.cli import main
-    from petclick.ensemble import check_algo_weights
-    from petclick.errors import InputError
+    from petclick.inference.weights import check_algo_weights
+    from petclick.core.errors import InputError
     from petclick.inference.bundle import BundleInferer
-    from petclick.inference.checkpoint import find_checkpoints
+    from petclick.runtime.checkpoint import find_checkpoints
     from petclick.inference.predictor import EnsemblePredictor, load_model_predictor
     from petclick.io.clickfile import read_clicks
     from petclick.io.images import load_case

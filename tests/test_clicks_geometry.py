@@ -40,7 +40,7 @@ from scipy.ndimage import gaussian_filter
 
 from petclick.clicks.geometry import ClicksToVoxeld, ClicksToWorldd, clicks_to_voxel, clicks_to_world
 from petclick.clicks.loading import LoadClicksd
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 from petclick.io.clickfile import Clicks, write_clicks
 
 SHAPE = (22, 26, 18)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from petclick.demo import DEMO_COHORT
+from petclick.workflows.demo import DEMO_COHORT
 from petclick.phantoms import generate_cohort
 
 REPO = Path(__file__).resolve().parent.parent

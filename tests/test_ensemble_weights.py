@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from petclick.cli import main
-from petclick.ensemble import interleave_by_algo, parse_algo_weights
-from petclick.errors import InputError
-from petclick.inference.checkpoint import find_checkpoints, save_checkpoint
+from petclick.inference.weights import interleave_by_algo, parse_algo_weights
+from petclick.core.errors import InputError
+from petclick.runtime.checkpoint import find_checkpoints, save_checkpoint
 from petclick.inference.predictor import EnsemblePredictor, load_model_predictor
 from petclick.io.clickfile import Clicks, write_clicks
 from petclick.io.images import load_case, save_volume
 from petclick.networks.factory import build_network
 from petclick.phantoms import generate_case
-from petclick.training.config import write_yaml
+from petclick.core.yamlio import write_yaml
 
 TINY = {"init_filters": 4, "blocks_down": [1, 1], "dsdepth": 1}
 # bundle folder -> (algorithm recorded in the checkpoint, seed); every network is a tiny SegResNet

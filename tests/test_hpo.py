@@ -14,9 +14,9 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from petclick.errors import InputError
-from petclick.hpo import get_objective, load_space, nested, parse_space
-from petclick.hpo.objectives import kept_entry, trial_value
+from petclick.core.errors import InputError
+from petclick.workflows.hpo import get_objective, load_space, nested, parse_space
+from petclick.workflows.hpo.objectives import kept_entry, trial_value
 
 REPO = Path(__file__).resolve().parent.parent
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -50,7 +50,7 @@ def test_shipped_spaces_parse():
 def test_shipped_space_paths_exist_in_the_bundle_config():
     """Every searched key lands in a section the training reads (no silently ignored typos)."""
     from petclick.networks.factory import DEFAULT_KWARGS
-    from petclick.training.presets import get_preset
+    from petclick.config.presets import get_preset
 
     cfg = get_preset("autopet")
     for algo in ("segresnet", "dints", "swinunetr"):
@@ -178,7 +178,7 @@ class _PruneAtStep(optuna.pruners.BasePruner):
 
 
 def _gen(tmp_path, epochs):
-    from petclick.hpo.trial import PetclickOptunaGen
+    from petclick.workflows.hpo.trial import PetclickOptunaGen
 
     gen = PetclickOptunaGen(algo=None, space=parse_space(SPACE, "s"), objective=get_objective("first_dice"),
                             base_input={}, fold=0, poll_s=0.1)
@@ -220,7 +220,7 @@ def hpo_setup(tiny_cohort, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def first_run(hpo_setup):
-    from petclick.hpo.study import run_study
+    from petclick.workflows.hpo.study import run_study
 
     space = load_space(hpo_setup / "space.yaml", "segresnet")
     return run_study(hpo_setup / "input.yaml", "segresnet", space, 2, hpo_setup / "work", seed=0)
@@ -274,7 +274,7 @@ def test_invalid_roi_fails_when_the_trial_bundle_is_generated(first_run, hpo_set
     """An ROI the network cannot take (not a multiple of its divisor) fails in fill_template_config."""
     from monai.auto3dseg import algo_from_json
 
-    from petclick.hpo.trial import PetclickOptunaGen
+    from petclick.workflows.hpo.trial import PetclickOptunaGen
 
     algo, _ = algo_from_json(str(first_run.work_dir / "segresnet_0" / "algo_object.json"))
     gen = PetclickOptunaGen(algo=None, space=parse_space(SPACE, "s"), objective=get_objective("dice_auc"),
@@ -306,7 +306,7 @@ def test_export_is_an_input_fragment_with_the_best_params(resumed, hpo_setup):
     assert merged["num_repeats"] == 4 and merged["preset"] == "demo"
     assert merged["algo_overrides"]["segresnet"] == frag
     # the merged input generates the final bundles with the best params (fill_template_config)
-    from petclick.autorunner import merged_config
+    from petclick.auto3dseg.algo import merged_config
 
     cfg = merged_config({"network": {"name": "segresnet"}}, merged, "segresnet")
     assert cfg["training"]["lr"] == pytest.approx(best.params["training#lr"]) and cfg["num_repeats"] == 4
@@ -317,13 +317,13 @@ def test_trial_of_a_crashed_process_is_failed_and_retried(tmp_path, monkeypatch)
     stale, the next invocation marks it FAIL and runs its parameters again."""
     import subprocess
 
-    from petclick.hpo import study as study_mod
+    from petclick.workflows.hpo import study as study_mod
 
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
     crash = textwrap.dedent(f"""
         import os
-        from petclick.hpo import study as s
-        from petclick.hpo.objectives import get_objective
+        from petclick.workflows.hpo import study as s
+        from petclick.workflows.hpo.objectives import get_objective
         s.HEARTBEAT_S, s.GRACE_S = 1, 2
         st = s.open_study({url!r}, "crash", get_objective("dice_auc"), {{}}, seed=0)
         def objective(trial):

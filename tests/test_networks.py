@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 from petclick.networks import (
     as_list,
     build_network,

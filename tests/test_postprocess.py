@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 from petclick.io.clickfile import Clicks
 from petclick.io.images import CaseVolumes, Volume
 from petclick.postprocess import (DEFAULT_CONFIG, classify_tracer, enforce_clicks, make_config,
@@ -238,7 +238,7 @@ def test_postprocessed_predictor_in_the_protocol():
     from petclick.metrics import run_protocol
     from petclick.phantoms import generate_case
     from petclick.postprocess import PostprocessedPredictor
-    from petclick.predictors import SuvThresholdPredictor
+    from petclick.inference.predictors import SuvThresholdPredictor
     c = generate_case("fdg_wrap_1", 2, shape=(32, 32, 48), tracer="fdg")
     case = CaseVolumes(Volume(c.ct, c.affine), Volume(c.pet, c.affine), Volume(c.label, c.affine))
     wrapped = PostprocessedPredictor(SuvThresholdPredictor())

@@ -13,7 +13,7 @@ from petclick.io.clickfile import Clicks, write_clicks
 from petclick.io.images import load_case, save_volume
 from petclick.metrics.protocol import run_protocol
 from petclick.metrics.report import read_cases_csv
-from petclick.predictors import SuvThresholdPredictor
+from petclick.inference.predictors import SuvThresholdPredictor
 
 AFFINE = np.diag([2.0, 2.0, 3.0, 1.0])
 SHAPE = (16, 16, 12)
@@ -156,7 +156,7 @@ def test_interactive_with_a_model_checkpoint(cohort, tmp_path):
     """`--predictor PATH` goes through petclick.inference (an untrained tiny network: plumbing, not quality)."""
     pytest.importorskip("petclick.clicks.encoding")
     pytest.importorskip("petclick.clicks.geometry")
-    checkpoint = pytest.importorskip("petclick.inference.checkpoint")
+    checkpoint = pytest.importorskip("petclick.runtime.checkpoint")
     import torch
 
     from petclick.networks.factory import build_network
@@ -183,7 +183,7 @@ def test_interactive_with_a_model_checkpoint(cohort, tmp_path):
 def test_interactive_algo_weights_recorded(cohort, tmp_path, capsys):
     """--algo-weights reaches the model ensembles (not the baseline) and the summary meta; bad values name the option."""
     pytest.importorskip("petclick.clicks.encoding")
-    checkpoint = pytest.importorskip("petclick.inference.checkpoint")
+    checkpoint = pytest.importorskip("petclick.runtime.checkpoint")
     import torch
 
     from petclick.networks.factory import build_network

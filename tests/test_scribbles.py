@@ -253,8 +253,8 @@ def test_scribble_json_round_trip(tmp_path, fmt):
         assert [p["name"] for p in data["points"]] == ["tumor"] * 3 + ["background"]
     else:
         assert data == {"tumor": [[163, 118, 123], [164, 113, 123], [163, 118, 123]], "background": [[162, 116, 126]]}
-    assert read_clicks(path) == scribbles
-    assert not list(tmp_path.glob(".*tmp"))   # the atomic write leaves no temporary file
+    assert read_clicks(path, budget=None) == scribbles
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]   # the atomic write leaves no temporary file
 
 
 def write_case(tmp_path, label, pred):
@@ -267,19 +267,20 @@ def test_cli_writes_cumulative_scribbles_in_both_formats(tmp_path, capsys):
     label = box((24, 24, 10), (3, 3, 2), (15, 15, 8))
     pred = box((24, 24, 10), (3, 3, 2), (9, 15, 8))
     lab, prd = write_case(tmp_path, label, pred)
-    prev = write_clicks(tmp_path / "iter_0_scribbles.json", Clicks([(5, 5, 5)], [(0, 0, 0)]), "gc")
+    earlier = [(i, 20, 0) for i in range(20)]   # scribbles are not held to the 10-click budget
+    prev = write_clicks(tmp_path / "iter_0_scribbles.json", Clicks(earlier, [(0, 0, 0)]), "gc")
     out = tmp_path / "iter_1_scribbles.json"
     args = ["simulate-scribbles", "--label", str(lab), "--pred", str(prd), "--strategy", "centerline"]
     assert main(args + ["--previous", str(prev), "--out", str(out)]) == 0
     assert "tumor stroke" in capsys.readouterr().out
-    got = read_clicks(out)
+    got = read_clicks(out, budget=None)
     step = scribble_step(pred, label, "centerline")
-    assert got.tumor == [(5, 5, 5)] + step.points and got.background == [(0, 0, 0)]
+    assert got.tumor == earlier + step.points and got.background == [(0, 0, 0)]
     gc = tmp_path / "lesion-clicks.json"
     assert main(args + ["--previous", str(out), "--out", str(gc), "--format", "gc", "--seed", "42"]) == 0
     data = json.loads(gc.read_text())
     assert data["type"] == "Multiple points"
-    assert sum(p["name"] == "tumor" for p in data["points"]) == 1 + 2 * len(step.points)
+    assert sum(p["name"] == "tumor" for p in data["points"]) == 20 + 2 * len(step.points)
 
 
 def test_cli_lesion_free_case_copies_the_previous_scribbles(tmp_path, capsys):
@@ -293,7 +294,7 @@ def test_cli_lesion_free_case_copies_the_previous_scribbles(tmp_path, capsys):
 
 @pytest.mark.parametrize("content, problem", [
     ("{not json", "malformed JSON"),
-    ('{"tumor": [[1, 2]]}', "3 voxel indices"),
+    ('{"tumor": [[1, 2]]}', "has 2 coordinates"),
     ('{"points": [{"point": [1, 2, 3], "name": "lesion"}]}', "expected 'tumor' or 'background'"),
     ('{"tumor": [[1, 2, 300]]}', "outside the volume"),
     ('{"scribbles": []}', "unknown click-file schema"),

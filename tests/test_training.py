@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 
-from petclick.errors import InputError
-from petclick.training.config import apply_overrides, read_yaml, write_yaml
+from petclick.core.errors import InputError
+from petclick.core.yamlio import apply_overrides, read_yaml, write_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "bundles" / "segresnet"
@@ -20,7 +20,7 @@ TEMPLATE = REPO / "bundles" / "segresnet"
 
 # ---------------------------------------------------------------------------- config layers
 def test_presets_and_overrides_merge_in_order():
-    from petclick.autorunner import merged_config
+    from petclick.auto3dseg.algo import merged_config
 
     template = read_yaml(TEMPLATE / "configs" / "hyper_parameters.yaml")
     auto = merged_config(template, {"preset": "autopet"}, "segresnet")
@@ -70,7 +70,7 @@ def test_fill_template_config_on_real_datastats(tiny_cohort, tiny_datastats, mak
 @pytest.fixture(scope="module")
 def trained(make_bundle, tmp_path_factory):
     """A bundle trained 4 epochs (2 iterations each, validation at the end) on fold 0."""
-    from petclick.training.config import load_bundle_config
+    from petclick.config.bundle import load_bundle_config
     from petclick.training.data import fold_files, train_dataset, val_dataset
     from petclick.training.distributed import DistContext
     from petclick.training.loop import RepeatTrainer
@@ -103,7 +103,7 @@ def test_short_training_lowers_the_loss_and_writes_progress(trained):
 
 
 def test_checkpoint_is_self_describing(trained):
-    from petclick.inference.checkpoint import build_model, find_checkpoints, read_checkpoint
+    from petclick.runtime.checkpoint import build_model, find_checkpoints, read_checkpoint
 
     paths = find_checkpoints(trained["bundle"])
     assert [p.name for p in paths] == ["model.pt"]  # last.pt is resume state, not an inference model
@@ -215,7 +215,7 @@ def test_ensemble_is_the_mean_of_its_checkpoints(trained, tiny_cohort, tmp_path)
 
 
 def test_to_pet_grid_shift_and_resample():
-    from petclick.inference.grid import integer_shift, to_pet_grid
+    from petclick.runtime.grid import integer_shift, to_pet_grid
 
     pet_affine = np.diag([2.0, 2.0, 3.0, 1.0])
     pet_affine[:3, 3] = [10, -4, 7]

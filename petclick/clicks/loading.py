@@ -14,7 +14,7 @@ import numpy as np
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 from petclick.io.clickfile import KINDS, Clicks, clicks_from_json, read_clicks, validate_clicks
 
 

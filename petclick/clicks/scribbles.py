@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 import cc3d
 import numpy as np
 
-from petclick.boxes import bounding_box
+from petclick.core.boxes import bounding_box
 from petclick.clicks.strokes import DEFAULT_SEED, STRATEGIES, draw_stroke
-from petclick.io.clickfile import Clicks, Point
+from petclick.io.clickset import Clicks, Point
 
 SLICE_AXIS = 2
 IN_PLANE_MARGIN = (1, 1, 0)

@@ -31,7 +31,7 @@ import cc3d
 import numpy as np
 from scipy import ndimage
 
-from petclick.boxes import bounding_box
+from petclick.core.boxes import bounding_box
 from petclick.io.clickfile import Clicks, Point
 
 BACKGROUND_PERCENTILE = 99.75

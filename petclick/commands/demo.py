@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from petclick.demo import DEMO_COHORT, REPO, run_demo
+from petclick.workflows.demo import DEMO_COHORT, REPO, run_demo
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from petclick.ensemble import parse_algo_weights
-from petclick.errors import InputError
+from petclick.inference.weights import parse_algo_weights
+from petclick.core.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from petclick.ensemble import run_weighted_ensemble
+    from petclick.auto3dseg.ensemble import run_weighted_ensemble
 
     if not (args.work_dir / "input.yaml").is_file():
         raise InputError(args.work_dir, "no input.yaml: not an AutoRunner work_dir")

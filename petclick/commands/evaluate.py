@@ -11,7 +11,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 from petclick.io.datalist import resolve_entry
 from petclick.io.images import check_same_grid, load_volume
 from petclick.metrics.cohort import datalist_entries, run_cases, tracer_of

@@ -6,9 +6,9 @@ import argparse
 import os
 
 from petclick.commands.predict import add_model_args, algo_weights, postprocess_config, resolve_device
-from petclick.errors import InputError
-from petclick.gc import MODELS_ENV, default_models, run_gc
-from petclick.predict import PredictSettings, Runner, load_predictor
+from petclick.core.errors import InputError
+from petclick.workflows.gc import MODELS_ENV, default_models, run_gc
+from petclick.workflows.predict import PredictSettings, Runner, load_predictor
 
 BUDGET_ENV = "PETCLICK_TIME_BUDGET"
 

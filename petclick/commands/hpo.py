@@ -1,4 +1,4 @@
-"""`petclick hpo`: Optuna hyper-parameter search over one bundle (see petclick/hpo and hpo/README.md)."""
+"""`petclick hpo`: Optuna hyper-parameter search over one bundle (see petclick/workflows/hpo and hpo/README.md)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from typing import Any
 
 import yaml
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from petclick.hpo.objectives import OBJECTIVES
+    from petclick.workflows.hpo.objectives import OBJECTIVES
 
     p = sub.add_parser("hpo", help="hyper-parameter search: each trial trains a bundle on a fold (Optuna, resumable)",
                        description="Runs N trials of an Optuna study: each samples hyper-parameters from the search "
@@ -58,8 +58,8 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from petclick.hpo.space import load_space
-    from petclick.hpo.study import run_study, summary_lines
+    from petclick.workflows.hpo.space import load_space
+    from petclick.workflows.hpo.study import run_study, summary_lines
 
     if args.trials < 0:
         raise InputError("--trials", f"must be >= 0, got {args.trials}")

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 from petclick.phantoms.case import MIN_SHAPE
 from petclick.phantoms.cohort import TRACER_CHOICES, generate_cohort
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 import argparse
 import logging
 
-from petclick.ensemble import parse_algo_weights
-from petclick.errors import InputError
+from petclick.inference.weights import parse_algo_weights
+from petclick.core.errors import InputError
 from petclick.postprocess import RULES, make_config
-from petclick.predict import ALL_STEPS, PredictSettings, Runner, datalist_cases, folder_cases, load_predictor, single_case
+from petclick.workflows.predict import ALL_STEPS, PredictSettings, Runner, datalist_cases, folder_cases, load_predictor, single_case
 
 log = logging.getLogger(__name__)
 ALGO_WEIGHTS_OPTION = "--algo-weights"
 
 
 def add_algo_weights_arg(p: argparse.ArgumentParser) -> None:
-    """--algo-weights ALGO=W ...: per-algorithm ensemble weights (petclick/ensemble.py)."""
+    """--algo-weights ALGO=W ...: per-algorithm ensemble weights (petclick/inference/weights.py)."""
     p.add_argument(ALGO_WEIGHTS_OPTION, nargs="+", default=None, metavar="ALGO=W",
                    help="per-algorithm ensemble weights, e.g. segresnet=2 dints=1: each algorithm's checkpoints "
                         "are averaged, then the algorithms weighted (absent: 1, 0: left out); replaces a "

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from petclick.clicks.simulate import simulate_clicks
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 from petclick.io.clickfile import read_clicks, write_clicks
 from petclick.io.images import check_binary, check_same_grid, load_volume
 

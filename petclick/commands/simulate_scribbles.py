@@ -7,7 +7,7 @@ from pathlib import Path
 
 from petclick.clicks.scribbles import LABELLINGS, add_scribble, scribble_step
 from petclick.clicks.strokes import DEFAULT_SEED, STRATEGIES
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 from petclick.io.clickfile import Clicks, read_clicks, write_clicks
 from petclick.io.images import check_binary, check_same_grid, load_volume
 
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     check_same_grid(label, pred, "prediction")
     check_binary(label, "label")
     check_binary(pred, "prediction")
-    previous = Clicks() if args.previous is None else read_clicks(args.previous, shape=label.array.shape)
+    previous = Clicks() if args.previous is None else read_clicks(args.previous, shape=label.array.shape, budget=None)
     step = scribble_step(pred.array, label.array, args.strategy, args.seed, args.labelling)
     scribbles = add_scribble(previous, step)
     write_clicks(args.out, scribbles, args.format)

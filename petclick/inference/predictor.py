@@ -6,7 +6,7 @@ adding each sigmoid probability into one running sum in the network's space; eac
 mapped onto the PET grid once. Peak memory is one model, one input and two probability volumes,
 whatever the number of checkpoints.
 
-Per-algorithm weights (`algo_weights`, see petclick/ensemble.py): each algorithm's selected
+Per-algorithm weights (`algo_weights`, see petclick/inference/weights.py): each algorithm's selected
 checkpoints are averaged and the algorithms combined by w_a / sum w_a. Since that mean is linear,
 each prediction is added into the same running sum scaled by w_a / n_a (n_a: selected checkpoints
 of its algorithm), so weighting costs no memory. Without weights every checkpoint weighs the same.
@@ -28,13 +28,13 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from petclick.ensemble import algo_of, bundle_weights, check_algo_weights, interleave_by_algo
-from petclick.errors import InputError
-from petclick.inference.checkpoint import build_model, find_checkpoints, read_checkpoint
-from petclick.inference.clickinput import ClickEncoder
-from petclick.inference.grid import to_pet_grid
-from petclick.inference.preprocess import PreparedCase, prepare_arrays, preprocess_config
-from petclick.inference.window import infer_config, make_inferer, sliding_window_logits
+from petclick.inference.weights import algo_of, bundle_weights, check_algo_weights, interleave_by_algo
+from petclick.core.errors import InputError
+from petclick.runtime.checkpoint import build_model, find_checkpoints, read_checkpoint
+from petclick.runtime.clickinput import ClickEncoder
+from petclick.runtime.grid import to_pet_grid
+from petclick.runtime.preprocess import PreparedCase, prepare_arrays, preprocess_config
+from petclick.runtime.window import infer_config, make_inferer, sliding_window_logits
 from petclick.io.clickfile import Clicks
 from petclick.io.images import CaseVolumes
 from petclick.networks.roi import cover_roi
@@ -239,7 +239,7 @@ def work_dir_weights(items: Sequence[str | Path]) -> dict[str, float] | None:
     """`ensemble_weights` of `<work_dir>/input.yaml` (AutoRunner's copy of its input) for the folders
     among `items` that hold one, validated; None where none has the key. Work_dirs that disagree
     raise InputError (give --algo-weights)."""
-    from petclick.training.config import read_yaml
+    from petclick.core.yamlio import read_yaml
 
     found: dict[str, float] | None = None
     source: Path | None = None

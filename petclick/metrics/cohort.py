@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Callable, Iterable
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 from petclick.io.datalist import entry_case_id, load_datalist, parse_case_id
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 from petclick.io.images import Volume, check_same_grid, load_volume
 from petclick.metrics.aggregate import N_STEPS
 from petclick.metrics.editions import edition

@@ -22,7 +22,7 @@ from typing import Sequence
 import cc3d
 import numpy as np
 
-from petclick.boxes import bounding_box
+from petclick.core.boxes import bounding_box
 
 from petclick.io.images import voxel_volume_ml
 

@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 from petclick.io.clickfile import Clicks
 from petclick.io.images import CaseVolumes, save_volume
 from petclick.metrics.lesion import LesionScorer

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 
 NUM_CELL_OPS = 5  # len(monai.networks.nets.dints.Cell.OPS3D)
 CELL_OPS = ("skip_connect", "conv_3x3x3", "conv_3x3x1", "conv_3x1x3", "conv_1x3x3")

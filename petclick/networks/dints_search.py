@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 from petclick.networks.dints_arch import validate_arch_code
 
 log = logging.getLogger(__name__)

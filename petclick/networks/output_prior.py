@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 

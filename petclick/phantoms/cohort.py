@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from petclick.errors import InputError
+from petclick.core.errors import InputError
 from petclick.io.clickfile import write_clicks
 from petclick.io.datalist import build_datalist, find_cases, write_datalist
 from petclick.io.images import save_volume

@@ -16,7 +16,7 @@ import cc3d
 import numpy as np
 from scipy import ndimage
 
-from petclick.boxes import bounding_box
+from petclick.core.boxes import bounding_box
 
 CONNECTIVITY = 18  # the metrics' connectivity: a component here is a lesion there
 
@@ -75,7 +75,7 @@ def components(mask: np.ndarray, connectivity: int = CONNECTIVITY) -> Components
     return Components(labels, int(n), sizes, mask)
 
 
-bbox = bounding_box  # the shared implementation (petclick.boxes)
+bbox = bounding_box  # the shared implementation (petclick.core.boxes)
 
 
 def clicks_inside(points: Sequence[Sequence[int]], shape: Sequence[int]) -> list[tuple[int, int, int]]:

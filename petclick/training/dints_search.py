@@ -6,7 +6,7 @@ patches the training loop uses - and saves the decoded architecture code into th
 `run(config_file)` (the bundle's `scripts/search.py run`) then rewrites the bundle's
 `configs/hyper_parameters.yaml` so that `network.kwargs.arch_code_path` names that code: the
 training stage builds the searched topology, and every checkpoint inlines the code
-(self-describing). `DintsSearchAlgo` is the dints template's BundleAlgo: with `search.enabled`,
+(self-describing). `petclick.auto3dseg.dints_algo.DintsSearchAlgo` is the dints template's BundleAlgo: with `search.enabled`,
 its train() runs scripts/search.py (a subprocess, like training) before scripts/train.py, once.
 
 Config section (bundles/dints/configs/hyper_parameters.yaml):
@@ -24,9 +24,9 @@ from typing import Any, Mapping
 
 import torch
 
-from petclick.autorunner import HYPER, PetclickBundleAlgo
-from petclick.errors import InputError
-from petclick.training.config import config_files, load_bundle_config, read_yaml, write_yaml
+from petclick.core.errors import InputError
+from petclick.config.bundle import HYPER, config_files, load_bundle_config
+from petclick.core.yamlio import read_yaml, write_yaml
 
 log = logging.getLogger("petclick.training")
 DEFAULT_ARCH_CODE = "arch_code.json"
@@ -110,32 +110,3 @@ def search_pending(bundle: str | Path) -> bool:
     """True when the bundle's config enables the search and its code file does not exist yet."""
     cfg = read_yaml(Path(bundle) / "configs" / HYPER)
     return bool((cfg.get("search") or {}).get("enabled")) and not arch_code_path(cfg).is_file()
-
-
-class DintsSearchAlgo(PetclickBundleAlgo):
-    """petclick's BundleAlgo with the optional search stage: train() first runs
-    `scripts/search.py run` (same interpreter prefix and config files as training) when
-    `search.enabled` is true and the code file is missing, then trains as usual."""
-
-    def train(self, train_params: None | dict = None, device_setting: None | dict = None):
-        if search_pending(self.output_path):
-            self._search(device_setting)
-        return super().train(train_params, device_setting)
-
-    def _search(self, device_setting: None | dict) -> None:
-        """Run scripts/search.py in one process (the first visible GPU, if any)."""
-        import os
-
-        from monai.apps.auto3dseg.bundle_gen import _prepare_cmd_default
-
-        settings = {**self.device_setting, **(device_setting or {})}
-        configs = sorted(str(p) for p in Path(self.output_path, "configs").iterdir() if p.suffix in (".yaml", ".json"))
-        cmd = _prepare_cmd_default(f"{Path(self.output_path, 'scripts', 'search.py')} run",
-                                   cmd_prefix=str(settings.get("CMD_PREFIX") or ""), config_file=configs)
-        env = os.environ.copy()
-        visible = str(settings.get("CUDA_VISIBLE_DEVICES") or "")
-        if visible:
-            env["CUDA_VISIBLE_DEVICES"] = visible.split(",")[0]
-        done = subprocess.run(cmd.split(), env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"dints architecture search failed ({cmd}):\n{done.stderr[-4000:]}")

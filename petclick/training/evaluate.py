@@ -8,9 +8,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from petclick.inference.checkpoint import build_model, find_checkpoints, read_checkpoint
-from petclick.inference.window import infer_config
-from petclick.training.config import load_bundle_config, write_yaml
+from petclick.runtime.checkpoint import build_model, find_checkpoints, read_checkpoint
+from petclick.runtime.window import infer_config
+from petclick.config.bundle import load_bundle_config
+from petclick.core.yamlio import write_yaml
 from petclick.training.data import fold_files, val_dataset
 from petclick.training.distributed import init_distributed
 from petclick.training.validation import validate

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from petclick.training.config import write_yaml
+from petclick.core.yamlio import write_yaml
 
 PROGRESS = "progress.yaml"
 

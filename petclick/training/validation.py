@@ -13,10 +13,10 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from petclick.inference.clickinput import ClickEncoder
-from petclick.inference.grid import to_pet_grid
-from petclick.inference.preprocess import PreparedCase
-from petclick.inference.window import make_inferer, sliding_window_logits
+from petclick.runtime.clickinput import ClickEncoder
+from petclick.runtime.grid import to_pet_grid
+from petclick.runtime.preprocess import PreparedCase
+from petclick.runtime.window import make_inferer, sliding_window_logits
 from petclick.io.clickfile import Clicks, read_clicks
 from petclick.io.images import load_volume
 from petclick.metrics.lesion import LesionScorer

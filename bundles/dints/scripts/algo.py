@@ -1,7 +1,7 @@
 """Auto3DSeg algorithm of this template: petclick.training.dints_search.DintsSearchAlgo (the shared
 petclick BundleAlgo plus the optional architecture-search stage before training)."""
 
-from petclick.training.dints_search import DintsSearchAlgo
+from petclick.auto3dseg.dints_algo import DintsSearchAlgo
 
 
 class DintsAlgo(DintsSearchAlgo):

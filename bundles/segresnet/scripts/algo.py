@@ -1,6 +1,6 @@
-"""Auto3DSeg algorithm of this template: all logic is petclick's (petclick.autorunner)."""
+"""Auto3DSeg algorithm of this template: all logic is petclick's (petclick.auto3dseg.algo)."""
 
-from petclick.autorunner import PetclickBundleAlgo
+from petclick.auto3dseg.algo import PetclickBundleAlgo
 
 
 class SegresnetAlgo(PetclickBundleAlgo):

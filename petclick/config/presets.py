@@ -1,0 +1,78 @@
+"""Hyper-parameter presets: `autopet` (full size, GPU) and `demo` (tiny, a 2-core CPU in minutes).
+
+A preset is a nested mapping in the layout of a bundle's `configs/hyper_parameters.yaml`
+(sections network, data, augment, clicks, training, infer). These are the values shared by every
+network; a bundle's template adds its own per-preset values (network kwargs, ROI) under
+`presets: {demo: ..., autopet: ...}` and input.yaml overrides everything (see config.py).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from petclick.core.errors import InputError
+
+#: The challenge's click budget: up to 10 tumour and 10 background clicks (steps k = 0..10).
+MAX_CLICKS = 10
+#: The click encoding of a config or checkpoint that names none (petclick.clicks.encoding reads it).
+DEFAULT_ENCODING: dict[str, Any] = {"encoding": "edt", "channels": "two"}
+#: Click settings shared by both presets (clicks issue defaults: `log` count, `edt` encoding).
+CLICKS: dict[str, Any] = {
+    "max_clicks": MAX_CLICKS,
+    "curriculum": {"count": "log", "paired": False, "samplers": {"official": 0.8, "interior": 0.2}},
+    "encoding": dict(DEFAULT_ENCODING),
+    "val_steps": [0, 5, 10],
+}
+
+AUTOPET: dict[str, Any] = {
+    "network": {"name": "segresnet", "kwargs": {},
+                "output_prior": None},       # foreground prior p: output bias starts at logit(p) (None: stock init)
+    "data": {
+        "spacing": "auto",           # auto: the analysed median spacing, no resampling when all cases share it
+        "ct_window": [-250.0, 250.0],  # HU -> [0, 1]
+        "pet_clip": [0.0, 10.0],      # SUV -> [0, 1]
+        "roi": [192, 192, 384],       # shrunk to the data and rounded to the network's divisor
+        "pos": 1.0, "neg": 1.0,       # RandCropByPosNegLabeld foreground oversampling
+        "num_crops": 2,               # patches per loaded image (the batch holds batch_size * num_crops)
+        "batch_size": 1,
+        "cache_rate": 1.0,
+        "num_workers": 4,
+    },
+    "augment": {
+        "prob": 0.2, "rotate_deg": 15.0, "scale": 0.15, "flip_prob": 0.5,
+        "smooth_sigma": [0.5, 1.0], "noise_std": 0.05, "shift": 0.1, "scale_intensity": 0.1,
+    },
+    "clicks": CLICKS,
+    "training": {
+        "num_epochs": "auto",          # auto: target_iterations / iterations per epoch, within [20, 1000]
+        "target_iterations": 50000,
+        "num_iterations_per_epoch": None,  # None: one pass over the fold's training images
+        "lr": 2e-4, "weight_decay": 1e-5, "warmup_epochs": 3,
+        "amp": True,                   # used only on CUDA
+        "val_every": "auto",           # auto: about 20 validations per run
+        "ds_weights": "halving",       # deep-supervision weights 1/2^i
+        "seed": 0,
+        "grad_clip": 12.0,
+        "device": None,                # null: cuda when available, else cpu (inference.yaml's `device` is inference's)
+    },
+    "infer": {"roi": None, "overlap": 0.625, "sw_batch_size": 1, "mode": "gaussian", "amp": True},
+}
+
+DEMO: dict[str, Any] = copy.deepcopy(AUTOPET)
+DEMO["data"].update({"roi": [32, 32, 48], "num_crops": 2, "batch_size": 1, "num_workers": 0})
+DEMO["augment"].update({"prob": 0.15})
+DEMO["network"]["output_prior"] = 0.007   # output bias logit(0.007) ~ -5: without it 12-80 CPU iterations predict nothing
+DEMO["training"].update({"num_epochs": 4, "num_iterations_per_epoch": 8, "lr": 5e-3, "warmup_epochs": 0,
+                         "val_every": 2, "amp": False})
+DEMO["infer"].update({"roi": [64, 64, 96], "overlap": 0.25, "amp": False})
+
+PRESETS: dict[str, dict[str, Any]] = {"autopet": AUTOPET, "demo": DEMO}
+
+
+def get_preset(name: str) -> dict[str, Any]:
+    """A deep copy of preset `name` ("demo" or "autopet"); anything else raises InputError."""
+    key = str(name).strip().lower()
+    if key not in PRESETS:
+        raise InputError("input.yaml preset", f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return copy.deepcopy(PRESETS[key])

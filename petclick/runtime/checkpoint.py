@@ -1,0 +1,83 @@
+"""Self-describing checkpoints: everything inference needs is inside the .pt file.
+
+    {"format": "petclick-checkpoint-1", "state_dict": ..., "network": {"name", "kwargs"},
+     "in_channels": 4, "out_channels": 1,
+     "preprocess": {"spacing", "ct_window", "pet_clip", "crop_body", "roi", "encoding", "max_clicks"},
+     "infer": {"roi", "overlap", "sw_batch_size", "mode", "amp"},
+     "algo", "fold", "repeat", "epoch", "best_metric", "metrics"}
+
+Training writes `model.pt` (best validation) and `last.pt` (resume state: also optimizer,
+scheduler, scaler, RNG) into `<bundle>/model/repeat<r>/`. Inference collects only `model.pt`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+
+from petclick.core.errors import InputError
+
+log = logging.getLogger(__name__)
+FORMAT = "petclick-checkpoint-1"
+BEST_NAME = "model.pt"
+LAST_NAME = "last.pt"
+REQUIRED = ("state_dict", "network", "in_channels", "preprocess")
+
+
+def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
+    """Write `payload` atomically (temp file then rename), so a kill never leaves half a checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"format": FORMAT, **payload}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a petclick checkpoint (weights_only: plain types and tensors only); a missing,
+    unreadable or foreign file raises InputError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise InputError(path, f"cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED):
+        raise InputError(path, f"not a self-describing petclick checkpoint (needs keys {list(REQUIRED)})")
+    return ckpt
+
+
+def build_model(ckpt: Mapping[str, Any], device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The network of a checkpoint dict, weights loaded, in eval mode on `device`."""
+    from petclick.networks.factory import build_network
+
+    net = ckpt["network"]
+    model = build_network(net["name"], int(ckpt["in_channels"]), int(ckpt.get("out_channels", 1)),
+                          **dict(net.get("kwargs") or {}))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval()
+
+
+def find_checkpoints(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Every inference checkpoint under `paths`: .pt files as given; folders (an AutoRunner work_dir,
+    bundle folders, model folders) searched recursively for `model.pt`. Sorted, without duplicates;
+    nothing found raises InputError."""
+    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    found: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_file():
+            found.append(p.resolve())
+        elif p.is_dir():
+            found += sorted(q.resolve() for q in p.rglob(BEST_NAME) if "algorithm_templates" not in q.parts)
+        else:
+            raise InputError(p, "no such checkpoint file or folder")
+    unique = list(dict.fromkeys(found))
+    if not unique:
+        raise InputError(", ".join(str(i) for i in items), f"no {BEST_NAME} checkpoint found")
+    return unique

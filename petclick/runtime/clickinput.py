@@ -1,0 +1,48 @@
+"""Clicks of a case (PET voxel indices) into the network's input: world coordinates through the PET
+affine, voxel coordinates of the preprocessed image through its affine (clicks outside it are
+dropped by petclick.clicks), then petclick.clicks' encoding appends the click channel(s)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from petclick.runtime.preprocess import PreparedCase
+from petclick.io.clickfile import Clicks
+
+def click_channels(encoding: Mapping[str, Any] | None) -> int:
+    """Number of click channels an encoding config appends: 1 for `signed`, else 2 (fg, bg);
+    None: the default encoding (petclick.config.presets.DEFAULT_ENCODING)."""
+    from petclick.clicks.encoding import num_click_channels
+
+    return num_click_channels(None if encoding is None else dict(encoding))
+
+
+def clicks_in_network_space(prepared: PreparedCase, clicks: Clicks) -> dict[str, np.ndarray]:
+    """`{"tumor": (N, 3), "background": (M, 3)}` float voxel coordinates in `prepared.image`."""
+    from petclick.clicks.geometry import clicks_to_voxel, clicks_to_world
+
+    shape = tuple(int(s) for s in prepared.image.shape[1:])
+    out = {}
+    for kind in ("tumor", "background"):
+        pts = np.asarray(getattr(clicks, kind), dtype=np.float64).reshape(-1, 3)
+        world = clicks_to_world(pts, prepared.pet_affine)
+        out[kind] = np.asarray(clicks_to_voxel(world, prepared.affine, shape), dtype=np.float64).reshape(-1, 3)
+    return out
+
+
+class ClickEncoder:
+    """Builds the network input (C + click channels, ...) of a prepared case for given clicks."""
+
+    def __init__(self, encoding: Mapping[str, Any] | None = None):
+        from petclick.clicks.encoding import encoderd_from_config
+
+        self.encoding = dict(encoding or {})  # empty: the default encoding (petclick.config.presets)
+        self.transform = encoderd_from_config(self.encoding, image_key="image", clicks_key="clicks")
+
+    def __call__(self, prepared: PreparedCase, clicks: Clicks, device: str | torch.device = "cpu") -> torch.Tensor:
+        image = prepared.image.to(device)
+        data = {"image": image, "clicks": clicks_in_network_space(prepared, clicks)}
+        return self.transform(data)["image"]

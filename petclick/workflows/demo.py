@@ -1,0 +1,107 @@
+"""`petclick demo`: the whole job on the embedded phantom cohort, on a CPU in minutes.
+
+1. generate the phantom cohort when missing (the cohort the committed datalist.json describes);
+2. run MONAI's AutoRunner (data analysis, one bundle per fold, training of every fold's repeats,
+   ensemble predictions of the testing split) with the `demo` preset, in this process, with
+   CMD_PREFIX set to this Python so the training subprocesses find petclick;
+3. run the 11-step interactive protocol on the testing split: the ensemble of every checkpoint
+   (5 folds x 4 repeats = 20) against the `suv-threshold` baseline;
+4. print where the report is, and the time each stage took (also in <out>/demo_timing.json).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from petclick.core.errors import InputError
+from petclick.core.yamlio import read_yaml, write_yaml
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parents[2]
+#: The embedded cohort: what the committed datalist.json and input.yaml describe.
+DEMO_COHORT = {"cases": 16, "seed": 7, "shape": [48, 48, 64]}
+
+
+def ensure_cohort(data: Path, cases: int, seed: int, shape: Sequence[int]) -> Path:
+    """The cohort's datalist.json, generating the phantoms first when `data` lacks this cohort."""
+    request = data / "phantoms.json"
+    if request.is_file():
+        have = json.loads(request.read_text())
+        if (have.get("cases"), have.get("seed"), list(have.get("shape", []))) == (cases, seed, list(shape)):
+            if (data / "datalist.json").is_file():
+                return data / "datalist.json"
+    from petclick.phantoms import generate_cohort
+
+    t0 = time.time()
+    path = generate_cohort(data, cases=cases, seed=seed, shape=tuple(shape))
+    print(f"generated {cases} phantom cases {tuple(shape)} in {data} ({time.time() - t0:.1f} s)")
+    return path
+
+
+def demo_input(template: Path, out: Path, datalist: Path, dataroot: Path, overrides: dict[str, Any]) -> Path:
+    """Write <out>/input.yaml: the template's keys with absolute paths, the work_dir under `out`,
+    the bundles of this repository, and `overrides` (folds, repeats, preset)."""
+    cfg = read_yaml(template)
+    cfg.update(datalist=str(datalist.resolve()), dataroot=str(dataroot.resolve()),
+               work_dir=str((out / "work_dir").resolve()))
+    templates = Path(str(cfg.get("templates_path_or_url", "./bundles")))
+    if not templates.is_absolute():
+        templates = (template.parent / templates).resolve()
+    cfg["templates_path_or_url"] = str(templates)
+    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    return write_yaml(out / "input.yaml", cfg, header="# written by `petclick demo` from " + str(template))
+
+
+def run_autorunner(input_yaml: Path) -> None:
+    """MONAI's AutoRunner in this process; training subprocesses use this interpreter (CMD_PREFIX)."""
+    os.environ["CMD_PREFIX"] = sys.executable
+    bindir = str(Path(sys.executable).parent)
+    os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    from monai.apps.auto3dseg import AutoRunner
+
+    AutoRunner(input=str(input_yaml)).run()
+
+
+def run_demo(out: Path, data: Path, input_template: Path, cases: int, seed: int, shape: Sequence[int],
+             folds: int | None = None, repeats: int | None = None, preset: str | None = None,
+             device: str = "cpu", skip_train: bool = False) -> dict[str, float]:
+    """The demo's stages (see module docstring); returns the seconds each took."""
+    times: dict[str, float] = {}
+    out.mkdir(parents=True, exist_ok=True)
+    t = time.time()
+    datalist = ensure_cohort(data, cases, seed, shape)
+    times["phantoms"] = time.time() - t
+    input_yaml = demo_input(input_template, out, datalist, data, {"num_fold": folds, "num_repeats": repeats,
+                                                                   "preset": preset})
+    work_dir = out / "work_dir"
+    if not skip_train:
+        t = time.time()
+        run_autorunner(input_yaml)
+        times["autorunner"] = time.time() - t
+    elif not work_dir.is_dir():
+        raise InputError(work_dir, "--skip-train needs a trained work_dir from an earlier run")
+    t = time.time()
+    from petclick.workflows.interactive import InteractiveJob, run_interactive
+
+    report = out / "report"
+    code = run_interactive(InteractiveJob(predictor=str(work_dir), compare=["suv-threshold"], datalist=datalist,
+                                          dataroot=data, split="testing", out=report, device=device))
+    times["interactive"] = time.time() - t
+    times["total"] = sum(times.values())
+    (out / "demo_timing.json").write_text(json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1) + "\n")
+    print("== demo timing (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
+    print(f"== ensemble predictions of the testing split: {work_dir / 'ensemble_output'}")
+    from petclick.runtime.checkpoint import find_checkpoints
+
+    n_ckpt = len(find_checkpoints(work_dir))
+    print(f"== interactive report ({n_ckpt}-checkpoint ensemble vs suv-threshold): {report}  "
+          f"(compare.json, compare_curves.png, */summary.json)")
+    if code not in (0, None):
+        log.warning("petclick interactive returned %s", code)
+    return times

@@ -1,0 +1,160 @@
+"""The interactive evaluation job: predictors through the 11-step protocol on a datalist split,
+scored and reported (what `petclick interactive` and `petclick demo` run)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from petclick.core.errors import InputError
+from petclick.inference.predictors import BUILTIN, get_predictor
+from petclick.io.clickfile import read_clicks
+from petclick.io.datalist import entry_case_id, load_datalist, resolve_entry
+from petclick.io.images import load_case
+from petclick.metrics.aggregate import N_STEPS
+from petclick.metrics.cohort import run_cases, tracer_of
+from petclick.metrics.plots import plot_curves, save_case_mip
+from petclick.metrics.protocol import run_protocol
+from petclick.metrics.report import format_summary, write_report, write_summary
+
+log = logging.getLogger(__name__)
+FINAL = N_STEPS - 1
+
+
+@dataclass
+class InteractiveJob:
+    """What to run: the main predictor, those compared with it, the datalist split and the report folder."""
+
+    predictor: str
+    datalist: Path
+    out: Path
+    split: str = "testing"
+    mode: str = "official"
+    dataroot: Path | None = None
+    save_predictions: bool = False
+    compare: list[str] = field(default_factory=list)
+    device: str = "cpu"
+    algo_weights: dict[str, float] | None = None
+    suv_threshold: float = 2.5
+    cases: list[str] | None = None
+    no_mip: bool = False
+
+
+def _make(name: str, args: InteractiveJob, weights: dict[str, float] | None):
+    """A predictor by name or path; model ensembles get `weights` (None: their work_dir's input.yaml)."""
+    if name == "suv-threshold":
+        return get_predictor(name, threshold=args.suv_threshold)
+    if name in BUILTIN:
+        return get_predictor(name, device=args.device)
+    return get_predictor(name, device=args.device, algo_weights=weights)
+
+
+def _folder_name(name: str, used: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name or name) or "predictor"
+    out, n = base, 2
+    while out in used:
+        out, n = f"{base}_{n}", n + 1
+    used.add(out)
+    return out
+
+
+def run_interactive(args: InteractiveJob) -> int:
+    """Run every predictor of `args` through the protocol on the split; 0 when every predictor
+    evaluated at least one case, else 1."""
+    weights = args.algo_weights
+    data = load_datalist(args.datalist)
+    if args.split not in data or not isinstance(data[args.split], list):
+        raise InputError(args.datalist, f"no split {args.split!r} (found {[k for k, v in data.items() if isinstance(v, list)]})")
+    entries = data[args.split]
+    if args.cases:
+        entries = [e for e in entries if entry_case_id(e) in set(args.cases)]
+        missing = set(args.cases) - {entry_case_id(e) for e in entries}
+        if missing:
+            raise InputError(args.datalist, f"cases not in split {args.split!r}: {sorted(missing)}")
+    dataroot = args.dataroot or args.datalist.parent
+    names = [args.predictor, *args.compare]
+    predictors = [_make(n, args, weights) for n in names]
+    used: set[str] = set()
+    outs = [args.out] if len(names) == 1 else [args.out / _folder_name(p.name, used) for p in predictors]
+    results: list[tuple[list[dict], list[dict]]] = [([], []) for _ in predictors]
+
+    for n, raw in enumerate(entries, 1):
+        case_id = entry_case_id(raw)
+        tracer = tracer_of(case_id, raw)
+        try:
+            case, clicks = _load(raw, dataroot, case_id, args)
+        except InputError as exc:
+            log.warning("skipped %s: %s", case_id, exc)
+            for _, skipped in results:
+                skipped.append({"case": case_id, "reason": str(exc)})
+            continue
+        log.info("[%d/%d] %s", n, len(entries), case_id)
+        for predictor, out, (rows, skipped) in zip(predictors, outs, results):
+            fn = _case_runner(predictor, case, clicks, case_id, tracer, out, args)
+            case_rows, case_skipped = run_cases([(case_id, fn)])
+            rows.extend(case_rows)
+            skipped.extend(case_skipped)
+
+    summaries = []
+    for predictor, name, out, (rows, skipped) in zip(predictors, names, outs, results):
+        meta = {"command": "interactive", "predictor": predictor.name, "predictor_arg": name, "mode": args.mode,
+                "datalist": str(args.datalist), "split": args.split,
+                "algo_weights": getattr(predictor, "algo_weights", None)}
+        summary = write_report(out, rows, skipped, meta)
+        summaries.append(summary)
+        print(f"== {predictor.name} ({args.mode}) -> {out}")
+        print(format_summary(summary))
+    if len(predictors) > 1:
+        _write_comparison(args.out, predictors, outs, summaries)
+    return 0 if all(s["n_evaluated"] for s in summaries) else 1
+
+
+def _load(raw: dict, dataroot: Path, case_id: str, args: InteractiveJob):
+    entry = resolve_entry(raw, dataroot)
+    if "label" not in entry:
+        raise InputError(args.datalist, f"{case_id}: the {args.split!r} entry has no 'label', so it cannot be scored")
+    case = load_case(entry["image"], entry["pet"], entry["label"])
+    clicks = None
+    if "clicks" in entry:
+        clicks = read_clicks(entry["clicks"], shape=case.shape)
+    elif args.mode == "official":
+        raise InputError(args.datalist, f"{case_id}: the entry has no 'clicks' file, needed by the official protocol")
+    return case, clicks
+
+
+def _case_runner(predictor, case, clicks, case_id: str, tracer: str, out: Path, args: InteractiveJob):
+    """A closure running the protocol on one case, drawing its MIP from the step-0 and final masks."""
+    def fn():
+        masks, used = {}, {}
+
+        def keep(step, mask, step_clicks):
+            if step in (0, FINAL):
+                masks[f"step {step}"] = mask
+                used[f"step {step}"] = step_clicks.to_dict()
+
+        save_dir = out / "predictions" if args.save_predictions else None
+        rows = run_protocol(predictor, case, clicks, mode=args.mode, case_id=case_id, tracer=tracer,
+                            save_dir=save_dir, on_step=None if args.no_mip else keep)
+        if not args.no_mip:
+            save_case_mip(out / "mip" / f"{case_id}.png", case.pet.array, case.affine, case.label.array, masks,
+                          clicks=used, tracer=tracer, title=f"{case_id} ({tracer}) - {predictor.name}, {args.mode}")
+        return rows
+    return fn
+
+
+def _write_comparison(out: Path, predictors, outs, summaries) -> None:
+    """OUT/compare.json (overall statistics side by side, keyed by report folder) and OUT/compare_curves.png."""
+    table = {Path(o).name: {"predictor": p.name, "folder": str(o), "n_evaluated": s["n_evaluated"],
+                            "n_skipped": s["n_skipped"], **s["overall"]}
+             for p, o, s in zip(predictors, outs, summaries)}
+    write_summary({"predictors": table}, out / "compare.json")
+    series = {name: s["per_step"] for name, s in zip(table, summaries) if s["n_evaluated"]}
+    if series:
+        plot_curves(out / "compare_curves.png", series, title="comparison")
+    keys = ("dice_auc", "fpv_auc", "fnv_auc", "dice_final", "fpv_final", "fnv_final")
+    print("== comparison (cohort means; Dice/FNV over cases with lesions)")
+    print(f"{'predictor':<24}" + "".join(f"{k:>12}" for k in keys))
+    for name, row in table.items():
+        print(f"{name:<24}" + "".join(f"{'-' if row[k]['mean'] is None else format(row[k]['mean'], '.4g'):>12}" for k in keys))
