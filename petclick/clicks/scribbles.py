@@ -82,13 +82,16 @@ def _as_bool(a: np.ndarray) -> np.ndarray:
 
 def _first_in_fortran_order(labels: np.ndarray, candidates: np.ndarray) -> int:
     """Of several labels, the one whose first pixel comes first in column-major order."""
-    flat = labels.ravel(order="F")
-    firsts = [int(np.argmax(flat == c)) for c in candidates]
-    return int(candidates[int(np.argmin(firsts))])
+    ids, first = np.unique(labels.ravel(order="F"), return_index=True)   # first F-order index of every label
+    first_of = first[np.searchsorted(ids, candidates)]
+    return int(candidates[int(np.argmin(first_of))])
 
 
 def _largest_exact(mask: np.ndarray, plane: Plane | None = None) -> AxialComponent | None:
-    """True 8-connectivity inside the mask's box; slices in decreasing foreground count, with a bound."""
+    """True 8-connectivity inside the mask's box; slices in decreasing foreground count, with a bound.
+
+    `plane` is not needed: the box keeps one voxel of the slice's zeros around the mask in-plane.
+    """
     box = bounding_box(mask, margin=IN_PLANE_MARGIN)
     if box is None:
         return None
