@@ -186,3 +186,9 @@ def test_max_clicks_and_the_demo_roi_are_stated_once():
         template = read_yaml(BUNDLES / algo / "configs" / "hyper_parameters.yaml")
         assert "roi" not in (template["presets"]["demo"].get("data") or {})
         assert merged_config(template, {"preset": "demo"}, algo)["data"]["roi"] == DEMO["data"]["roi"]
+
+
+def test_fill_template_config_checks_the_merged_values(make_bundle, tmp_path):
+    with pytest.raises(InputError, match="training.lr: must be a number > 0") as err:
+        make_bundle(tmp_path, overrides={"training": {"num_epochs": 1, "lr": "fast"}})
+    assert "input.yaml" in err.value.source and "segresnet" in err.value.source
