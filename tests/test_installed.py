@@ -91,3 +91,23 @@ def test_demo_first_stage_in_an_empty_folder_writes_only_under_out(installed, tm
         assert hyper["data"]["roi"] == [32, 32, 40] and hyper["training"]["num_epochs"] == 4
     copied = run / "work_dir" / "algorithm_templates" / "segresnet" / "scripts" / "algo.py"
     assert copied.read_text() == (templates / "segresnet" / "scripts" / "algo.py").read_text()
+
+
+def test_demo_input_uses_the_packaged_bundles_for_petclick_s_template(tmp_path):
+    from petclick.config.packaged import BUNDLES, INPUT_TEMPLATE
+    from petclick.core.errors import InputError
+    from petclick.core.yamlio import write_yaml
+    from petclick.workflows.demo import demo_input
+
+    data = tmp_path / "phantoms"
+    for template in (INPUT_TEMPLATE, REPO / "input.yaml"):  # the repository's input.yaml is the same file
+        cfg = yaml.safe_load(demo_input(template, tmp_path / "a", data / "datalist.json", data, {"num_fold": 2}).read_text())
+        assert Path(cfg["templates_path_or_url"]) == BUNDLES and cfg["num_fold"] == 2
+        assert Path(cfg["dataroot"]) == data.resolve() and cfg["algos"] == ["segresnet"]
+    (tmp_path / "mine" / "algos").mkdir(parents=True)
+    own = write_yaml(tmp_path / "mine" / "input.yaml", {"templates_path_or_url": "./algos", "algos": ["x"]})
+    cfg = yaml.safe_load(demo_input(own, tmp_path / "b", data / "datalist.json", data, {}).read_text())
+    assert Path(cfg["templates_path_or_url"]) == (tmp_path / "mine" / "algos").resolve()
+    write_yaml(own, {"templates_path_or_url": "./nowhere"})
+    with pytest.raises(InputError, match="nowhere"):
+        demo_input(own, tmp_path / "c", data / "datalist.json", data, {})

@@ -51,18 +51,18 @@ def ensure_cohort(data: Path, cases: int, seed: int, shape: Sequence[int]) -> Pa
 def demo_input(template: Path, out: Path, datalist: Path, dataroot: Path, overrides: dict[str, Any]) -> Path:
     """Write <out>/input.yaml: the template's keys with absolute paths, the work_dir under `out`, and
     `overrides` (folds, repeats, preset). The templates: petclick's packaged bundles for petclick's
-    own template; for another, its `templates_path_or_url` (relative: to the current directory, as
-    AutoRunner reads it)."""
+    own template (or one without the key); for another, its `templates_path_or_url` (a relative path
+    from the template's folder)."""
     cfg = read_yaml(template)
     cfg.update(datalist=str(datalist.resolve()), dataroot=str(dataroot.resolve()),
                work_dir=str((out / "work_dir").resolve()))
     if template.resolve() == INPUT_TEMPLATE.resolve() or "templates_path_or_url" not in cfg:
         templates = BUNDLES
     else:
-        templates = Path(str(cfg["templates_path_or_url"])).resolve()
+        templates = (template.parent / str(cfg["templates_path_or_url"])).resolve()
         if not templates.is_dir():
             raise InputError(template, f"templates_path_or_url {cfg['templates_path_or_url']!r}: no such folder "
-                                       f"(relative paths are read from the current directory, {Path.cwd()})")
+                                       f"({templates})")
     cfg["templates_path_or_url"] = str(templates)
     cfg.update({k: v for k, v in overrides.items() if v is not None})
     return write_yaml(out / "input.yaml", cfg, header="# written by `petclick demo` from " + str(template))
