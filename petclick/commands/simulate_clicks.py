@@ -10,7 +10,7 @@ import numpy as np
 from petclick.clicks.simulate import simulate_clicks
 from petclick.core.errors import InputError
 from petclick.io.clickfile import read_clicks, write_clicks
-from petclick.io.images import check_binary, check_same_grid, load_volume
+from petclick.io.images import check_binary, check_same_grid, checked_pet, load_volume
 
 
 def _non_negative_int(text: str) -> int:
@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    pet = load_volume(args.pet)
+    pet = checked_pet(load_volume(args.pet))
     label = load_volume(args.label)
     check_same_grid(pet, label, "label")
     check_binary(label)

@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from petclick.core.atomic import atomic_open, atomic_write_text
 from petclick.metrics.aggregate import CASE_KEYS, N_STEPS, cohort_summary, per_step_stats
 from petclick.metrics.plots import plot_curves
 
@@ -30,8 +31,7 @@ INT_COLUMNS = ("step", "n_gt_lesions", "n_pred_components", "n_fp_components", "
 def write_cases_csv(rows: Sequence[dict], path: str | Path) -> Path:
     """One line per case and step; click lists as JSON, missing values empty."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for r in rows:
@@ -46,7 +46,7 @@ def write_cases_csv(rows: Sequence[dict], path: str | Path) -> Path:
 def write_case_summary_csv(cases: Sequence[dict], path: str | Path) -> Path:
     """One line per case: tracer, negative flag, AUC and final value of each metric."""
     path = Path(path)
-    with path.open("w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=("case", "tracer", "negative", *CASE_KEYS), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(cases)
@@ -81,10 +81,7 @@ def _json_safe(value):
 
 
 def write_summary(summary: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_json_safe(summary), indent=1) + "\n")
-    return path
+    return atomic_write_text(path, json.dumps(_json_safe(summary), indent=1) + "\n")
 
 
 def format_summary(summary: dict) -> str:
