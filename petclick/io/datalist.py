@@ -316,3 +316,16 @@ def resolve_entry(entry: dict, dataroot: str | Path) -> dict:
         if key in out and isinstance(out[key], str) and not Path(out[key]).is_absolute():
             out[key] = str(Path(dataroot) / out[key])
     return out
+
+
+def split_fold(entries: Sequence[dict], fold: int, source: str | Path) -> tuple[list[dict], list[dict]]:
+    """(training, validation) entries of cross-validation fold `fold`: validation is the fold's
+    entries, training every other fold's. The one fold rule of petclick (fill_template_config counts
+    a fold's training cases with it, the training loop trains on them): an entry without a `fold`
+    is an InputError naming `source` and the entry, never silently counted on either side."""
+    train, val = [], []
+    for n, entry in enumerate(entries):
+        if "fold" not in entry:
+            raise InputError(source, f"training[{n}] ({entry_case_id(entry)}) lacks a 'fold'")
+        (val if int(entry["fold"]) == int(fold) else train).append(entry)
+    return train, val
