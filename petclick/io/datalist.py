@@ -192,11 +192,11 @@ def validate_entry(dataroot: str | Path, entry: dict) -> None:
     check_same_grid(pet, ct, "CT")
     n_nan_ct = ct_value_count(ct)
     if n_nan_pet or n_neg:
-        log.warning("%s: %d NaN/infinite and %d negative SUV voxel(s): every command sets them to 0 when it "
-                    "reads the case", pet.path, n_nan_pet, n_neg)
+        log.warning("%s: %d NaN/infinite and %d negative SUV voxel(s) set to 0 when read (by every command and "
+                    "by training)", pet.path, n_nan_pet, n_neg)
     if n_nan_ct:
-        log.warning("%s: %d NaN/infinite CT voxel(s): every command sets them to -1000 HU when it reads the case",
-                    ct.path, n_nan_ct)
+        log.warning("%s: %d NaN/infinite CT voxel(s) set to -1000 HU (air) when read (by every command and by "
+                    "training)", ct.path, n_nan_ct)
     del ct
     for key, what in (("label", "label"), ("organs", "organ map")):
         if key in e:
