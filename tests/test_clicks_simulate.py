@@ -220,8 +220,8 @@ def test_cli_bad_images(case, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("payload, message", [
-    ({"tumor": [[40, 1, 1]], "background": []}, "tumor[0] [40, 1, 1]: tumor click lies outside"),
-    ({"tumor": [[-1, 1, 1]]}, "tumor[0] [-1, 1, 1]: tumor click lies outside"),
+    ({"tumor": [[40, 1, 1]], "background": []}, "click tumor[0] [40, 1, 1] lies outside"),
+    ({"tumor": [[-1, 1, 1]]}, "click tumor[0] [-1, 1, 1] lies outside"),
     ({"tumor": [[1.5, 1, 1]]}, "fractional (1.5)"),
     ({"clicks": [[1, 1, 1]]}, "schema"),
     ({"tumor": [[1, 1, 1]] * 3 + [[2, 3, 4]]}, "exceed the budget of 3 (first one over it: tumor[3] [2, 3, 4])"),
