@@ -24,24 +24,18 @@ from petclick.io.clickfile import Clicks, write_clicks
 from petclick.io.images import checked_ct, checked_pet, load_case, load_volume, save_volume, Volume
 from petclick.io.runrecord import merge_cases
 from petclick.io.sitk import save_mha
-
-SHAPE = (10, 9, 8)
-AFFINE = np.diag([2.0, 2.0, 3.0, 1.0])
+from tinycase import AFFINE, SHAPE, tiny_arrays
 
 
-def tiny_arrays():
-    ct = np.full(SHAPE, -1000.0, np.float32)
-    ct[1:-1, 1:-1, 1:-1] = 40.0
-    pet = np.ones(SHAPE, np.float32)
-    label = np.zeros(SHAPE, np.uint8)
-    label[2:5, 2:5, 2:5] = 1
-    pet[label == 1] = 6.0
-    return ct, pet, label
+
+def tiny_case_arrays():
+    a = tiny_arrays()
+    return a["ct"], a["pet"], a["label"]
 
 
 def write_case(root: Path, case: str = "fdg_a_1", ct=None, pet=None, label=None, clicks=True) -> dict:
     """A tiny case in the autoPET layout; returns its file paths."""
-    c, p, lab = tiny_arrays()
+    c, p, lab = tiny_case_arrays()
     files = {"ct": save_volume(root / "imagesTr" / f"{case}_0000.nii.gz", c if ct is None else ct, AFFINE),
              "pet": save_volume(root / "imagesTr" / f"{case}_0001.nii.gz", p if pet is None else pet, AFFINE),
              "label": save_volume(root / "labelsTr" / f"{case}.nii.gz", lab if label is None else label, AFFINE)}
@@ -53,7 +47,7 @@ def write_case(root: Path, case: str = "fdg_a_1", ct=None, pet=None, label=None,
 # ---- one treatment of PET/CT values in every command -------------------------------------------
 
 def _variants():
-    ct, pet, _ = tiny_arrays()
+    ct, pet, _ = tiny_case_arrays()
     nan_pet = pet.copy()
     nan_pet[0, 0, :3] = np.nan
     nan_pet[1, 0, 0] = -2.0
@@ -120,7 +114,7 @@ def test_pet_and_ct_values_get_the_same_treatment_in_every_command(tmp_path, cap
 
 
 def test_checked_values_directly():
-    ct, pet, _ = tiny_arrays()
+    ct, pet, _ = tiny_case_arrays()
     pet[0, 0, 0] = np.inf
     out = checked_pet(Volume(pet, AFFINE, Path("p.nii.gz")))
     assert out.array[0, 0, 0] == 0 and np.isfinite(out.array).all()
@@ -135,7 +129,7 @@ def test_all_air_ct_is_not_cropped_to_nothing(tmp_path):
     """A CT with no voxel above the window's lower bound: the whole image is used, no shape error."""
     from petclick.runtime.preprocess import prepare_arrays, preprocess_config
 
-    _, pet, _ = tiny_arrays()
+    _, pet, _ = tiny_case_arrays()
     pet[0, 0, 0] = np.nan
     prepared = prepare_arrays(preprocess_config(None), np.full(SHAPE, -1000.0, np.float32), pet, AFFINE)
     assert tuple(prepared.image.shape) == (2, *SHAPE) and bool(np.isfinite(np.asarray(prepared.image)).all())
@@ -159,7 +153,7 @@ def test_truncated_4d_and_non_binary_files_named_by_every_reader(tmp_path):
 
 def test_datalist_refuses_bad_cases_and_skip_bad_lists_them(tmp_path, capsys):
     write_case(tmp_path, "fdg_ok_1")
-    write_case(tmp_path, "fdg_nolabel2_1", label=np.where(tiny_arrays()[2] == 1, 2, 0).astype(np.uint8))
+    write_case(tmp_path, "fdg_nolabel2_1", label=np.where(tiny_case_arrays()[2] == 1, 2, 0).astype(np.uint8))
     files = write_case(tmp_path, "fdg_trunc_1")
     raw = Path(files["ct"]).read_bytes()
     Path(files["ct"]).write_bytes(raw[:-24])
@@ -170,7 +164,7 @@ def test_datalist_refuses_bad_cases_and_skip_bad_lists_them(tmp_path, capsys):
     nocase = write_case(tmp_path, "fdg_noct_1")
     os.remove(nocase["ct"])                                     # a missing CT: an error like a missing PET
     grid = write_case(tmp_path, "psma_grid_1")
-    save_volume(grid["label"], tiny_arrays()[2], np.diag([2.0, 2.0, 2.0, 1.0]))
+    save_volume(grid["label"], tiny_case_arrays()[2], np.diag([2.0, 2.0, 2.0, 1.0]))
     clicks = write_case(tmp_path, "psma_click_1")
     Path(clicks["clicks"]).write_text('{"tumor": [[3, 3, 30]]}')
     out = tmp_path / "dl.json"
@@ -278,7 +272,7 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
 def test_temp_files_of_killed_runs_are_not_taken_for_outputs(tmp_path):
     from petclick.metrics.files import find_predictions
 
-    _, _, label = tiny_arrays()
+    _, _, label = tiny_case_arrays()
     save_volume(tmp_path / "fdg_a_1.nii.gz", label, AFFINE)
     (tmp_path / ".tmp-1a2b3c4d-fdg_b_1.nii.gz").write_bytes(b"\x1f\x8b partial")
     assert list(find_predictions(tmp_path)) == ["fdg_a_1"]

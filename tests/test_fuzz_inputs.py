@@ -28,9 +28,8 @@ from hypothesis import strategies as st
 from petclick.cli import main
 from petclick.io.images import save_volume
 from petclick.io.sitk import save_mha
+from tinycase import AFFINE, SHAPE, tiny_arrays
 
-SHAPE = (10, 9, 8)
-AFFINE = np.diag([2.0, 2.0, 3.0, 1.0])
 CASE = "fdg_fz_1"
 BUDGET = 10
 def fuzz(env: str, default: int) -> settings:
@@ -40,16 +39,6 @@ def fuzz(env: str, default: int) -> settings:
 
 
 # ---- the tiny case and the commands ----------------------------------------------------------
-
-def base_arrays():
-    ct = np.full(SHAPE, -1000.0, np.float32)
-    ct[1:-1, 1:-1, 1:-1] = 40.0
-    pet = np.ones(SHAPE, np.float32)
-    label = np.zeros(SHAPE, np.uint8)
-    label[1:4, 2:5, 2:5] = 1
-    pet[label == 1] = 6.0
-    return {"ct": ct, "pet": pet, "label": label}
-
 
 @dataclass
 class Case:
@@ -218,7 +207,7 @@ def click_files(draw) -> ClickFile:
 
 @pytest.fixture(scope="module")
 def click_case(tmp_path_factory):
-    return write_case(tmp_path_factory.mktemp("fuzz_clicks"), base_arrays())
+    return write_case(tmp_path_factory.mktemp("fuzz_clicks"), tiny_arrays())
 
 
 @fuzz("FUZZ_CLICKS", 80)
@@ -272,7 +261,7 @@ READS = {   # which files each command reads
 
 
 def make_arrays(pet: str, ct: str, label: str, rng: np.random.Generator) -> dict:
-    a = base_arrays()
+    a = tiny_arrays()
     where = tuple(rng.integers(0, s, 4) for s in SHAPE)
     if pet == "nan":
         a["pet"][where] = np.nan
