@@ -7,6 +7,8 @@ says what must happen; every outcome must be one of:
 - exit 0 with a warning for each thing dropped or repaired (and the counts of what was kept);
 - exit 2 with one line naming the bad file.
 Any traceback, any other exit code, or a change without its warning fails the test.
+$FUZZ_CLICKS / $FUZZ_IMAGES set the number of examples (80 each by default: about 25 s on the
+2-core CPU machine under load; 500 and 400 examples passed in 142 s).
 """
 
 from __future__ import annotations
