@@ -129,7 +129,7 @@ def test_evaluate_nothing_to_score_and_missing_folder(tmp_path, capsys):
     save_volume(tmp_path / "gt" / "fdg_a_1.nii.gz", mask(A), AFFINE)
     (tmp_path / "pred").mkdir()
     rc = cli_main(["evaluate", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred"), "--out", str(tmp_path / "r")])
-    assert rc == 1
+    assert rc == 2 and "no case could be evaluated (1 skipped; first: fdg_a_1:" in capsys.readouterr().err
     s = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert s["n_evaluated"] == 0 and s["n_skipped"] == 1 and s["overall"]["dice_auc"]["mean"] is None
     rc = cli_main(["evaluate", "--gt", str(tmp_path / "nope"), "--pred", str(tmp_path / "pred"), "--out", str(tmp_path / "r")])

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from petclick.core.errors import InputError
 from petclick.io.datalist import resolve_entry
-from petclick.io.images import check_same_grid, load_volume
-from petclick.metrics.cohort import datalist_entries, run_cases, tracer_of
+from petclick.io.images import check_same_grid, checked_pet, load_volume
+from petclick.metrics.cohort import datalist_entries, require_evaluated, run_cases, tracer_of
 from petclick.metrics.editions import EDITIONS
 from petclick.metrics.files import evaluate_case_files, find_ground_truth, find_predictions, step_files
 from petclick.metrics.plots import save_case_mip
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
                                                  protocol=args.protocol)
         pet_path = _pet_path(case, args.images, entries.get(case), dataroot) if want_mip else None
         if pet_path is not None:
-            pet = load_volume(pet_path)
+            pet = checked_pet(load_volume(pet_path))
             check_same_grid(gt_vol, pet, "PET")
             panels = {"prediction": kept[final]} if files[0][0] is None else {"step 0": kept[0], f"step {final}": kept[final]}
             save_case_mip(mip_dir / f"{case}.png", pet.array, pet.affine, gt_vol.array, panels, tracer=tracer,
@@ -107,4 +107,5 @@ def run(args: argparse.Namespace) -> int:
     print(format_summary(summary))
     print(f"wrote {args.out}/cases.csv, summary.json" + (", curves.png" if rows else "")
           + (f", {n_mips} MIPs in mip/" if n_mips else ""))
-    return 0 if summary["n_evaluated"] else 1
+    require_evaluated(summary, args.gt if not cases else None)
+    return 0

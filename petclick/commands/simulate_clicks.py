@@ -11,7 +11,7 @@ from petclick.clicks.simulate import simulate_clicks
 from petclick.commands.argtypes import bounded
 from petclick.core.errors import InputError
 from petclick.io.clickfile import read_clicks, write_clicks
-from petclick.io.images import check_binary, check_same_grid, load_volume
+from petclick.io.images import check_binary, check_same_grid, checked_pet, load_volume
 
 
 _non_negative_int = bounded(int, 0)
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    pet = load_volume(args.pet)
+    pet = checked_pet(load_volume(args.pet))
     label = load_volume(args.label)
     check_same_grid(pet, label, "label")
     check_binary(label)

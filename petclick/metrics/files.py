@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from petclick.core.atomic import is_temp_name
 from petclick.core.errors import InputError
 from petclick.io.images import Volume, check_same_grid, load_volume
 from petclick.metrics.aggregate import N_STEPS
@@ -28,6 +29,8 @@ STEP_FILE = re.compile(r"^(?P<case>.+)_pred(?P<step>\d+)$")
 
 
 def _stem(path: Path) -> str | None:
+    if is_temp_name(path) or path.name.startswith("."):
+        return None                      # a run killed mid-write leaves only such dot-files
     for suffix in NIFTI_SUFFIXES:
         if path.name.endswith(suffix):
             return path.name[: -len(suffix)]

@@ -15,6 +15,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from petclick.core.atomic import atomic_path
+
 GT_COLOR = "#0072B2"  # blue (Okabe-Ito palette: readable with red-green colour blindness)
 PRED_COLOR = "#D55E00"  # vermillion
 TUMOR_CLICK_COLOR = "#D55E00"
@@ -28,6 +30,14 @@ def _new_figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     return fig
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    """Save a figure atomically (the format from the final name's suffix)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png")
+    return path
 
 
 def _nan(values: Sequence) -> np.ndarray:
@@ -64,10 +74,7 @@ def plot_curves(path: str | Path, series: Mapping[str, dict], title: str = "",
     axes[0].legend(fontsize=7, loc="lower right")
     fig.suptitle((title + "  " if title else "") + "(lines: mean, dashed: median, band: 25-75th percentile)", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return _save(fig, path)
 
 
 class CoronalView:
@@ -158,7 +165,4 @@ def save_case_mip(path: str | Path, pet: np.ndarray, affine: np.ndarray, gt: np.
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
     fig.suptitle(f"{title}  (coronal PET MIP, SUV 0-{vmax:g})".strip(), fontsize=9)
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return _save(fig, path)

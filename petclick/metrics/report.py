@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from petclick.core.atomic import atomic_open, atomic_write_text
 from petclick.metrics.aggregate import case_keys, cohort_summary, per_step_stats
 from petclick.metrics.editions import edition as get_edition
 from petclick.metrics.plots import plot_curves
@@ -46,8 +47,7 @@ def csv_columns(metrics: Sequence[str] = ("dice", "fpv", "fnv")) -> tuple[str, .
 def write_cases_csv(rows: Sequence[dict], path: str | Path, columns: Sequence[str] = CSV_COLUMNS) -> Path:
     """One line per case and step; click lists as JSON, missing values empty."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for r in rows:
@@ -62,7 +62,7 @@ def write_cases_csv(rows: Sequence[dict], path: str | Path, columns: Sequence[st
 def write_case_summary_csv(cases: Sequence[dict], path: str | Path, keys: Sequence[str] = case_keys()) -> Path:
     """One line per case: tracer, negative flag, AUC and final value of each metric."""
     path = Path(path)
-    with path.open("w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=("case", "tracer", "negative", *keys), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(cases)
@@ -100,10 +100,7 @@ def _json_safe(value):
 
 
 def write_summary(summary: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_json_safe(summary), indent=1) + "\n")
-    return path
+    return atomic_write_text(path, json.dumps(_json_safe(summary), indent=1) + "\n")
 
 
 def format_summary(summary: dict) -> str:

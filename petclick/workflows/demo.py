@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from petclick.config.packaged import BUNDLES, INPUT_TEMPLATE
+from petclick.core.atomic import atomic_write_text
 from petclick.core.errors import InputError
 from petclick.core.yamlio import read_yaml, write_yaml
 
@@ -111,7 +112,7 @@ def run_demo(out: Path, data: Path | None = None, input_template: Path = INPUT_T
                                           dataroot=data, split="testing", out=report, device=device))
     times["interactive"] = time.time() - t
     times["total"] = sum(times.values())
-    (out / "demo_timing.json").write_text(json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1) + "\n")
+    atomic_write_text(out / "demo_timing.json", json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1) + "\n")
     print("== demo timing (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
     print(f"== ensemble predictions of the testing split: {work_dir / 'ensemble_output'}")
     from petclick.runtime.checkpoint import find_checkpoints
