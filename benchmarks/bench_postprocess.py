@@ -33,7 +33,8 @@ from petclick.io.images import load_case
 from petclick.metrics.aggregate import auc_trapezoid
 from petclick.metrics.lesion import LesionScorer
 from petclick.postprocess import RULES, make_config, postprocess, resolve_tracer
-from petclick.workflows.predict import load_predictor, read_clicks_lenient
+from petclick.io.clickfile import Clicks, read_clicks
+from petclick.workflows.predict import load_predictor
 from petclick.workflows.predict.cases import tracer_from_id
 
 STEPS = tuple(range(11))
@@ -149,7 +150,7 @@ def main(argv=None) -> int:
     n_calls, predict_s = 0, 0.0
     for n, e in enumerate(entries):
         case = load_case(e["image"], e["pet"], e["label"])
-        clicks = read_clicks_lenient(e.get("clicks"), case.shape)
+        clicks = read_clicks(e["clicks"], case.shape) if e.get("clicks") else Clicks()
         tracer = e.get("tracer") or tracer_from_id(e["case"])
         tracer = resolve_tracer(tracer, case)
         probs, secs = probabilities(predictor, case, clicks, args.cache, e["case"])

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+from petclick.config.packaged import BUNDLES, INPUT_TEMPLATE
 METRICS = ("dice", "fpv_ml", "fnv_ml")
 STEPS = 11
 
@@ -50,7 +50,7 @@ def fold_config(datalist: Path, fold: int, ckpt: Path, overrides: dict[str, Any]
     from petclick.core.yamlio import apply_overrides, read_yaml
     from petclick.io.datalist import load_datalist
 
-    template = read_yaml(REPO / "bundles" / "segresnet" / "configs" / "hyper_parameters.yaml")
+    template = read_yaml(BUNDLES / "segresnet" / "configs" / "hyper_parameters.yaml")
     cfg = merged_config(template, user, "segresnet")
     cfg = apply_overrides(cfg, overrides, "--set")
     request = json.loads((datalist.parent / "phantoms.json").read_text())
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (training.seed)")
     ap.add_argument("--split", choices=("testing", "validation"), default="testing")
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--input", type=Path, default=REPO / "input.yaml", help="input.yaml whose petclick keys to use")
+    ap.add_argument("--input", type=Path, default=INPUT_TEMPLATE, help="input.yaml whose petclick keys to use")
     ap.add_argument("--set", nargs="*", default=[], help="config overrides section#key=value (YAML values)")
     ap.add_argument("--data", type=Path, help="cohort folder (default <tmp>/petclick_quality_<seed>_<cases>)")
     ap.add_argument("--work", type=Path, help="keep the trained folds here (default: a temporary folder)")

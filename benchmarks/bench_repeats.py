@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     data = Path(tempfile.gettempdir()) / f"petclick_quality_{args.cohort_seed}_{DEMO_COHORT['cases']}"
     datalist = bq.cohort(data, DEMO_COHORT["cases"], args.cohort_seed, DEMO_COHORT["shape"],
                          DEMO_COHORT["min_test_cases"])
-    user = {k: v for k, v in read_yaml(bq.REPO / "input.yaml").items()
+    user = {k: v for k, v in read_yaml(bq.INPUT_TEMPLATE).items()
             if k in ("preset", "num_repeats", "clicks", "overrides", "algo_overrides")}
     probe = bq.fold_config(datalist, 0, data / "probe", bq._set(args.set), user)
     repeats = int(probe["num_repeats"])

@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+from petclick.config.packaged import BUNDLES, INPUT_TEMPLATE
 
 #: The two scales: cohort, network, patch and batch of the demo preset and of the GPU check.
 SCALES: dict[str, dict[str, Any]] = {
@@ -98,7 +98,7 @@ def make_config(scale: str, datalist: Path, variant: dict[str, Any], device: str
     from petclick.networks.roi import fit_roi
 
     spec = SCALES[scale]
-    template = read_yaml(REPO / "bundles" / "segresnet" / "configs" / "hyper_parameters.yaml")
+    template = read_yaml(BUNDLES / "segresnet" / "configs" / "hyper_parameters.yaml")
     cfg = merged_config(template, {"preset": spec["preset"], "overrides": deep_merge(spec["overrides"], variant)},
                         "segresnet")
     cfg["data"]["spacing"] = None  # every phantom shares one spacing

@@ -13,11 +13,15 @@ from typing import Any
 
 from petclick.core.errors import InputError
 
+#: The challenge's click budget: up to 10 tumour and 10 background clicks (steps k = 0..10).
+MAX_CLICKS = 10
+#: The click encoding of a config or checkpoint that names none (petclick.clicks.encoding reads it).
+DEFAULT_ENCODING: dict[str, Any] = {"encoding": "edt", "channels": "two"}
 #: Click settings shared by both presets (clicks issue defaults: `log` count, `edt` encoding).
 CLICKS: dict[str, Any] = {
-    "max_clicks": 10,
+    "max_clicks": MAX_CLICKS,
     "curriculum": {"count": "log", "paired": False, "samplers": {"official": 0.8, "interior": 0.2}},
-    "encoding": {"encoding": "edt", "channels": "two"},
+    "encoding": dict(DEFAULT_ENCODING),
     "val_steps": [0, 5, 10],
 }
 
@@ -34,6 +38,7 @@ AUTOPET: dict[str, Any] = {
         "batch_size": 1,
         "cache_rate": 1.0,
         "num_workers": 4,
+        "batch_transforms": True,     # intensity augmentation and click encoding on the batch, on the device
     },
     "augment": {
         "prob": 0.2, "rotate_deg": 15.0, "scale": 0.15, "flip_prob": 0.5,
@@ -47,11 +52,14 @@ AUTOPET: dict[str, Any] = {
         "lr": 2e-4, "weight_decay": 1e-5, "warmup_epochs": 3,
         "amp": True,                   # autocast: float16 on CUDA, bfloat16 on a CPU with native bfloat16
         "channels_last": False,        # channels_last_3d memory format for the network and its input
-        "num_threads": "auto",         # torch CPU threads (auto: the cores this process may use)
+        "num_threads": "auto",         # torch CPU threads (auto: the cores this process may use, minus loader workers)
+        "repeats": "independent",      # how a fold's repeats relate: independent | snapshot | warmstart
+        "first_repeat_epochs": None,   # epochs of repeat 0 (None: num_epochs), e.g. a snapshot run's first cycle
         "val_every": "auto",           # auto: about 20 validations per run
         "ds_weights": "halving",       # deep-supervision weights 1/2^i
         "seed": 0,
         "grad_clip": 12.0,
+        "device": None,                # null: cuda when available, else cpu (inference.yaml's `device` is inference's)
     },
     "infer": {"roi": None, "overlap": 0.625, "sw_batch_size": 1, "mode": "gaussian", "amp": True},
 }

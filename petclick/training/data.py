@@ -46,7 +46,7 @@ from monai.transforms import (
 
 from petclick.core.errors import InputError
 from petclick.runtime.preprocess import load_transforms, preprocess_transforms
-from petclick.io.datalist import entry_case_id, load_datalist, resolve_entry
+from petclick.io.datalist import entry_case_id, load_datalist, resolve_entry, split_fold
 
 PET_CHANNEL = 1
 
@@ -96,11 +96,8 @@ def fold_files(datalist: str | Path, dataroot: str | Path, fold: int) -> FoldFil
     for n, e in enumerate(entries):
         if "label" not in e:
             raise InputError(datalist, f"training[{n}] ({entry_case_id(e)}) lacks a 'label'")
-        if "fold" not in e:
-            raise InputError(datalist, f"training[{n}] ({entry_case_id(e)}) lacks a 'fold'")
     resolved = [dict(resolve_entry(e, dataroot), case=entry_case_id(e)) for e in entries]
-    train = [e for e in resolved if int(e["fold"]) != int(fold)]
-    val = [e for e in resolved if int(e["fold"]) == int(fold)]
+    train, val = split_fold(resolved, fold, datalist)
     if not train:
         raise InputError(datalist, f"no training cases outside fold {fold}")
     if not val:
@@ -144,11 +141,11 @@ def train_transforms(cfg: Mapping[str, Any], roi: Sequence[int]) -> tuple[list, 
     ]
     simulate = SimulateTrainingClicksd(label_key="label", pet_key=PET_CHANNEL, clicks_key="clicks",
                                        curriculum=dict(clicks.get("curriculum") or {}),
-                                       max_clicks=int(clicks.get("max_clicks", 10)))
+                                       max_clicks=int(clicks["max_clicks"]))
     if data.get("batch_transforms"):  # intensity and encoding on the batch (training.batch)
         from petclick.clicks.packing import PackClicksd
 
-        rand += [simulate, PackClicksd("clicks", int(clicks.get("max_clicks", 10))),
+        rand += [simulate, PackClicksd("clicks", int(clicks["max_clicks"])),
                  DeleteItemsd(keys=["pet_threshold"]), EnsureTyped(keys=keys, dtype=torch.float32, track_meta=False)]
         return det, rand
     rand += [

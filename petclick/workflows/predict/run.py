@@ -7,12 +7,14 @@ Outputs in `out/` on the PET grid (PET affine):
   probability before post-processing;
 - `predict.json`: the plan (checkpoints, TTA axes, measured seconds per pass), the per-algorithm
   ensemble weights used (`algo_weights`, also inside the plan; null = plain mean), tracer per case
-  and seconds per case.
+  and seconds per case. It is merged per case under a file lock (petclick.io.runrecord), so runs
+  into one folder keep each other's cases, and each case names the run (`runs`: its settings:
+  checkpoints, TTA, post-processing, click policy) that wrote its files.
+Every file is written atomically (a kill leaves no partial file under a final name).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,12 +25,15 @@ import numpy as np
 from tqdm import tqdm
 
 from petclick.core.errors import InputError
-from petclick.io.clickfile import Clicks
+import petclick
+from petclick.io.clickfile import Clicks, read_clicks
+from petclick.io.clickpolicy import ClickPolicy
 from petclick.io.images import CaseVolumes, save_volume
+from petclick.io.runrecord import check_record, merge_cases, new_run_id
 from petclick.postprocess import make_config, postprocess, resolve_tracer
 from petclick.workflows.predict.budget import DEFAULT_AXES, Plan, measure_pass, plan_budget
 from petclick.workflows.predict.cases import CaseSpec
-from petclick.workflows.predict.inputs import load_prediction_case, read_clicks_lenient
+from petclick.workflows.predict.inputs import load_prediction_case
 
 log = logging.getLogger(__name__)
 ALL_STEPS = tuple(range(11))
@@ -69,6 +74,7 @@ class PredictSettings:
     tta_axes: tuple[int, ...] = ()
     budget_axes: tuple[int, ...] = DEFAULT_AXES
     progress: bool = True
+    click_policy: ClickPolicy | str = ClickPolicy.STRICT
 
 
 class Runner:
@@ -119,7 +125,7 @@ class Runner:
         """Predict every requested step of one case and write its files; returns its summary row."""
         t0 = time.perf_counter()
         case = load_prediction_case(spec.ct, spec.pet)
-        clicks = read_clicks_lenient(spec.clicks, case.shape)
+        clicks = read_clicks(spec.clicks, case.shape, policy=self.settings.click_policy) if spec.clicks else Clicks()
         tracer = resolve_tracer(spec.tracer, case)
         steps = [None] if self.settings.steps is None else list(self.settings.steps)
         written, prev_key, prob = [], None, None
@@ -143,22 +149,32 @@ class Runner:
                 "n_background_clicks": len(clicks.background), "steps": steps, "files": written,
                 "seconds": round(time.perf_counter() - t0, 3)}
 
+    def run_settings(self) -> dict:
+        """What produced this run's files: predictor, checkpoints, plan, TTA, post-processing, clicks."""
+        weights = getattr(self.predictor, "algo_weights", None)
+        ckpts = [str(c) for c in (getattr(self.predictor, "checkpoints", []) or [])]
+        s = self.settings
+        return {"predictor": getattr(self.predictor, "name", type(self.predictor).__name__),
+                "n_checkpoints": len(ckpts), "checkpoints": ckpts, "algo_weights": weights,
+                "plan": None if self.plan is None else {**asdict(self.plan), "algo_weights": weights},
+                "seconds_per_pass": self.seconds_per_pass, "tta_axes": list(s.tta_axes),
+                "time_budget_s": s.time_budget_s, "postprocess": s.postprocess,
+                "click_policy": ClickPolicy.parse(s.click_policy).value,
+                "steps": None if s.steps is None else list(s.steps), "save_prob": s.save_prob,
+                "petclick_version": petclick.__version__}
+
     def run(self, cases: Sequence[CaseSpec], out: str | Path) -> dict:
-        """Predict every case into `out`; writes and returns the predict.json summary."""
+        """Predict every case into `out`, merging each case into predict.json as it is written;
+        returns this run's summary (its settings and its cases)."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
+        record, run_id = out / "predict.json", new_run_id()
+        check_record(record)
         n_steps = 1 if self.settings.steps is None else len(self.settings.steps)
         rows = []
         with tqdm(total=len(cases) * n_steps, desc="predict", unit="step", disable=not self.settings.progress) as bar:
             for spec in cases:
                 bar.set_postfix_str(spec.case_id)
                 rows.append(self.run_case(spec, out, bar))
-        weights = getattr(self.predictor, "algo_weights", None)
-        summary = {"predictor": getattr(self.predictor, "name", type(self.predictor).__name__),
-                   "n_checkpoints": len(getattr(self.predictor, "checkpoints", []) or []),
-                   "algo_weights": weights,
-                   "plan": None if self.plan is None else {**asdict(self.plan), "algo_weights": weights},
-                   "seconds_per_pass": self.seconds_per_pass,
-                   "postprocess": self.settings.postprocess, "cases": rows}
-        (out / "predict.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
-        return summary
+                merge_cases(record, run_id, self.run_settings(), rows[-1:])
+        return {**self.run_settings(), "run": run_id, "cases": rows}
