@@ -5,13 +5,14 @@ check's scale.
     python benchmarks/bench_training.py --scale gpu --device cuda    # the GPU check's settings
     python benchmarks/bench_training.py --scale demo --variants before after --threads-matrix --load 2
 
-For each variant (a set of YAML overrides, see VARIANTS) it prints
+For each variant (a set of YAML overrides and an OpenMP environment, see VARIANTS) it prints
   1. the per-stage breakdown of one iteration, run in this process without loader workers: cached
      load, crop, augmentation, click simulation, encoding (each per sample), collate, batch stage
-     (clicks/encoding moved to the batch, if configured), forward, backward, optimiser; wall and CPU
-     milliseconds per iteration (CPU time is steadier on a loaded machine);
-  2. the end-to-end iterations per second of the real loop (RepeatTrainer._epoch, with the variant's
-     loader workers).
+     (intensity augmentation and encoding on the batch, if configured), forward, backward, optimiser;
+     wall and CPU milliseconds per iteration (CPU time is steadier on a loaded machine);
+  2. the end-to-end iterations per second of the real loop (RepeatTrainer._epoch, the variant's
+     loader workers), in a fresh process per run with the variant's environment (`before`: OpenMP's
+     spinning default), --repeats runs per variant alternating, and the median.
 `--threads-matrix` runs (2) in fresh subprocesses for torch threads x OMP_WAIT_POLICY, alone and
 beside `--load` busy processes (the "10x slower under load" case: OpenMP threads spinning at barriers).
 
@@ -51,6 +52,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "before": {"training": {"amp": False, "channels_last": False, "num_threads": 2},
                "data": {"batch_transforms": False}},
     "after": {},  # the preset as it is now
+}
+#: Environment of each variant's end-to-end run (a fresh process): `before` keeps OpenMP's spinning default.
+VARIANT_ENV: dict[str, dict[str, str | None]] = {
+    "before": {"PETCLICK_OMP_DEFAULTS": "0", "OMP_WAIT_POLICY": None},
+    "after": {},
 }
 
 STAGES = ("cached load", "crop", "augmentation", "click simulation", "encoding", "collate", "batch stage",
@@ -224,6 +230,21 @@ def _busy(seconds: float) -> None:
         x += 1
 
 
+def _e2e_subprocess(args, variant: str, env_updates: dict[str, str | None], sets: list[str] = ()) -> dict:
+    """end_to_end() of `variant` in a fresh process (OpenMP reads its environment once, at start)."""
+    env = dict(os.environ)
+    for key, value in env_updates.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    cmd = [sys.executable, __file__, "--scale", args.scale, "--data", str(args.data), "--device", args.device,
+           "--iterations", str(args.iterations), "--variants", variant, "--e2e-only", "--json-line",
+           "--set", *args.set, *sets]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def threads_matrix(args, variant: str) -> list[dict[str, Any]]:
     """End-to-end it/s in fresh subprocesses for threads x OMP_WAIT_POLICY, alone and under load."""
     import multiprocessing as mp
@@ -232,23 +253,15 @@ def threads_matrix(args, variant: str) -> list[dict[str, Any]]:
     for load in sorted({0, args.load}):
         for threads in (1, 2):
             for policy in ("", "PASSIVE", "ACTIVE"):
-                env = dict(os.environ)
-                env.pop("OMP_WAIT_POLICY", None)
-                if policy:
-                    env["OMP_WAIT_POLICY"] = policy
-                env["PETCLICK_OMP_DEFAULTS"] = "0"  # measure the policy given here, not petclick's default
                 busy = [mp.Process(target=_busy, args=(3600,), daemon=True) for _ in range(load)]
                 for p in busy:
                     p.start()
-                try:
-                    cmd = [sys.executable, __file__, "--scale", args.scale, "--data", str(args.data),
-                           "--device", args.device, "--iterations", str(args.iterations), "--variants", variant,
-                           "--e2e-only", "--json-line", "--set", f"training#num_threads={threads}"]
-                    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+                try:  # PETCLICK_OMP_DEFAULTS=0: measure the policy given here, not petclick's default
+                    res = _e2e_subprocess(args, variant, {"PETCLICK_OMP_DEFAULTS": "0", "OMP_WAIT_POLICY": policy or None},
+                                          [f"training#num_threads={threads}"])
                 finally:
                     for p in busy:
                         p.terminate()
-                res = json.loads(out.strip().splitlines()[-1])
                 rows.append({"load": load, "threads": threads, "OMP_WAIT_POLICY": policy or "(unset)", **res})
                 print(f"  load {load}  threads {threads}  OMP_WAIT_POLICY {policy or '(unset)':>8}: "
                       f"{res['it_per_s']:.2f} it/s ({res['wall_ms']:.0f} ms wall, {res['cpu_ms']:.0f} ms CPU)",
@@ -278,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="time the data stages and the loader alone (e.g. the gpu scale on a CPU machine)")
     ap.add_argument("--threads-matrix", action="store_true", help="threads x OMP_WAIT_POLICY, alone and under --load")
     ap.add_argument("--load", type=int, default=2, help="busy processes beside the --threads-matrix runs")
+    ap.add_argument("--repeats", type=int, default=3, help="end-to-end runs per variant (median reported)")
+    ap.add_argument("--json", type=Path, help="write every figure here")
     ap.add_argument("--e2e-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json-line", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -285,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     datalist = ensure_cohort(args.data, SCALES[args.scale]["cohort"])
     from petclick.core.yamlio import apply_overrides
 
-    results = {}
+    results: dict[str, Any] = {}
     for name in args.variants:
         cfg = apply_overrides(make_config(args.scale, datalist, VARIANTS[name], args.device), _set(args.set))
         if args.e2e_only:
@@ -295,24 +310,41 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}: roi {cfg['data']['roi']} x {cfg['data']['num_crops']} crops x batch "
               f"{cfg['data']['batch_size']}, amp {cfg['training'].get('amp')}, channels_last "
               f"{cfg['training'].get('channels_last')}, batch transforms {cfg['data'].get('batch_transforms')}, "
-              f"threads {cfg['training'].get('num_threads')}, device {args.device}", flush=True)
+              f"threads {cfg['training'].get('num_threads')}, device {args.device}, "
+              f"OpenMP {VARIANT_ENV[name] or 'petclick default (PASSIVE)'}", flush=True)
         b = breakdown(cfg, args.iterations, args.device, args.data_only)
+        print(f"stage breakdown (this process, OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}):")
         print(f"{'stage':>18} {'wall ms':>9} {'CPU ms':>9}")
         for s in STAGES:
             print(f"{s:>18} {b['wall_ms'][s]:9.1f} {b['cpu_ms'][s]:9.1f}")
         data_ms = sum(b["wall_ms"][s] for s in STAGES[:7])
         total = sum(b["wall_ms"].values())
         print(f"{'total':>18} {total:9.1f} {sum(b['cpu_ms'].values()):9.1f}   data share {data_ms / total:.0%}")
-        e = loader_only(cfg, args.iterations) if args.data_only else end_to_end(cfg, args.iterations, args.device)
-        print(f"{'loader alone' if args.data_only else 'end to end'} (loop, {cfg['data'].get('num_workers', 0)} workers): {e['it_per_s']:.2f} it/s "
-              f"({e['wall_ms']:.0f} ms wall, {e['cpu_ms']:.0f} ms CPU per iteration)", flush=True)
-        results[name] = {"breakdown": b, "end_to_end": e}
+        results[name] = {"breakdown": b, "end_to_end": []}
+        if args.data_only:
+            e = loader_only(cfg, args.iterations)
+            results[name]["end_to_end"].append(e)
+            print(f"loader alone ({cfg['data'].get('num_workers', 0)} workers): {e['it_per_s']:.2f} it/s", flush=True)
         if args.threads_matrix:
             results[name]["threads"] = threads_matrix(args, name)
-    if len(results) > 1 and "before" in results:
-        base = results["before"]["end_to_end"]["it_per_s"]
-        for name, r in results.items():
-            print(f"{name}: {r['end_to_end']['it_per_s'] / base:.2f}x the iterations per second of `before`")
+    if not args.data_only:  # end to end, each variant in a fresh process, alternating (the load drifts)
+        print(f"\nend to end (the real loop, a fresh process per run, {args.repeats} run(s) per variant, alternating):")
+        for r in range(args.repeats):
+            for name in args.variants:
+                e = _e2e_subprocess(args, name, VARIANT_ENV[name])
+                results[name]["end_to_end"].append(e)
+                print(f"  run {r + 1} {name:>7}: {e['it_per_s']:.2f} it/s ({e['wall_ms']:.0f} ms wall, "
+                      f"{e['cpu_ms']:.0f} ms CPU per iteration)", flush=True)
+        med = {n: float(np.median([e["it_per_s"] for e in results[n]["end_to_end"]])) for n in args.variants}
+        for name in args.variants:
+            ratio = f", {med[name] / med['before']:.2f}x `before`" if "before" in med else ""
+            print(f"{name}: median {med[name]:.2f} it/s{ratio}")
+    try:
+        print(f"load average during the run: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    except OSError:
+        pass
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=float))
     return 0
 
 
