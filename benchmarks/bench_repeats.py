@@ -30,10 +30,10 @@ def mode_overrides(mode: str, iterations: int, first: int, repeats: int, per_epo
     """training#... overrides that give `mode` `iterations` per fold."""
     if mode == "independent":
         epochs = max(1, round(iterations / repeats / per_epoch))
-        return {"training#repeats": mode, "training#num_epochs": epochs, "training#first_repeat_epochs": None}
+        return {"training#repeats": mode, "training#num_epochs": epochs, "training#cycle_epochs": None}
     rest = max(1, round((iterations - first) / (repeats - 1) / per_epoch))
-    return {"training#repeats": mode, "training#num_epochs": rest,
-            "training#first_repeat_epochs": max(1, round(first / per_epoch))}
+    return {"training#repeats": mode, "training#num_epochs": max(1, round(first / per_epoch)),
+            "training#cycle_epochs": rest}
 
 
 def main(argv: list[str] | None = None) -> int:

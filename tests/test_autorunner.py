@@ -28,7 +28,7 @@ def test_autorunner_two_folds_two_repeats(tiny_cohort, tmp_path, monkeypatch):
     cfg = {"modality": "CT", "extra_modalities": {"pet": "pet"}, "datalist": str(tiny_cohort),
            "dataroot": str(tiny_cohort.parent), "templates_path_or_url": str(REPO / "petclick" / "bundles"), "algos": ["segresnet"],
            "work_dir": str(work), "num_fold": 2, "sigmoid": True, "preset": "demo", "num_repeats": 2,
-           "overrides": {"training": {"num_epochs": 1, "num_iterations_per_epoch": 2}}}
+           "overrides": {"training": {"num_epochs": 1, "cycle_epochs": 1, "num_iterations_per_epoch": 2}}}
     write_yaml(tmp_path / "input.yaml", cfg)
     monkeypatch.setenv("CMD_PREFIX", sys.executable)  # training subprocesses run this interpreter
     AutoRunner(input=str(tmp_path / "input.yaml")).run()

@@ -88,7 +88,7 @@ def test_demo_first_stage_in_an_empty_folder_writes_only_under_out(installed, tm
     for fold in (0, 1):
         hyper = yaml.safe_load((run / "work_dir" / f"segresnet_{fold}" / "configs" / "hyper_parameters.yaml").read_text())
         assert hyper["fold"] == fold and hyper["preset"] == "demo" and hyper["network"]["name"] == "segresnet"
-        assert hyper["data"]["roi"] == [32, 32, 40] and hyper["training"]["num_epochs"] == 4
+        assert hyper["data"]["roi"] == [32, 32, 40] and hyper["training"]["num_epochs"] == 25
     copied = run / "work_dir" / "algorithm_templates" / "segresnet" / "scripts" / "algo.py"
     assert copied.read_text() == (templates / "segresnet" / "scripts" / "algo.py").read_text()
 

@@ -236,7 +236,7 @@ def test_to_pet_grid_shift_and_resample():
 # ---------------------------------------------------------------------------- repeat modes
 def _repeat_cfg(trained, mode: str, **training):
     cfg = dict(trained["cfg"])
-    cfg["training"] = {**cfg["training"], "repeats": mode, "num_epochs": 2, "first_repeat_epochs": 3,
+    cfg["training"] = {**cfg["training"], "repeats": mode, "num_epochs": 3, "cycle_epochs": 2,
                        "num_iterations_per_epoch": 1, "val_every": 100, **training}
     return cfg
 
@@ -256,10 +256,12 @@ def test_unknown_repeat_mode_is_an_input_error():
     assert repeat_mode({}).name == "independent" and repeat_mode({"repeats": "Snapshot"}).name == "snapshot"
     with pytest.raises(InputError, match="unknown repeat mode 'cyclic'.*independent, snapshot, warmstart"):
         repeat_mode({"repeats": "cyclic"})
-    assert repeat_epochs({"num_epochs": 2, "first_repeat_epochs": 5}, 0) == 5
-    assert repeat_epochs({"num_epochs": 2, "first_repeat_epochs": 5}, 3) == 2
-    with pytest.raises(InputError, match="first_repeat_epochs"):
-        repeat_epochs({"num_epochs": 2, "first_repeat_epochs": "many"}, 0)
+    snapshot = {"repeats": "snapshot", "num_epochs": 5, "cycle_epochs": 2}
+    assert repeat_epochs(snapshot, 0) == 5 and repeat_epochs(snapshot, 3) == 2
+    assert repeat_epochs({**snapshot, "repeats": "independent"}, 3) == 5   # independent repeats: num_epochs
+    assert repeat_epochs({**snapshot, "cycle_epochs": None}, 3) == 5
+    with pytest.raises(InputError, match="cycle_epochs"):
+        repeat_epochs({**snapshot, "cycle_epochs": "many"}, 1)
 
 
 def test_snapshot_repeats_continue_each_other_and_keep_their_cycle_ends(trained, tmp_path):
@@ -295,7 +297,7 @@ def test_snapshot_resume_mid_cycle_equals_an_uninterrupted_cycle(trained, tmp_pa
     from petclick.training.distributed import DistContext
     from petclick.training.loop import RepeatTrainer
 
-    cfg = _repeat_cfg(trained, "snapshot", num_epochs=3)
+    cfg = _repeat_cfg(trained, "snapshot", cycle_epochs=3)
     train_ds, val_ds = trained["data"]
     base = tmp_path / "base"
     RepeatTrainer(cfg, 0, base / "repeat0", DistContext(), train_ds, val_ds).run()

@@ -55,9 +55,10 @@ AUTOPET: dict[str, Any] = {
         "channels_last": False,        # channels_last_3d memory format for the network and its input
         "num_threads": "auto",         # torch CPU threads (auto: the cores this process may use, minus loader workers)
         "repeats": "independent",      # how a fold's repeats relate: independent | snapshot | warmstart
-        "first_repeat_epochs": None,   # epochs of repeat 0 (None: num_epochs), e.g. a snapshot run's first cycle
+        "cycle_epochs": None,          # snapshot/warmstart: epochs of each repeat after the first (None: num_epochs)
         "val_every": "auto",           # auto: about 20 validations per run
         "ds_weights": "halving",       # deep-supervision weights 1/2^i
+        "loss_weights": {"dice": 1.0, "ce": 1.0},  # Dice-CE: weights of the Dice and cross-entropy terms
         "seed": 0,
         "grad_clip": 12.0,
         "device": None,                # null: cuda when available, else cpu (inference.yaml's `device` is inference's)
@@ -72,7 +73,7 @@ DEMO["network"]["output_prior"] = 0.007   # output bias logit(0.007) ~ -5: witho
 # issue 13's recipe: per fold one snapshot run, a 400-iteration first cycle then 3 cycles of 80, each ending
 # at lr 0 (5 folds x 4 cycle ends = 20 checkpoints, 640 iterations per fold); float32 (bfloat16 autocast
 # trained worse models on this CPU) in channels_last_3d memory
-DEMO["training"].update({"repeats": "snapshot", "first_repeat_epochs": 25, "num_epochs": 5,
+DEMO["training"].update({"repeats": "snapshot", "num_epochs": 25, "cycle_epochs": 5,
                          "num_iterations_per_epoch": 16, "lr": 5e-3, "warmup_epochs": 0, "val_every": 5,
                          "amp": False, "channels_last": True})
 DEMO["infer"].update({"roi": [64, 64, 96], "overlap": 0.25, "amp": False})

@@ -140,7 +140,7 @@ for _path, _rule in {
                                 "'halving', 'same' or a list of weights"),
     "training.grad_clip": number(0, lo_open=True, none=True), "training.device": TEXT,
     "training.repeats": choice("independent", "snapshot", "warmstart"),  # petclick.training.repeats.REPEAT_MODES
-    "training.first_repeat_epochs": number(1, integer=True, none=True),
+    "training.cycle_epochs": number(1, integer=True, none=True),
     "training.num_threads": number(1, integer=True, allow=("auto",)),
     "infer.roi": numbers(3, 1, integer=True, none=True), "infer.overlap": number(0, 1, hi_open=True),
     "infer.sw_batch_size": number(1, integer=True), "infer.mode": choice("gaussian", "constant"),

@@ -20,6 +20,8 @@ def ds_weights(levels: int, mode: str | list = "halving") -> list[float]:
 
 def build_loss(training: Mapping[str, Any], levels: int = 8) -> DeepSupervisionLoss:
     """Sigmoid Dice-CE (binary cross-entropy for one channel), batch Dice, over up to `levels` outputs;
-    a single tensor output is a plain Dice-CE."""
-    base = DiceCELoss(sigmoid=True, batch=True, smooth_nr=1e-5, smooth_dr=1e-5)
+    a single tensor output is a plain Dice-CE. `training.loss_weights: {dice: 1, ce: 1}` weighs the two."""
+    w = {"dice": 1.0, "ce": 1.0, **dict(training.get("loss_weights") or {})}
+    base = DiceCELoss(sigmoid=True, batch=True, smooth_nr=1e-5, smooth_dr=1e-5, lambda_dice=float(w["dice"]),
+                      lambda_ce=float(w["ce"]))
     return DeepSupervisionLoss(base, weights=ds_weights(levels, training.get("ds_weights", "halving")))

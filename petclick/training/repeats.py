@@ -9,9 +9,10 @@
 - `warmstart`: repeat 0 trains from scratch; every later repeat starts from repeat 0's final
   weights with a fresh optimiser and its own seed; each keeps its last state.
 
-Epochs: `training.num_epochs` per repeat, `training.first_repeat_epochs` for repeat 0 (default
-num_epochs): in snapshot and warmstart modes the first repeat trains from scratch and usually needs
-longer than the cycles after it. A repeat whose source is unfinished cannot start (InputError);
+Epochs: `training.num_epochs` for repeat 0 and for every independent repeat; `training.cycle_epochs`
+for each later repeat of the snapshot and warmstart modes (None: num_epochs), which start from a
+trained state and usually need far fewer. (So a budget given as num_epochs, as tests and HPO trials
+give it, still sets the length of a training from scratch.) A repeat whose source is unfinished cannot start (InputError);
 a repeat interrupted mid-cycle resumes from its own last.pt like any other.
 """
 
@@ -61,14 +62,16 @@ def repeat_mode(training: Mapping[str, Any]) -> RepeatMode:
 
 
 def repeat_epochs(training: Mapping[str, Any], repeat: int) -> int:
-    """Epochs of repeat `repeat`: `first_repeat_epochs` for repeat 0 when set, else `num_epochs`."""
-    first = training.get("first_repeat_epochs")
-    value = first if repeat == 0 and first not in (None, "none") else training["num_epochs"]
+    """Epochs of repeat `repeat`: `cycle_epochs` for repeats r > 0 of a mode that starts them from another
+    repeat (when set), else `num_epochs`; a non-positive or non-integer value raises InputError."""
+    cycle = training.get("cycle_epochs")
+    use_cycle = repeat > 0 and cycle not in (None, "none") and repeat_mode(training).source(repeat) is not None
+    key = "cycle_epochs" if use_cycle else "num_epochs"
+    value = training[key]
     try:
         n = int(value)
     except (TypeError, ValueError):
         n = 0
-    if n < 1:
-        key = "first_repeat_epochs" if repeat == 0 and first not in (None, "none") else "num_epochs"
+    if n < 1 or str(value).strip() not in (str(n), f"{n}.0"):
         raise InputError(f"training.{key}", f"must be a positive integer, got {value!r}")
     return n
