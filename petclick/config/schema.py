@@ -142,6 +142,9 @@ for _path, _rule in {
     "infer.roi": numbers(3, 1, integer=True, none=True), "infer.overlap": number(0, 1, hi_open=True),
     "infer.sw_batch_size": number(1, integer=True), "infer.mode": choice("gaussian", "constant"),
     "infer.amp_dtype": choice("float16", "bfloat16"), "infer.channels_last": FLAG,
+    "infer.backend": choice("auto", "torch", "onnxruntime"),
+    "infer.compile": choice("none", "default", "reduce-overhead", "max-autotune"),
+    "infer.cudnn_benchmark": FLAG, "infer.buffer_steps": number(1, integer=True, none=True),
 }.items():
     register_key(_path, _rule)
 

@@ -34,17 +34,21 @@ from petclick.runtime.checkpoint import build_model, find_checkpoints, read_chec
 from petclick.runtime.clickinput import ClickEncoder
 from petclick.runtime.grid import to_pet_grid
 from petclick.runtime.preprocess import PreparedCase, prepare_arrays, preprocess_config
-from petclick.runtime.window import infer_config, make_inferer, sliding_window_logits
+from petclick.runtime.window import infer_config, make_inferer, prepare_network, sliding_window_logits
 from petclick.io.clickfile import Clicks
 from petclick.io.images import CaseVolumes
 from petclick.networks.roi import cover_roi
 
 log = logging.getLogger(__name__)
+#: Overrides every checkpoint's `infer.backend` (auto | torch | onnxruntime), e.g. to compare backends.
+BACKEND_ENV = "PETCLICK_BACKEND"
 
 
 class ModelCache:
     """Loaded models by (checkpoint path, modification time, device), least recently used evicted
-    once their parameters exceed `max_bytes`."""
+    once their parameters exceed `max_bytes`. Each is the window network of its checkpoint's
+    `infer` settings (petclick.runtime.window.prepare_network: ONNX Runtime on CPU by default),
+    ready for `window_logits`; checkpoints of one architecture share one ONNX export."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = int(max_bytes)
@@ -55,8 +59,14 @@ class ModelCache:
         if key in self._models:
             self._models.move_to_end(key)
             return self._models[key][0]
-        model = build_model(read_checkpoint(path), device)
-        size = sum(p.numel() * p.element_size() for p in model.parameters())
+        ckpt = read_checkpoint(path)
+        torch_model = build_model(ckpt, device)
+        size = sum(p.numel() * p.element_size() for p in torch_model.parameters())
+        arch = json.dumps([ckpt["network"], ckpt["in_channels"], ckpt.get("out_channels", 1)], sort_keys=True,
+                          default=str)
+        infer = infer_config(ckpt.get("infer"))
+        infer["backend"] = os.environ.get(BACKEND_ENV) or infer["backend"]
+        model = prepare_network(torch_model, infer, device, arch)
         if size <= self.max_bytes:
             self._models[key] = (model, size)
             while sum(s for _, s in self._models.values()) > self.max_bytes:
@@ -202,7 +212,8 @@ class EnsemblePredictor:
                 s = self._settings(path)
                 net = self.info[path]
                 roi = cover_roi(s["roi"], x.shape[2:], net["name"], **net["network_kwargs"])
-                inferer = make_inferer(roi, s["overlap"], s["sw_batch_size"], s["mode"], self.device)
+                inferer = make_inferer(roi, s["overlap"], s["sw_batch_size"], s["mode"], self.device,
+                                       s.get("buffer_steps"))
                 model = MODELS.get(path, self.device)
                 for axes in flips:
                     logits = sliding_window_logits(model, x, inferer, s["amp"], s.get("amp_dtype", "float16"), axes)
