@@ -110,6 +110,15 @@ def test_duplicate_keys_strict_error_lenient_joined(tmp_path, caplog):
     assert clicks.label("background", 0) == "points[1]"
 
 
+def test_repeated_metadata_key_is_reported_too(tmp_path):
+    text = '{"version": {"major": 1, "minor": 0}, "type": "Multiple points", "type": "x", "points": []}'
+    path = write(tmp_path, text)
+    with pytest.raises(InputError, match="key 'type': appears 2 times"):
+        read_clicks(path, SHAPE)
+    drops = []
+    assert len(read_clicks(path, SHAPE, policy="lenient", drops=drops)) == 0 and len(drops) == 1
+
+
 def test_unknown_key_beside_known_ones(tmp_path, caplog):
     path = write(tmp_path, gc_file(pts(([1, 2, 3], "tumor")), tumor=[[4, 5, 6]]))
     with pytest.raises(InputError, match="key 'tumor': unknown key beside 'points' in a grand-challenge file"):

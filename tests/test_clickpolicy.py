@@ -38,7 +38,7 @@ def test_strict_names_file_and_click_outside(point):
     with pytest.raises(InputError) as err:
         apply_click_policy(clicks, SHAPE, SOURCE, "strict")
     msg = str(err.value)
-    assert msg.startswith(SOURCE + ": tumor[1] ") and str(list(point)) in msg and "outside the volume" in msg
+    assert msg == f"{SOURCE}: click tumor[1] {list(point)} lies outside the volume of shape {SHAPE}"
 
 
 @pytest.mark.parametrize("policy", [ClickPolicy.DROP_OUTSIDE, ClickPolicy.LENIENT])
@@ -49,7 +49,8 @@ def test_outside_clicks_dropped_with_a_warning_listing_each(policy, caplog):
         out = apply_click_policy(clicks, SHAPE, SOURCE, policy, drops=drops)
     assert out.tumor == [(1, 1, 1), (2, 2, 2)] and out.background == [(4, 4, 4)]
     assert [(d.entry, d.click) for d in drops] == [("tumor[1]", [8, 0, 0]), ("background[0]", [0, 0, 10])]
-    assert "tumor[1] [8, 0, 0]" in caplog.text and "background[0] [0, 0, 10]" in caplog.text
+    assert (f"{SOURCE}: 2 click(s) outside the volume of shape {SHAPE} dropped: tumor[1] [8, 0, 0]; "
+            "background[0] [0, 0, 10]") in caplog.text      # one warning listing each
     assert out.label("tumor", 1) == "tumor[2]"          # kept clicks still name their file entry
 
 
@@ -101,10 +102,22 @@ def test_one_voxel_as_both_kinds():
     assert drops[0].entry == "background[1]"
 
 
-def test_many_drops_are_counted_not_all_logged(caplog):
+def test_many_outside_clicks_are_listed_in_one_warning(caplog):
     clicks = Clicks([(100, 0, 0)] * 40, [])
     drops = []
     with caplog.at_level(logging.WARNING):
         out = apply_click_policy(clicks, SHAPE, SOURCE, "lenient", drops=drops)
     assert len(out) == 0 and len(drops) == 40
-    assert caplog.text.count("dropped tumor[") == 25 and "15 more click entries dropped (40 in all)" in caplog.text
+    assert caplog.text.count("tumor[") == 40 and len(caplog.records) == 1   # one line lists them all
+
+
+def test_many_bad_entries_are_counted_not_all_logged(tmp_path, caplog):
+    from petclick.io.clickfile import read_clicks
+
+    path = tmp_path / "c.json"
+    path.write_text('{"tumor": [' + ", ".join(['["x", 1, 1]'] * 40) + "]}")
+    drops = []
+    with caplog.at_level(logging.WARNING):
+        assert len(read_clicks(path, SHAPE, policy="lenient", drops=drops)) == 0
+    assert len(drops) == 40 and caplog.text.count("dropped tumor[") == 25
+    assert "15 more click entries dropped (40 in all)" in caplog.text

@@ -72,7 +72,7 @@ def test_malformed_click_files_name_file_and_problem(tmp_path, payload, message)
 
 def test_click_outside_volume_and_budget(tmp_path):
     path = write_clicks(tmp_path / "c.json", Clicks([(1, 2, 3), (9, 2, 3)], []))
-    with pytest.raises(InputError, match=r"tumor\[1\] \[9, 2, 3\]: tumor click lies outside the volume of shape \(9, 10, 10\)"):
+    with pytest.raises(InputError, match=r"click tumor\[1\] \[9, 2, 3\] lies outside the volume of shape \(9, 10, 10\)"):
         read_clicks(path, shape=(9, 10, 10))
     with pytest.raises(InputError, match="exceed the budget of 1"):
         validate_clicks(read_clicks(path), budget=1, source=path)

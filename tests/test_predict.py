@@ -165,11 +165,11 @@ def test_ct_on_other_grid_is_resampled_onto_pet(tmp_path, phantom, caplog):
 def test_clicks_outside_refused_by_default_dropped_with_names_when_asked(tmp_path, phantom, caplog):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"tumor": [[1, 2, 3], [40, 2, 3], [-1, 0, 0]], "background": [[5, 5, 99]]}))
-    with pytest.raises(InputError, match=r"c.json: tumor\[1\] \[40, 2, 3\]: tumor click lies outside the volume"):
+    with pytest.raises(InputError, match=r"c.json: click tumor\[1\] \[40, 2, 3\] lies outside the volume"):
         read_clicks(path, (32, 28, 40))
     clicks = read_clicks(path, (32, 28, 40), policy="drop-outside")
     assert clicks.tumor == [(1, 2, 3)] and clicks.background == []
-    assert "tumor[1] [40, 2, 3]" in caplog.text and "tumor[2] [-1, 0, 0]" in caplog.text
+    assert "3 click(s) outside" in caplog.text and "tumor[1] [40, 2, 3]" in caplog.text and "tumor[2] [-1, 0, 0]" in caplog.text
     assert "background[0] [5, 5, 99]" in caplog.text
     ct, pet, _ = write_case(tmp_path, phantom, None)
     bad = tmp_path / "outside.json"

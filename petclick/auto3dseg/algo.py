@@ -26,6 +26,7 @@ from monai.apps.auto3dseg import BundleAlgo
 
 from petclick.config.bundle import DEFAULT_PRESET, HYPER, INFERENCE, iterations_per_epoch, validate_config
 from petclick.config.presets import get_preset
+from petclick.core.atomic import atomic_write_text
 from petclick.core.errors import InputError
 from petclick.core.yamlio import apply_overrides, deep_merge, read_yaml, write_yaml
 
@@ -133,7 +134,7 @@ def fill_bundle_config(algo: str, data_stats_filename: str | Path, output_path: 
         text, n = re.subn(r"(?m)^bundle_root:[^#\n]*", f"bundle_root: {json.dumps(str(out))}  ", inf_path.read_text(), count=1)
         if n != 1:
             raise InputError(inf_path, "the template's inference.yaml needs a top-level 'bundle_root:' line")
-        inf_path.write_text(_inference_header(out) + "\n" + text)
+        atomic_write_text(inf_path, _inference_header(out) + "\n" + text)
     log.info("%s fold %s: preset %s, roi %s, spacing %s, %s epochs x %s repeats", algo, fold, cfg["preset"],
              cfg["data"]["roi"], cfg["data"]["spacing"], cfg["training"]["num_epochs"], cfg["num_repeats"])
     return {HYPER: {"roi": cfg["data"]["roi"], "spacing": cfg["data"]["spacing"],

@@ -122,14 +122,18 @@ class _Parser:
                                              "losing the others)", kept="the lists are joined in file order")
         return values
 
-    def unknown_keys(self, data: dict, known: Sequence[str], where: str) -> None:
+    def unknown_keys(self, data: dict, known: Sequence[str], where: str, lists: Sequence[str]) -> None:
+        """Report keys other than `known`, and repeats of keys other than the click `lists` (values() reports those)."""
         for key in data:
             if key not in known:
                 self.rec.problem(f"key {key!r}", f"unknown key {where} (expected {', '.join(known)})",
                                  kept="ignored")
+            elif key not in lists and key in getattr(data, "duplicates", {}):
+                self.rec.problem(f"key {key!r}", f"appears {len(data.duplicates[key])} times",
+                                 kept="the first is used")
 
     def grand_challenge(self, data: dict) -> None:
-        self.unknown_keys(data, GC_KEYS, "beside 'points' in a grand-challenge file")
+        self.unknown_keys(data, GC_KEYS, "beside 'points' in a grand-challenge file", ("points",))
         if "type" in data and data["type"] != GC_TYPE:
             self.rec.problem("key 'type'", f"is {data['type']!r}, expected {GC_TYPE!r}", kept="ignored")
         offset = 0
@@ -161,7 +165,7 @@ class _Parser:
         self.add(item["name"], item["point"], entry)
 
     def plain(self, data: dict) -> None:
-        self.unknown_keys(data, KINDS, "in a plain click file")
+        self.unknown_keys(data, KINDS, "in a plain click file", KINDS)
         for kind in KINDS:
             if kind not in data:
                 continue

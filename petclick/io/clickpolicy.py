@@ -56,7 +56,7 @@ class ClickPolicy(str, Enum):
         if isinstance(value, cls):
             return value
         try:
-            return cls(str(value))
+            return cls(str(value).strip().lower())
         except ValueError:
             raise InputError(None, f"unknown click policy {value!r}; use one of "
                                    f"{', '.join(p.value for p in cls)}") from None
@@ -64,7 +64,17 @@ class ClickPolicy(str, Enum):
     @classmethod
     def from_flags(cls, drop_outside: bool = False) -> "ClickPolicy":
         """The policy of a command line: `--drop-outside` given or not."""
-        return cls.DROP_OUTSIDE if drop_outside else cls.STRICT
+        return policy_from_flags(drop_outside)
+
+
+def policy_from_flags(drop_outside: bool = False, policy: "ClickPolicy | str | None" = None) -> ClickPolicy:
+    """The policy of a command line: `--click-policy` when given, else `--drop-outside`, else strict."""
+    if policy is not None:
+        chosen = ClickPolicy.parse(policy)
+        if drop_outside and chosen is ClickPolicy.STRICT:
+            raise InputError("--drop-outside", "contradicts --click-policy strict")
+        return chosen
+    return ClickPolicy.DROP_OUTSIDE if drop_outside else ClickPolicy.STRICT
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,7 @@ class DropRecorder:
         self.source = "clicks" if source is None else str(source)
         self.policy = ClickPolicy.parse(policy)
         self.drops = drops if drops is not None else []
-        self.n = 0
+        self.n = 0          # drops logged one per line (quiet ones are summarised by the caller)
 
     def __enter__(self) -> "DropRecorder":
         return self
@@ -100,16 +110,23 @@ class DropRecorder:
     def droppable(self, outside: bool) -> bool:
         return self.policy is ClickPolicy.LENIENT or (outside and self.policy is ClickPolicy.DROP_OUTSIDE)
 
-    def problem(self, entry: str, reason: str, click=None, outside: bool = False, kept: str = "") -> None:
+    def problem(self, entry: str, reason: str, click=None, outside: bool = False, kept: str = "",
+                bare: bool = False) -> None:
         """Raise InputError unless the policy drops this entry; then record and log the drop
-        (`kept`: what is used instead, added to the warning)."""
+        (`kept`: what is used instead, added to the warning; `bare`: the error is the reason alone)."""
         shown = "" if click is None else f" {_show(click)}"
         if not self.droppable(outside):
-            raise InputError(self.source, f"{entry}{shown}: {reason}")
-        reason = f"{reason}; {kept}" if kept else reason
+            raise InputError(self.source, reason if bare else f"{entry}{shown}: {reason}")
+        self.record(entry, click, f"{reason}; {kept}" if kept else reason)
+
+    def record(self, entry: str, click, reason: str, quiet: bool = False) -> None:
+        """Record a drop; log it unless `quiet` (the caller then logs a summary)."""
         self.drops.append(ClickDrop(self.source, entry, _jsonable(click), reason))
+        if quiet:
+            return
         self.n += 1
         if self.n <= MAX_LOGGED_DROPS:
+            shown = "" if click is None else f" {_show(click)}"
             log.warning("%s: dropped %s%s: %s", self.source, entry, shown, reason)
 
 
@@ -143,13 +160,20 @@ def apply_click_policy(clicks: Clicks, shape: Sequence[int] | None, source: str 
     kept: dict[str, list] = {kind: [] for kind in KINDS}
     labels: dict[str, list[str]] = {kind: [] for kind in KINDS}
     with DropRecorder(source, policy, drops) as rec:
+        outside: list[str] = []
         for kind in KINDS:
             for n, p in enumerate(getattr(clicks, kind)):
+                label = clicks.label(kind, n)
                 if _outside(p, shape):
-                    rec.problem(clicks.label(kind, n), f"{kind} click lies outside {where}", p, outside=True)
+                    if not rec.droppable(outside=True):
+                        raise InputError(rec.source, f"click {label} {list(p)} lies outside {where}")
+                    rec.record(label, p, f"{kind} click outside {where}", quiet=True)
+                    outside.append(f"{label} {list(p)}")
                     continue
                 kept[kind].append(tuple(p))
-                labels[kind].append(clicks.label(kind, n))
+                labels[kind].append(label)
+        if outside:
+            log.warning("%s: %d click(s) outside %s dropped: %s", rec.source, len(outside), where, "; ".join(outside))
         tumour_voxels = dict(zip(reversed(kept["tumor"]), reversed(labels["tumor"])))  # first label wins
         background = list(zip(kept["background"], labels["background"]))
         kept["background"], labels["background"] = [], []
@@ -164,9 +188,8 @@ def apply_click_policy(clicks: Clicks, shape: Sequence[int] | None, source: str 
                 points = kept[kind]
                 if len(points) > budget:
                     first_over = labels[kind][budget]
-                    rec.problem(f"{kind} clicks {first_over}..{labels[kind][-1]}",
-                                f"{len(points)} {kind} clicks exceed the budget of {budget} "
-                                f"(first one over it: {first_over} {list(points[budget])})",
-                                kept=f"the first {budget} are kept")
+                    rec.problem(f"{first_over}..{labels[kind][-1]}", f"{len(points)} {kind} clicks exceed the budget "
+                                f"of {budget} (first one over it: {first_over} {list(points[budget])})",
+                                kept=f"the first {budget} are kept", bare=True)
                     del points[budget:], labels[kind][budget:]
     return Clicks(kept["tumor"], kept["background"], labels)

@@ -89,35 +89,45 @@ def save_volume(path: str | Path, array: np.ndarray, affine: np.ndarray, dtype=N
     return path
 
 
+def pet_value_counts(pet: Volume) -> tuple[int, int]:
+    """(NaN/infinite, negative) voxel counts of a PET; InputError naming the file when no voxel
+    would hold a positive finite SUV (all zero, all NaN, all negative)."""
+    arr = pet.array
+    n_bad = int(np.count_nonzero(~np.isfinite(arr)))
+    n_neg = int(np.count_nonzero(arr < 0))
+    if not np.any(np.isfinite(arr) & (arr > 0)):
+        repaired = f" ({n_bad} NaN/infinite and {n_neg} negative voxel(s) would be set to 0)" if n_bad or n_neg else ""
+        raise InputError(pet.path, f"PET holds no uptake: none of its {arr.size} voxels has a positive SUV{repaired}")
+    return n_bad, n_neg
+
+
+def ct_value_count(ct: Volume) -> int:
+    """NaN/infinite voxel count of a CT; InputError naming the file when no voxel is finite."""
+    n_bad = int(np.count_nonzero(~np.isfinite(ct.array)))
+    if n_bad and n_bad == ct.array.size:
+        raise InputError(ct.path, f"CT holds no finite value: all {n_bad} voxels are NaN or infinite")
+    return n_bad
+
+
 def checked_pet(pet: Volume) -> Volume:
     """PET with NaN, infinite and negative SUV set to 0 (a warning counts them); InputError naming
     the file when no voxel holds a positive finite SUV."""
+    n_bad, n_neg = pet_value_counts(pet)
+    if not (n_bad or n_neg):
+        return pet
+    log.warning("%s: %d NaN/infinite and %d negative SUV voxel(s) set to 0", pet.path, n_bad, n_neg)
     arr = pet.array
-    bad = ~np.isfinite(arr)
-    neg = arr < 0
-    n_bad, n_neg = int(np.count_nonzero(bad)), int(np.count_nonzero(neg))
-    if n_bad or n_neg:
-        arr = np.where(bad | neg, np.float32(0), arr).astype(np.float32)
-    if not np.any(arr > 0):
-        repaired = f" after setting {n_bad} NaN/infinite and {n_neg} negative voxel(s) to 0" if n_bad or n_neg else ""
-        raise InputError(pet.path, f"PET holds no uptake: no voxel has a positive SUV{repaired} "
-                                   f"({arr.size} voxels)")
-    if n_bad or n_neg:
-        log.warning("%s: %d NaN/infinite and %d negative SUV voxel(s) set to 0", pet.path, n_bad, n_neg)
-    return Volume(arr, pet.affine, pet.path)
+    return Volume(np.where(~np.isfinite(arr) | (arr < 0), np.float32(0), arr).astype(np.float32), pet.affine, pet.path)
 
 
 def checked_ct(ct: Volume) -> Volume:
     """CT with NaN and infinite HU set to -1000 (air; a warning counts them); InputError naming the
     file when no voxel is finite."""
-    bad = ~np.isfinite(ct.array)
-    n_bad = int(np.count_nonzero(bad))
+    n_bad = ct_value_count(ct)
     if not n_bad:
         return ct
-    if n_bad == ct.array.size:
-        raise InputError(ct.path, f"CT holds no finite value: all {n_bad} voxels are NaN or infinite")
     log.warning("%s: %d NaN/infinite CT voxel(s) set to %g HU (air)", ct.path, n_bad, AIR_HU)
-    return Volume(np.where(bad, np.float32(AIR_HU), ct.array).astype(np.float32), ct.affine, ct.path)
+    return Volume(np.where(np.isfinite(ct.array), ct.array, np.float32(AIR_HU)).astype(np.float32), ct.affine, ct.path)
 
 
 def check_same_grid(reference: Volume, other: Volume, what: str = "image") -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import time
 from pathlib import Path
@@ -31,8 +32,8 @@ LOCK_TIMEOUT_S = 600.0
 
 
 def new_run_id() -> str:
-    """A run id unique across processes and machines: UTC time, host and process id."""
-    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{socket.gethostname()}-{os.getpid()}"
+    """A run id unique across runs, processes and machines: UTC time, host, process id, random token."""
+    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 def _lock(path: Path) -> FileLock:

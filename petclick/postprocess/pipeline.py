@@ -103,7 +103,7 @@ def _merge(base: dict, override: dict, where: str = "") -> dict:
             raise InputError(None, f"unknown post-processing setting {where}{key!r}; known: {sorted(base)}")
         if isinstance(base[key], dict) and isinstance(value, dict):
             out[key] = _merge(base[key], value, f"{where}{key}.")
-        elif isinstance(base[key], dict) and key in RULES and isinstance(value, bool):
+        elif isinstance(base[key], dict) and key in RULE_REGISTRY and isinstance(value, bool):
             out[key]["enabled"] = value          # {"merge": true} is short for {"merge": {"enabled": true}}
         else:
             out[key] = value
