@@ -51,6 +51,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from petclick.config.packaged import BUNDLES  # noqa: E402
 from petclick.config.presets import get_preset  # noqa: E402
 from petclick.core.yamlio import deep_merge, read_yaml  # noqa: E402
 
@@ -61,7 +62,8 @@ class Variant:
     the network called as is, PyTorch's own Conv3d), window ("cover": petclick's cover_roi,
     "preset": the preset ROI, or a 3-list), overlap, sw_batch_size, backend (torch | onnxruntime),
     amp (None | float16 | bfloat16), channels_last, cudnn_benchmark, compile (torch.compile mode),
-    buffer_steps, threads, fast_conv (petclick's oneDNN Conv3d on CPU, default on)."""
+    buffer_steps, threads, fast_conv (petclick's oneDNN Conv3d on CPU, default on),
+    volume_channels_last (the whole input volume in channels_last_3d, as bench_networks.py does)."""
 
     name: str
     s: dict[str, Any]
@@ -106,11 +108,23 @@ VARIANTS: list[Variant] = [
     _v("compile-max-autotune", ("cuda",), compile="max-autotune"),
     _v("cuda-graphs", ("cuda",), compile="reduce-overhead", note="torch.compile reduce-overhead"),
     # --- the bf16 + channels_last_3d regression, taken apart
-    _v("bf16-cl", ("cuda",), amp="bfloat16", channels_last=True, note="petclick's slow run (4.39 s)"),
+    _v("bf16-cl", ("cuda",), amp="bfloat16", channels_last=True, note="petclick inferer, no cudnn.benchmark"),
     _v("bf16-cl-benchmark", ("cuda",), amp="bfloat16", channels_last=True, cudnn_benchmark=True),
     _v("bf16-cl-sw2-benchmark", ("cuda",), amp="bfloat16", channels_last=True, sw_batch_size=2,
        cudnn_benchmark=True, note="DESIGN.md's 0.745 s settings (bench_networks sets benchmark)"),
     _v("fp16-cl-benchmark", ("cuda",), channels_last=True, cudnn_benchmark=True),
+    # the README's two bench_networks.py rows, replayed: MONAI's adaptive inferer called with the
+    # model, cudnn.benchmark on, cover_roi window; the slow one with model and volume channels_last
+    _v("bench-networks-fp16", ("cuda",), stock=True, window="cover", cudnn_benchmark=True,
+       note="README 1.34 s row"),
+    _v("bench-networks-bf16-cl-sw2", ("cuda",), stock=True, window="cover", amp="bfloat16", channels_last=True,
+       volume_channels_last=True, sw_batch_size=2, cudnn_benchmark=True, note="README 4.39 s row"),
+    _v("bench-networks-bf16-cl-sw2-nc-volume", ("cuda",), stock=True, window="cover", amp="bfloat16",
+       channels_last=True, sw_batch_size=2, cudnn_benchmark=True, note="same, volume left NCDHW"),
+    _v("bench-networks-fp16-cl-sw2", ("cuda",), stock=True, window="cover", channels_last=True,
+       volume_channels_last=True, sw_batch_size=2, cudnn_benchmark=True, note="same in fp16"),
+    _v("bench-networks-bf16-sw2", ("cuda",), stock=True, window="cover", amp="bfloat16", sw_batch_size=2,
+       cudnn_benchmark=True, note="same without channels_last"),
     # --- GPU combinations
     _v("fp16-benchmark-sw2", ("cuda",), cudnn_benchmark=True, sw_batch_size=2),
     _v("fp16-cl-benchmark-sw2-compile", ("cuda",), channels_last=True, cudnn_benchmark=True, sw_batch_size=2,
@@ -130,7 +144,7 @@ VARIANTS: list[Variant] = [
 
 def bundle_settings(network: str, preset: str) -> dict[str, Any]:
     """petclick's preset merged with the bundle template's sections and presets[preset]."""
-    tmpl = read_yaml(ROOT / "bundles" / network / "configs" / "hyper_parameters.yaml")
+    tmpl = read_yaml(BUNDLES / network / "configs" / "hyper_parameters.yaml")
     per_preset = (tmpl.get("presets") or {}).get(preset, {})
     body = {k: v for k, v in tmpl.items() if k != "presets"}
     return deep_merge(deep_merge(get_preset(preset), body), per_preset)
@@ -280,14 +294,19 @@ def build_runner(v: Variant, base: torch.nn.Module, x: torch.Tensor, cfg: dict, 
             return contextlib.nullcontext()
         return torch.autocast(device.type, dtype=getattr(torch, amp))
 
+    if s.get("volume_channels_last"):
+        xd = xd.contiguous(memory_format=torch.channels_last_3d)
     if s.get("stock"):
         inferer = SlidingWindowInfererAdapt(roi_size=list(roi), sw_batch_size=sw, overlap=overlap, mode="gaussian")
+        if s.get("channels_last"):
+            model = model.to(memory_format=torch.channels_last_3d)
 
         def net(w):
             out = model(w)
             return out[0] if isinstance(out, (list, tuple)) else out
 
         def fn():
+            torch.backends.cudnn.benchmark = bool(s.get("cudnn_benchmark"))
             with torch.no_grad(), autocast(), pytorch_conv3d():
                 out = inferer(inputs=xd, network=net)
             return torch.as_tensor(out).float()
@@ -445,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", nargs="*", default=None, help="names to run (default: all for the device)")
     p.add_argument("--skip", nargs="*", default=[], help="names to leave out")
     p.add_argument("--list", action="store_true", help="list the variants and exit")
+    p.add_argument("--all-devices", action="store_true",
+                   help="also the other device's variants (a CPU smoke test of the GPU code paths)")
     p.add_argument("--diagnose", action="store_true", help="the bf16 + channels_last_3d measurements")
     p.add_argument("--json", default=None, help="also write the rows here")
     args = p.parse_args(argv)
@@ -452,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         print("--device cuda: CUDA is not available here", file=sys.stderr)
         return 2
-    chosen = [v for v in VARIANTS if device.type in v.devices and (args.variants is None or v.name in args.variants)
+    chosen = [v for v in VARIANTS if (device.type in v.devices or args.all_devices) and (args.variants is None or v.name in args.variants)
               and v.name not in args.skip]
     if args.list:
         for v in VARIANTS:
@@ -476,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'' if device.type == 'cuda' else 'CPUs'}), torch {torch.__version__}, threads {DEFAULT_THREADS}, "
           f"volume {info}, load average {load0[0]:.1f}")
 
+    x = x.to(device)  # one copy of the volume on the device, shared by every variant
     ref_v = Variant("reference-fp32", {"backend": "torch", "amp": None})
     ref_r = build_runner(ref_v, base, x, cfg, spec, device)
     first_pass(ref_r, device)
