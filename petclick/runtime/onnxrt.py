@@ -99,10 +99,12 @@ class OrtWindowNet(torch.nn.Module):
     def _open(self, example: torch.Tensor) -> None:
         import onnxruntime as ort
 
-        key = self.arch if self.arch is not None else ("model", id(self))
-        if key not in _EXPORTS:
-            _EXPORTS[key] = export_onnx(self.torch_net.net, example)
-        data, names = _EXPORTS[key]
+        if self.arch is None:                 # this model only: nothing kept beyond the session
+            data, names = export_onnx(self.torch_net.net, example)
+        else:
+            if self.arch not in _EXPORTS:
+                _EXPORTS[self.arch] = export_onnx(self.torch_net.net, example)
+            data, names = _EXPORTS[self.arch]
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1

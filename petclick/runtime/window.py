@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import weakref
 from typing import Any, Hashable, Mapping, Sequence
 
 import torch
@@ -98,32 +97,25 @@ class TorchWindowNet(torch.nn.Module):
         return out[0] if isinstance(out, (list, tuple)) else out
 
 
-_PREPARED: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
-
-
 def prepare_network(model: torch.nn.Module, infer: Mapping[str, Any], device: torch.device | str,
                     arch: Hashable | None = None) -> torch.nn.Module:
     """`model` (eval mode, on `device`) as the window network the `infer` settings ask for (module
-    docstring); the same object for the same model and settings. `arch` (e.g. the checkpoint's
-    network name, kwargs and channels) lets checkpoints of one architecture share an ONNX export."""
+    docstring). Build it once per loaded model and keep it (petclick.inference's ModelCache does):
+    the ONNX Runtime session and compiled code live in it. `arch` (e.g. the checkpoint's network
+    name, kwargs and channels) lets checkpoints of one architecture share one ONNX export."""
     device = torch.device(device)
     s = infer_config(infer)
     compile_mode = str(s.get("compile") or "none")
     if compile_mode not in COMPILE_MODES:
         raise ValueError(f"infer.compile must be one of {COMPILE_MODES}, got {compile_mode!r}")
     backend = resolve_backend(str(s.get("backend") or "auto"), device)
-    key = (backend, bool(s.get("channels_last")), compile_mode, torch.get_num_threads())
-    cached = _PREPARED.setdefault(model, {})
-    if key not in cached:
-        if device.type == "cuda" and s.get("cudnn_benchmark"):
-            torch.backends.cudnn.benchmark = True
-        if backend == "onnxruntime":
-            from petclick.runtime.onnxrt import OrtWindowNet
+    if device.type == "cuda" and s.get("cudnn_benchmark"):
+        torch.backends.cudnn.benchmark = True
+    if backend == "onnxruntime":
+        from petclick.runtime.onnxrt import OrtWindowNet
 
-            cached[key] = OrtWindowNet(model, arch)
-        else:
-            cached[key] = TorchWindowNet(model, bool(s.get("channels_last")), compile_mode)
-    return cached[key]
+        return OrtWindowNet(model, arch)
+    return TorchWindowNet(model, bool(s.get("channels_last")), compile_mode)
 
 
 @torch.no_grad()
