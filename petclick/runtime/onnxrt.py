@@ -1,9 +1,10 @@
 """ONNX Runtime for CPU sliding-window passes (the `onnxruntime` inference backend).
 
-Why: on this project's 2-core AVX-512 CPU, ONNX Runtime runs a SegResNetDS window 2-4 times
-faster than PyTorch eager at the same float32 result (max |d logit| about 1e-5; figures:
-benchmarks/bench_pass.py). PyTorch's oneDNN convolutions are fast (petclick/runtime/cpu.py), but
-its InstanceNorm, ReLU, residual add and ConvTranspose3d run as separate, slower passes.
+Why: on this project's shared 2-core AVX-512 CPU a SegResNetDS pass runs 2.1-3.5x faster on ONNX
+Runtime than on PyTorch at the same float32 result (max |dp| <= 3e-4; README "Fast passes",
+benchmarks/bench_pass.py). Most of it is threads: PyTorch's OpenMP threads wait in barriers when
+the cores are oversubscribed, ONNX Runtime's (no spin-waiting) do not; single-threaded the gain
+is 1.1-1.3x.
 
 - The network is exported once per architecture (PyTorch's TorchScript ONNX exporter, batch and
   spatial axes dynamic) and every checkpoint of that architecture runs that graph with its own

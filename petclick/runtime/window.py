@@ -5,8 +5,8 @@ tensor, AMP on CUDA, float32 out): MONAI's inferer here and petclick's increment
 call it, so a faster window call speeds up both. `prepare_network` makes that call fast: it turns
 a loaded network into what the `infer` settings ask for (see DEFAULT_INFER):
 
-- backend `auto`: ONNX Runtime on CPU (petclick/runtime/onnxrt.py: 2-4x faster at float32 on
-  this project's CPU), PyTorch on GPU; `torch` / `onnxruntime` force one;
+- backend `auto`: ONNX Runtime on CPU (petclick/runtime/onnxrt.py: 2.1-3.5x faster at float32 on
+  this project's shared CPU), PyTorch on GPU; `torch` / `onnxruntime` force one;
 - PyTorch options: `channels_last` (channels_last_3d memory format), `compile` (torch.compile
   with inductor; `reduce-overhead` adds CUDA graphs), `cudnn_benchmark` (cuDNN autotuning);
 - `buffer_steps`: MONAI's buffered blending (output buffers along the last axis, GPU memory).
