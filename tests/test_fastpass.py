@@ -169,3 +169,17 @@ def test_predictor_default_cpu_path_equals_the_pytorch_path(tmp_path, monkeypatc
     inside = probs["torch"] > 0          # the PET grid outside the body crop is 0 in both
     assert_same_masks(probs["auto"][inside], probs["torch"][inside])
     assert np.isfinite(probs["auto"].numpy()).all()
+
+
+def test_a_network_onnxruntime_cannot_run_stays_on_pytorch(monkeypatch, caplog):
+    net = network(6)
+    fast = prepare_network(net, {"backend": "onnxruntime"}, "cpu", arch=None)
+
+    def unsupported(self, example):
+        raise RuntimeError("Exporting the operator 'aten::foo' to ONNX is not supported")
+
+    monkeypatch.setattr(onnxrt.OrtWindowNet, "_open", unsupported)
+    x = torch.rand(1, 4, 16, 16, 24)
+    with caplog.at_level(logging.WARNING, logger="petclick.runtime.onnxrt"):
+        y = fast(x)
+    assert fast.fallback and "aten::foo" in caplog.text and torch.equal(y, full(net, x))
