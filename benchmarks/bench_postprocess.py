@@ -33,7 +33,8 @@ from petclick.io.images import load_case
 from petclick.metrics.aggregate import auc_trapezoid
 from petclick.metrics.lesion import LesionScorer
 from petclick.postprocess import RULES, make_config, postprocess, resolve_tracer
-from petclick.workflows.predict import load_predictor, read_clicks_lenient
+from petclick.inference.predictors import get_predictor
+from petclick.workflows.predict import read_prediction_clicks
 from petclick.workflows.predict.cases import tracer_from_id
 
 STEPS = tuple(range(11))
@@ -142,14 +143,14 @@ def main(argv=None) -> int:
         ap.error("--models and --datalist are needed (or --timing-shape)")
 
     entries = cases_of(args.datalist, args.split, args.fold, args.dataroot, args.limit)
-    predictor = load_predictor(args.models, device=args.device)
+    predictor = get_predictor(args.models, device=args.device)
     configs = variants(args.sweep)
     per_case: dict[str, list[dict]] = {v: [] for v in configs}
     pp_seconds = {v: 0.0 for v in configs}
     n_calls, predict_s = 0, 0.0
     for n, e in enumerate(entries):
         case = load_case(e["image"], e["pet"], e["label"])
-        clicks = read_clicks_lenient(e.get("clicks"), case.shape)
+        clicks = read_prediction_clicks(e.get("clicks"), case.shape)
         tracer = e.get("tracer") or tracer_from_id(e["case"])
         tracer = resolve_tracer(tracer, case)
         probs, secs = probabilities(predictor, case, clicks, args.cache, e["case"])

@@ -124,13 +124,13 @@ def test_gc_pairs_several_images_by_name_and_survives_bad_clicks(tmp_path, phant
 
 
 def test_gc_fractional_click_coordinates_are_rounded(tmp_path, caplog):
-    from petclick.workflows.predict.inputs import read_clicks_lenient
+    from petclick.workflows.predict.inputs import read_prediction_clicks
     path = tmp_path / "lesion-clicks.json"
     path.write_text(json.dumps({"points": [{"point": [3.4, 4.0, 5.6], "name": "tumor"}]}))
-    assert read_clicks_lenient(path, (32, 28, 40), round_coordinates=True).tumor == [(3, 4, 6)]
+    assert read_prediction_clicks(path, (32, 28, 40), round_coordinates=True).tumor == [(3, 4, 6)]
     assert "rounded" in caplog.text
     with pytest.raises(InputError, match="non-integer coordinate"):
-        read_clicks_lenient(path, (32, 28, 40))
+        read_prediction_clicks(path, (32, 28, 40))
 
 
 def test_gc_missing_inputs(tmp_path, phantom, capsys):
@@ -155,12 +155,12 @@ def test_gc_models_default_from_environment(monkeypatch, tmp_path):
 
 
 def test_gc_click_json_points_are_pet_indices(tmp_path, phantom):
-    """A gc points file with a click outside the volume: dropped with a warning, the others used."""
-    from petclick.workflows.predict.inputs import read_clicks_lenient
+    """A gc points file with a click outside the volume: dropped with a warning under drop-outside, the others used."""
+    from petclick.workflows.predict.inputs import read_prediction_clicks
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"version": {"major": 1, "minor": 0}, "type": "Multiple points", "points": [
         {"point": [3, 4, 5], "name": "tumor"}, {"point": [3, 4, 400], "name": "background"}]}))
-    clicks = read_clicks_lenient(path, phantom.pet.shape)
+    clicks = read_prediction_clicks(path, phantom.pet.shape, "drop-outside")
     assert clicks.tumor == [(3, 4, 5)] and clicks.background == []
 
 

@@ -14,7 +14,7 @@ from petclick.core.errors import InputError
 from petclick.io.clickfile import Clicks, write_clicks
 from petclick.io.images import Volume, save_volume
 from petclick.phantoms import generate_case
-from petclick.workflows.predict import PredictSettings, Runner, plan_budget, read_clicks_lenient, single_case, tta_passes
+from petclick.workflows.predict import PredictSettings, Runner, plan_budget, read_prediction_clicks, single_case, tta_passes
 from petclick.workflows.predict.inputs import load_prediction_case, resample_to
 
 
@@ -164,7 +164,9 @@ def test_ct_on_other_grid_is_resampled_onto_pet(tmp_path, phantom, caplog):
 def test_clicks_outside_dropped_with_names_and_empty_file(tmp_path, caplog):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"tumor": [[1, 2, 3], [40, 2, 3], [-1, 0, 0]], "background": [[5, 5, 99]]}))
-    clicks = read_clicks_lenient(path, (32, 28, 40))
+    with pytest.raises(InputError, match=r"c.json: click tumor\[1\] \[40, 2, 3\] lies outside the volume"):
+        read_prediction_clicks(path, (32, 28, 40))
+    clicks = read_prediction_clicks(path, (32, 28, 40), "drop-outside")
     assert clicks.tumor == [(1, 2, 3)] and clicks.background == []
     assert "3 click(s) outside" in caplog.text
     assert "tumor[1] [40, 2, 3]" in caplog.text and "tumor[2] [-1, 0, 0]" in caplog.text
@@ -172,12 +174,12 @@ def test_clicks_outside_dropped_with_names_and_empty_file(tmp_path, caplog):
     for text in ("", "  \n", "{}", '{"tumor": [], "background": []}',
                  '{"version": {"major": 1, "minor": 0}, "type": "Multiple points", "points": []}'):
         path.write_text(text)
-        assert len(read_clicks_lenient(path, (32, 28, 40))) == 0
+        assert len(read_prediction_clicks(path, (32, 28, 40))) == 0
     path.write_text("{bad json")
     with pytest.raises(InputError, match="c.json: malformed JSON"):
-        read_clicks_lenient(path, (32, 28, 40))
+        read_prediction_clicks(path, (32, 28, 40))
     with pytest.raises(InputError, match="click file not found"):
-        read_clicks_lenient(tmp_path / "none.json", (32, 28, 40))
+        read_prediction_clicks(tmp_path / "none.json", (32, 28, 40))
 
 
 def test_missing_inputs_are_clear_errors(tmp_path, phantom, capsys):

@@ -51,7 +51,9 @@ AUTOPET: dict[str, Any] = {
         "seed": 0,
         "grad_clip": 12.0,
     },
-    "infer": {"roi": None, "overlap": 0.625, "sw_batch_size": 1, "mode": "gaussian", "amp": True},
+    "infer": {"roi": None, "overlap": 0.625, "sw_batch_size": 1, "mode": "gaussian", "amp": True,
+              "incremental": "exact",        # re-inference after clicks: naive | exact | local (petclick.inference.engine)
+              "tile_cache_mb": 2048},        # memory limit of the exact mode's tile cache (past it: recompute)
 }
 
 DEMO: dict[str, Any] = copy.deepcopy(AUTOPET)

@@ -46,7 +46,7 @@ class Clicks:
         return len(self.tumor) + len(self.background)
 
 
-def _as_point(raw, source, where: str) -> Point:
+def _as_point(raw, source, where: str, allow_negative: bool = False) -> Point:
     if not isinstance(raw, (list, tuple)) or len(raw) != 3:
         raise InputError(source, f"{where}: a click must be a list of 3 voxel indices, got {raw!r}")
     out = []
@@ -55,14 +55,15 @@ def _as_point(raw, source, where: str) -> Point:
             raise InputError(source, f"{where}: click {raw!r} has a non-numeric coordinate")
         if isinstance(v, float) and not v.is_integer():
             raise InputError(source, f"{where}: click {raw!r} has a non-integer coordinate")
-        if v < 0:
+        if v < 0 and not allow_negative:
             raise InputError(source, f"{where}: click {raw!r} has a negative coordinate")
         out.append(int(v))
     return tuple(out)  # type: ignore[return-value]
 
 
-def clicks_from_json(data, source: str | Path | None = None) -> Clicks:
-    """Parse either JSON format (already decoded) into Clicks; a wrong schema raises InputError."""
+def clicks_from_json(data, source: str | Path | None = None, allow_negative: bool = False) -> Clicks:
+    """Parse either JSON format (already decoded) into Clicks; a wrong schema raises InputError.
+    `allow_negative`: negative indices parse (a click policy then treats them as outside the volume)."""
     if not isinstance(data, dict):
         raise InputError(source, "click file must hold a JSON object")
     if "points" in data:
@@ -76,7 +77,7 @@ def clicks_from_json(data, source: str | Path | None = None) -> Clicks:
             name = item["name"]
             if name not in KINDS:
                 raise InputError(source, f"points[{n}] has name {name!r}; expected 'tumor' or 'background'")
-            getattr(clicks, name).append(_as_point(item["point"], source, f"points[{n}]"))
+            getattr(clicks, name).append(_as_point(item["point"], source, f"points[{n}]", allow_negative))
         return clicks
     unknown = set(data) - set(KINDS)
     if unknown or not set(data) & set(KINDS):
@@ -91,7 +92,7 @@ def clicks_from_json(data, source: str | Path | None = None) -> Clicks:
         if not isinstance(items, list):
             raise InputError(source, f"'{kind}' must be a list of [i, j, k] clicks")
         for n, raw in enumerate(items):
-            getattr(clicks, kind).append(_as_point(raw, source, f"{kind}[{n}]"))
+            getattr(clicks, kind).append(_as_point(raw, source, f"{kind}[{n}]", allow_negative))
     return clicks
 
 
@@ -111,8 +112,11 @@ def validate_clicks(clicks: Clicks, shape: Sequence[int] | None = None, budget: 
     return clicks
 
 
-def read_clicks(path: str | Path, shape: Sequence[int] | None = None, budget: int | None = None) -> Clicks:
-    """Read a click file of either format and validate it against `shape` and `budget`."""
+def read_clicks(path: str | Path, shape: Sequence[int] | None = None, budget: int | None = None,
+                policy=None) -> Clicks:
+    """Read a click file of either format and validate it against `shape` and `budget`; with a
+    `policy` (petclick.io.clickpolicy: strict, drop-outside, lenient) and a shape, clicks outside
+    the volume and over the budget are treated as that policy says."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "click file not found")
@@ -120,7 +124,11 @@ def read_clicks(path: str | Path, shape: Sequence[int] | None = None, budget: in
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(path, f"malformed JSON ({exc})") from exc
-    return validate_clicks(clicks_from_json(data, path), shape, budget, path)
+    if policy is None or shape is None:
+        return validate_clicks(clicks_from_json(data, path), shape, budget, path)
+    from petclick.io.clickpolicy import apply_click_policy
+
+    return apply_click_policy(clicks_from_json(data, path, allow_negative=True), shape, path, policy, budget)
 
 
 def write_clicks(path: str | Path, clicks: Clicks, format: str = "plain") -> Path:

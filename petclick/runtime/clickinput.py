@@ -4,6 +4,7 @@ dropped by petclick.clicks), then petclick.clicks' encoding appends the click ch
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Mapping
 
 import numpy as np
@@ -43,6 +44,20 @@ class ClickEncoder:
 
         self.encoding = dict(DEFAULT_ENCODING if encoding is None else encoding)
         self.transform = encoderd_from_config(self.encoding, image_key="image", clicks_key="clicks")
+
+    def changed_boxes(self, prepared: PreparedCase, before: Clicks, after: Clicks) -> list:
+        """Voxel boxes (lo, hi) of the network input outside which the input for `after` equals the
+        input for `before`: the encoding supports of the clicks added or removed (as a multiset:
+        a repeated click changes nothing until its last copy goes)."""
+        old, new = clicks_in_network_space(prepared, before), clicks_in_network_space(prepared, after)
+        shape = tuple(int(s) for s in prepared.image.shape[1:])
+        boxes = []
+        for kind in ("tumor", "background"):
+            a = Counter(map(tuple, old[kind].tolist()))
+            b = Counter(map(tuple, new[kind].tolist()))
+            changed = list(((a - b) + (b - a)).keys())
+            boxes += self.transform.encoder.support_boxes(changed, shape, prepared.image)
+        return boxes
 
     def __call__(self, prepared: PreparedCase, clicks: Clicks, device: str | torch.device = "cpu") -> torch.Tensor:
         image = prepared.image.to(device)

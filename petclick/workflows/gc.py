@@ -10,7 +10,8 @@ The container layout (autoPET IV, task 1):
 Grand challenge gives each uploaded image its own uuid, so the CT and PET names usually differ:
 with one CT and one PET they are paired whatever their names; with several, by equal names. The
 output takes the CT's uuid, as the organisers' baseline container does. A missing, empty or
-malformed click file means step 0 (logged): a challenge job must never fail over its clicks.
+malformed click file means step 0 (logged); clicks outside the volume follow the click policy of
+every command (petclick.io.clickpolicy: an error by default, `--drop-outside` drops them).
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from petclick.core.errors import InputError
 from petclick.io.clickfile import Clicks
@@ -89,26 +88,30 @@ def default_models() -> str:
 def run_gc(input_dir: str | Path, output_dir: str | Path, runner) -> list[Path]:
     """Predict every grand-challenge job under `input_dir` into `output_dir`; returns the written masks.
 
-    `runner` is a petclick.workflows.predict.Runner (ensemble, time budget, post-processing config). The
-    click file holds this job's clicks (all of them are used); its absence means step 0.
+    `runner` is a petclick.workflows.predict.Runner (ensemble, time budget, post-processing, click
+    policy). The click file holds this job's clicks (all of them are used); its absence or a
+    malformed file means step 0 (logged). Clicks outside the volume and over the budget go through
+    the runner's click policy like every command's (strict: an error naming the file and the click).
+    Each job is one step of an interactive session.
     """
-    from petclick.postprocess import postprocess, resolve_tracer
-    from petclick.workflows.predict.inputs import load_prediction_case, read_clicks_lenient
+    from petclick.inference.steps import official_clicks, run_steps
+    from petclick.io.clickpolicy import apply_click_policy
+    from petclick.postprocess import resolve_tracer
+    from petclick.workflows.predict.inputs import load_prediction_case, read_prediction_clicks
 
     written = []
     for job in discover_gc_inputs(input_dir):
         case = load_prediction_case(job.ct, job.pet)
         try:
-            clicks = read_clicks_lenient(job.clicks, case.shape, round_coordinates=True)
+            clicks = read_prediction_clicks(job.clicks, case.shape, policy=None, round_coordinates=True)
         except InputError as exc:
             log.error("%s: predicting without clicks (step 0)", exc)
             clicks = Clicks()
+        clicks = apply_click_policy(clicks, case.shape, job.clicks or CLICKS_FILE, runner.settings.click_policy)
         log.info("%s: %d tumour and %d background click(s)", job.uuid, len(clicks.tumor), len(clicks.background))
-        prob = runner.probability(case, clicks)
-        if prob.shape != case.shape:
-            raise InputError(job.pet, f"prediction shape {prob.shape} differs from the PET grid {case.shape}")
-        mask = postprocess(prob, case, clicks, resolve_tracer(None, case), runner.settings.postprocess)
+        session = runner.case_session(case, clicks, [None], resolve_tracer(None, case), job.clicks)
+        (_, pred), = run_steps(session, [None], official_clicks(clicks))
         out = Path(output_dir) / OUTPUT_DIR / f"{job.uuid}.mha"
-        written.append(save_mha(out, mask.astype(np.uint8), reference=read_sitk(job.pet)))
-        log.info("wrote %s (%d lesion voxel(s))", out, int(mask.sum()))
+        written.append(save_mha(out, pred.mask, reference=read_sitk(job.pet)))
+        log.info("wrote %s (%d lesion voxel(s))", out, int(pred.mask.sum()))
     return written

@@ -1,9 +1,8 @@
 """Reading one prediction case robustly: the bad inputs a user or a challenge can send.
 
-- CT and PET on different grids: the CT is resampled onto the PET grid (trilinear, air outside),
-  with a warning: the network's channels must share the PET's voxels.
-- NaN, infinite or negative SUV: set to 0, with a warning that counts them.
-- Clicks outside the volume (or with negative indices): dropped, with a warning naming each.
+- Images: petclick.io.casefiles (CT resampled onto the PET grid, NaN/negative SUV set to 0).
+- Clicks outside the volume (or with negative indices): petclick.io.clickpolicy decides (an error
+  naming the file and the click by default; `drop-outside`: dropped with a warning naming each).
 - An empty click file (no bytes, `{}`, no points): no clicks, i.e. step 0.
 - Missing CT, PET or click file: InputError naming the file.
 NIfTI (.nii/.nii.gz) and SimpleITK formats (.mha, .mhd, .nrrd) are read, both into petclick's
@@ -16,97 +15,14 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
-from scipy import ndimage
-
 from petclick.core.errors import InputError
 from petclick.io.clickfile import KINDS, Clicks, clicks_from_json
-from petclick.io.images import AFFINE_ATOL_MM, CaseVolumes, Volume, load_volume
+from petclick.io.clickpolicy import ClickPolicy, apply_click_policy
+from petclick.io.casefiles import clean_suv, load_prediction_case, read_image, resample_to, same_grid
+
+__all__ = ["clean_suv", "load_prediction_case", "read_image", "read_prediction_clicks", "resample_to", "same_grid"]
 
 log = logging.getLogger(__name__)
-
-AIR_HU = -1000.0
-
-
-def read_image(path: str | Path) -> Volume:
-    """A 3D image as a Volume; NIfTI through nibabel, anything else through SimpleITK."""
-    path = Path(path)
-    if path.name.lower().endswith((".nii", ".nii.gz")):
-        return load_volume(path)
-    from petclick.io.sitk import load_mha
-    return load_mha(path)
-
-
-def same_grid(a: Volume, b: Volume) -> bool:
-    return a.array.shape == b.array.shape and np.allclose(a.affine, b.affine, atol=AFFINE_ATOL_MM)
-
-
-def resample_to(volume: Volume, reference: Volume, fill: float = AIR_HU, order: int = 1) -> Volume:
-    """`volume` resampled onto the reference's voxel grid through both affines (world positions kept)."""
-    matrix = np.linalg.inv(volume.affine) @ reference.affine      # reference voxel -> volume voxel
-    matrix = np.round(matrix, 6)   # float noise would push edge voxels a hair outside the CT (-> air)
-    out = ndimage.affine_transform(volume.array.astype(np.float32), matrix, output_shape=reference.array.shape,
-                                   order=order, mode="constant", cval=fill)
-    return Volume(out.astype(np.float32), reference.affine.copy(), volume.path)
-
-
-def clean_suv(pet: Volume) -> Volume:
-    """Set NaN, infinite and negative SUV to 0 (with a warning saying how many voxels)."""
-    arr = pet.array
-    bad = ~np.isfinite(arr)
-    neg = arr < 0
-    n_bad, n_neg = int(np.count_nonzero(bad)), int(np.count_nonzero(neg))
-    if n_bad or n_neg:
-        log.warning("%s: %d NaN/infinite and %d negative SUV voxel(s) set to 0", pet.path, n_bad, n_neg)
-        arr = np.where(bad | neg, np.float32(0), arr).astype(np.float32)
-    return Volume(arr, pet.affine, pet.path)
-
-
-def load_prediction_case(ct: str | Path, pet: str | Path) -> CaseVolumes:
-    """CT and PET of one case on the PET grid, with the bad-input repairs of the module docstring."""
-    pet_vol = clean_suv(read_image(pet))
-    ct_vol = read_image(ct)
-    if not same_grid(pet_vol, ct_vol):
-        log.warning("%s: CT grid %s differs from the PET grid %s (%s): resampling the CT onto the PET grid",
-                    ct, ct_vol.array.shape, pet_vol.array.shape, Path(pet).name)
-        ct_vol = resample_to(ct_vol, pet_vol)
-    return CaseVolumes(ct_vol, pet_vol)
-
-
-def _outside(point, shape) -> bool:
-    return not (isinstance(point, (list, tuple)) and len(point) == 3
-                and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in point)
-                and all(0 <= c < s for c, s in zip(point, shape)))
-
-
-def _split_outside(data: dict, shape) -> tuple[dict, list[str]]:
-    """The decoded click JSON without the numeric points outside the volume, and a description of each."""
-    dropped: list[str] = []
-
-    def numeric3(p) -> bool:
-        return (isinstance(p, (list, tuple)) and len(p) == 3
-                and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in p))
-
-    if isinstance(data.get("points"), list):
-        kept = []
-        for n, item in enumerate(data["points"]):
-            p = item.get("point") if isinstance(item, dict) else None
-            if numeric3(p) and _outside(p, shape):
-                dropped.append(f"points[{n}] {item.get('name')} {list(p)}")
-            else:
-                kept.append(item)
-        return {**data, "points": kept}, dropped
-    out = dict(data)
-    for kind in KINDS:
-        if isinstance(data.get(kind), list):
-            kept = []
-            for n, p in enumerate(data[kind]):
-                if numeric3(p) and _outside(p, shape):
-                    dropped.append(f"{kind}[{n}] {list(p)}")
-                else:
-                    kept.append(p)
-            out[kind] = kept
-    return out, dropped
 
 
 def _round_points(data: dict, path: Path) -> dict:
@@ -130,9 +46,12 @@ def _round_points(data: dict, path: Path) -> dict:
     return data
 
 
-def read_clicks_lenient(path: str | Path | None, shape, round_coordinates: bool = False) -> Clicks:
-    """Clicks of a plain or grand-challenge file; out-of-volume clicks dropped with a warning, empty
-    file = no clicks; with `round_coordinates`, fractional indices are rounded (else an error)."""
+def read_prediction_clicks(path: str | Path | None, shape, policy: ClickPolicy | str | None = ClickPolicy.STRICT,
+                           round_coordinates: bool = False) -> Clicks:
+    """Clicks of a plain or grand-challenge file under the click `policy` (petclick.io.clickpolicy:
+    outside the volume an error by default, dropped with a warning listing each under
+    `drop-outside`); empty file = no clicks; with `round_coordinates`, fractional indices are
+    rounded (else an error). `policy` None: parsed only (negative indices kept), no policy applied."""
     if path is None:
         return Clicks()
     path = Path(path)
@@ -152,8 +71,5 @@ def read_clicks_lenient(path: str | Path | None, shape, round_coordinates: bool 
         raise InputError(path, "click file must hold a JSON object")
     if round_coordinates:
         data = _round_points(data, path)
-    data, dropped = _split_outside(data, shape)
-    if dropped:
-        log.warning("%s: %d click(s) outside the PET volume of shape %s dropped: %s", path, len(dropped),
-                    tuple(shape), "; ".join(dropped))
-    return clicks_from_json(data, path)
+    clicks = clicks_from_json(data, path, allow_negative=True)
+    return clicks if policy is None else apply_click_policy(clicks, shape, path, policy)

@@ -6,51 +6,43 @@ Outputs in `out/` on the PET grid (PET affine):
 - with `save_prob`, `<case>_prob.nii.gz` / `<case>_prob<k>.nii.gz`: the ensemble's float32
   probability before post-processing;
 - `predict.json`: the plan (checkpoints, TTA axes, measured seconds per pass), the per-algorithm
-  ensemble weights used (`algo_weights`, also inside the plan; null = plain mean), tracer per case
-  and seconds per case.
+  ensemble weights used (`algo_weights`, also inside the plan; null = plain mean), the incremental
+  mode, tracer, seconds and session counters (tiles computed and reused) per case.
+
+Each case runs on one petclick.inference.session.InteractiveSession through the one step loop
+(petclick.inference.steps.run_steps): with --all-steps a trained ensemble re-runs only the tiles a
+step's clicks change (mode `exact`, the default for several steps; `naive` for one step).
+Under torchrun each rank predicts its share of the cases (petclick/workflows/shards.py) and
+rank 0 writes the merged predict.json.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from petclick.core.errors import InputError
+from petclick.inference.session import InteractiveSession
+from petclick.inference.steps import official_clicks, run_steps
 from petclick.io.clickfile import Clicks
+from petclick.io.clickpolicy import ClickPolicy
 from petclick.io.images import CaseVolumes, save_volume
-from petclick.postprocess import make_config, postprocess, resolve_tracer
-from petclick.workflows.predict.budget import DEFAULT_AXES, Plan, measure_pass, plan_budget
+from petclick.postprocess import make_config, resolve_tracer
+from petclick.workflows.predict.budget import DEFAULT_AXES, Plan, plan_budget
 from petclick.workflows.predict.cases import CaseSpec
-from petclick.workflows.predict.inputs import load_prediction_case, read_clicks_lenient
+from petclick.workflows.predict.inputs import load_prediction_case, read_prediction_clicks
+from petclick.workflows.shards import Shards
 
 log = logging.getLogger(__name__)
 ALL_STEPS = tuple(range(11))
-
-
-def load_predictor(models: Sequence[str | Path], device: str = "cpu", algo_weights: Mapping[str, float] | None = None):
-    """A built-in predictor by name ("suv-threshold") or the streamed ensemble of every checkpoint under
-    the paths, weighted per algorithm by `algo_weights` (None: a work_dir's input.yaml `ensemble_weights`)."""
-    from petclick.inference.predictors import BUILTIN
-    models = [str(m) for m in models]
-    if len(models) == 1 and models[0] in BUILTIN:
-        if algo_weights is not None:
-            log.warning("--algo-weights ignored: %s is not an ensemble", models[0])
-        return BUILTIN[models[0]]()
-    for m in models:
-        if not Path(m).exists():
-            raise InputError(m, f"model folder or checkpoint not found (built-in predictors: {', '.join(BUILTIN)})")
-    try:
-        from petclick.inference.predictor import load_model_predictor
-    except ImportError as exc:  # the inference part is not installed in this build
-        raise InputError(models[0], f"cannot load trained models: petclick.inference is unavailable ({exc})") from exc
-    return load_model_predictor([Path(m) for m in models], device=device, algo_weights=algo_weights)
 
 
 def supports_subsets(predictor) -> bool:
@@ -60,7 +52,9 @@ def supports_subsets(predictor) -> bool:
 
 @dataclass
 class PredictSettings:
-    """What to predict and how: steps (None = every click), post-processing, budget, outputs."""
+    """What to predict and how: steps (None = every click), post-processing, budget, outputs, the
+    click policy, the incremental mode (None: exact for several steps, naive for one) and the
+    tile-cache limit (None: the checkpoints' `infer.tile_cache_mb`, else the default)."""
 
     steps: tuple[int, ...] | None = None
     postprocess: dict = field(default_factory=make_config)
@@ -69,6 +63,9 @@ class PredictSettings:
     tta_axes: tuple[int, ...] = ()
     budget_axes: tuple[int, ...] = DEFAULT_AXES
     progress: bool = True
+    click_policy: ClickPolicy | str = ClickPolicy.STRICT
+    incremental: str | None = None
+    tile_cache_mb: float | None = None
 
 
 class Runner:
@@ -89,76 +86,101 @@ class Runner:
     def _n_predictions(self) -> int:
         return 1 if self.settings.steps is None else len(self.settings.steps)
 
-    def _planned(self, case: CaseVolumes, clicks: Clicks) -> np.ndarray | None:
-        """Measure one pass of the first checkpoint and choose the plan; returns that pass's probability."""
-        ckpts = list(self.predictor.checkpoints)
-        seconds, prob = measure_pass(lambda: self.predictor.predict_with(ckpts[:1], (), case, clicks), self.clock)
+    @property
+    def mode(self) -> str | None:
+        """The incremental mode asked for (None: exact for several steps, naive for one)."""
+        s = self.settings
+        if s.incremental is not None:
+            return s.incremental
+        return "naive" if self._n_predictions() == 1 else None
+
+    def session(self, case: CaseVolumes, tracer: str | None = None, source=None, checkpoints=None,
+                tta_axes=None) -> InteractiveSession:
+        """A session on `case` with this run's settings; `checkpoints`/`tta_axes` default to the plan's
+        (time budget) or the --tta-axes."""
+        s, p = self.settings, self.predictor
+        if checkpoints is None and tta_axes is None:
+            if self.plan is not None:
+                checkpoints, tta_axes = list(p.checkpoints)[: self.plan.n_models], self.plan.tta_axes
+            elif s.tta_axes:
+                tta_axes = tuple(s.tta_axes)
+        return InteractiveSession(p, case, mode=self.mode, postprocess=s.postprocess, tracer=tracer,
+                                  click_policy=s.click_policy, tile_cache_mb=s.tile_cache_mb,
+                                  checkpoints=checkpoints, tta_axes=tta_axes, source=source)
+
+    def _planned(self, case: CaseVolumes, clicks: Clicks, tracer: str | None, source) -> InteractiveSession | None:
+        """Time one pass of the first checkpoint on the first step and choose the plan; returns that
+        session when the plan is that single checkpoint (its prediction is kept), else None."""
+        first = self.session(case, tracer, source, checkpoints=list(self.predictor.checkpoints)[:1], tta_axes=())
+        first.set_clicks(clicks)
+        t0 = self.clock()
+        first.predict()
+        seconds = self.clock() - t0
         self.seconds_per_pass = seconds
-        self.plan = plan_budget(seconds, float(self.settings.time_budget_s), len(ckpts), self._n_predictions(),
+        n = len(self.predictor.checkpoints)
+        self.plan = plan_budget(seconds, float(self.settings.time_budget_s), n, self._n_predictions(),
                                 self.settings.budget_axes)
         msg = (f"time budget {self.settings.time_budget_s:g} s per case: {seconds:.2f} s per pass -> "
-               f"{self.plan.n_models}/{len(ckpts)} checkpoint(s), mirror axes {list(self.plan.tta_axes)} "
+               f"{self.plan.n_models}/{n} checkpoint(s), mirror axes {list(self.plan.tta_axes)} "
                f"(estimated {self.plan.estimated_s:.1f} s)")
         (log.info if self.plan.fits else log.warning)(msg + ("" if self.plan.fits else ": does not fit, using the minimum"))
-        return prob if (self.plan.n_models, self.plan.tta_axes) == (1, ()) else None
+        return first if (self.plan.n_models, self.plan.tta_axes) == (1, ()) else None
 
-    def probability(self, case: CaseVolumes, clicks: Clicks) -> np.ndarray:
-        s, p = self.settings, self.predictor
-        if s.time_budget_s is not None and supports_subsets(p):
-            if self.plan is None:
-                prob = self._planned(case, clicks)
-                if prob is not None:
-                    return np.asarray(prob, np.float32)
-            return np.asarray(p.predict_with(list(p.checkpoints)[: self.plan.n_models], self.plan.tta_axes, case, clicks),
-                              np.float32)
-        if s.tta_axes:
-            return np.asarray(p.predict_with(list(p.checkpoints), tuple(s.tta_axes), case, clicks), np.float32)
-        return np.asarray(p.predict(case, clicks), np.float32)
+    def case_session(self, case: CaseVolumes, clicks: Clicks, steps: Sequence[int | None], tracer: str | None,
+                     source=None) -> InteractiveSession:
+        """The session a case runs on (planning the time budget on the first case's first step)."""
+        if self.settings.time_budget_s is not None and supports_subsets(self.predictor) and self.plan is None:
+            first = self._planned(case, official_clicks(clicks)(steps[0], None), tracer, source)
+            if first is not None:
+                return first
+        return self.session(case, tracer, source)
 
     def run_case(self, spec: CaseSpec, out: Path, bar=None) -> dict:
         """Predict every requested step of one case and write its files; returns its summary row."""
         t0 = time.perf_counter()
         case = load_prediction_case(spec.ct, spec.pet)
-        clicks = read_clicks_lenient(spec.clicks, case.shape)
+        clicks = read_prediction_clicks(spec.clicks, case.shape, self.settings.click_policy)
         tracer = resolve_tracer(spec.tracer, case)
         steps = [None] if self.settings.steps is None else list(self.settings.steps)
-        written, prev_key, prob = [], None, None
-        for step in steps:
-            current = clicks if step is None else clicks.first(step)
-            key = (tuple(current.tumor), tuple(current.background))
-            if key != prev_key:           # fewer clicks than k: the previous step's probability holds
-                prob = self.probability(case, current)
-                if prob.shape != case.shape:
-                    raise InputError(spec.pet, f"prediction shape {prob.shape} differs from the PET grid {case.shape}")
-            prev_key = key
-            mask = postprocess(prob, case, current, tracer, self.settings.postprocess)
+        session = self.case_session(case, clicks, steps, tracer, spec.clicks or spec.case_id)
+        written = []
+        for step, pred in run_steps(session, steps, official_clicks(clicks)):
             suffix = "" if step is None else f"_pred{step}"
-            written.append(str(save_volume(out / f"{spec.case_id}{suffix}.nii.gz", mask.astype(np.uint8), case.affine)))
+            written.append(str(save_volume(out / f"{spec.case_id}{suffix}.nii.gz", pred.mask, case.affine)))
             if self.settings.save_prob:
                 psuffix = "_prob" if step is None else f"_prob{step}"
-                save_volume(out / f"{spec.case_id}{psuffix}.nii.gz", prob.astype(np.float32), case.affine)
+                save_volume(out / f"{spec.case_id}{psuffix}.nii.gz", pred.prob.astype(np.float32), case.affine)
             if bar is not None:
                 bar.update(1)
         return {"case": spec.case_id, "tracer": tracer, "n_tumor_clicks": len(clicks.tumor),
                 "n_background_clicks": len(clicks.background), "steps": steps, "files": written,
-                "seconds": round(time.perf_counter() - t0, 3)}
+                "session": session.counters, "seconds": round(time.perf_counter() - t0, 3)}
 
-    def run(self, cases: Sequence[CaseSpec], out: str | Path) -> dict:
-        """Predict every case into `out`; writes and returns the predict.json summary."""
+    def run(self, cases: Sequence[CaseSpec], out: str | Path, shards: Shards | None = None) -> dict:
+        """Predict every case into `out` (under torchrun: this rank's share); writes (rank 0) and
+        returns the predict.json summary of all cases."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
+        shards = shards or Shards.from_env()
+        mine = shards.share(list(cases))
         n_steps = 1 if self.settings.steps is None else len(self.settings.steps)
         rows = []
-        with tqdm(total=len(cases) * n_steps, desc="predict", unit="step", disable=not self.settings.progress) as bar:
-            for spec in cases:
+        with tqdm(total=len(mine) * n_steps, desc="predict", unit="step",
+                  disable=not self.settings.progress or not shards.is_main) as bar:
+            for spec in mine:
                 bar.set_postfix_str(spec.case_id)
                 rows.append(self.run_case(spec, out, bar))
+        rows = shards.gather(rows, [c.case_id for c in cases], key="case")
         weights = getattr(self.predictor, "algo_weights", None)
         summary = {"predictor": getattr(self.predictor, "name", type(self.predictor).__name__),
                    "n_checkpoints": len(getattr(self.predictor, "checkpoints", []) or []),
                    "algo_weights": weights,
                    "plan": None if self.plan is None else {**asdict(self.plan), "algo_weights": weights},
-                   "seconds_per_pass": self.seconds_per_pass,
-                   "postprocess": self.settings.postprocess, "cases": rows}
-        (out / "predict.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
+                   "seconds_per_pass": self.seconds_per_pass, "incremental": self.mode or "exact",
+                   "click_policy": ClickPolicy.parse(self.settings.click_policy).value,
+                   "ranks": shards.world_size, "postprocess": self.settings.postprocess, "cases": rows}
+        if shards.is_main:
+            tmp = out / f".predict.json.tmp{os.getpid()}"
+            tmp.write_text(json.dumps(summary, indent=1, default=str) + "\n")
+            tmp.replace(out / "predict.json")
         return summary
