@@ -255,6 +255,11 @@ class InteractiveSession:
         return out
 
     @property
+    def last(self) -> Prediction | None:
+        """The latest prediction (None before the first)."""
+        return self._last
+
+    @property
     def counters(self) -> dict[str, Any]:
         """What the session has cost so far (for a server to report)."""
         out: dict[str, Any] = {"mode": self.mode, "step": self.step, "predictions": self.predictions,
