@@ -83,17 +83,17 @@ def test_every_command_refuses_clicks_outside_by_default_and_drops_them_with_the
     for name, argv in commands.items():
         assert main(argv) == 2, name
         err = capsys.readouterr().err
-        assert f"petclick {name}: error:" in err and "tumor[1] [16, 3, 3] lies outside" in err, name
+        assert f"petclick {name}: error:" in err and "[1] [16, 3, 3] lies outside" in err, name
         caplog.clear()
         drop = [a for a in argv if a not in ("--click-policy", "strict")] + ["--drop-outside"]
         with caplog.at_level(logging.WARNING):
             assert main(drop) == 0, name
-        assert "2 click(s) outside" in caplog.text and "tumor[1] [16, 3, 3]" in caplog.text, name
+        assert "2 click(s) outside" in caplog.text and "[1] [16, 3, 3]" in caplog.text, name
     # gc's own default: lenient, the same warning, exit 0
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         assert main(commands["gc"][:-2]) == 0
-    assert "tumor[1] [16, 3, 3]" in caplog.text
+    assert "[1] [16, 3, 3]" in caplog.text
     # interactive: a cohort skips a refused case with the same message (file and click) in its report,
     # and exits 2 when no case is left
     out = tmp_path / "i"

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from petclick.core.atomic import atomic_write_text
 from petclick.core.errors import InputError
-from petclick.io.clickfile import Clicks, read_clicks
-from petclick.io.clickpolicy import ClickPolicy
+from petclick.io.clickfile import Clicks, read_click_file
+from petclick.io.clickpolicy import BUDGET, ClickPolicy, apply_click_policy
 from petclick.io.sitk import read_sitk, save_mha
 
 log = logging.getLogger(__name__)
@@ -95,14 +95,16 @@ def default_models() -> str:
 
 def read_job_clicks(job: GcCase, shape, policy: ClickPolicy | str = ClickPolicy.LENIENT) -> tuple[Clicks, dict]:
     """The job's clicks under `policy` (the container's lenient one by default) and its report entry
-    (clicks used, drops, error); a file that cannot be read means step 0."""
+    (clicks used, drops, error). A file that cannot be read means step 0; what the policy refuses
+    (outside the volume, over the budget, under strict or drop-outside) is an error."""
     drops: list = []
     error = None
     try:
-        clicks = read_clicks(job.clicks, shape, policy=policy, drops=drops) if job.clicks else Clicks()
+        clicks = read_click_file(job.clicks, policy, drops) if job.clicks else Clicks()
     except InputError as exc:
         log.error("%s: predicting without clicks (step 0)", exc)
         clicks, error = Clicks(), str(exc)
+    clicks = apply_click_policy(clicks, shape, job.clicks, policy, BUDGET, drops)
     report = {"uuid": job.uuid, "clicks_file": None if job.clicks is None else str(job.clicks),
               "n_tumor_clicks": len(clicks.tumor), "n_background_clicks": len(clicks.background),
               "dropped": [d.to_dict() for d in drops], "error": error}
