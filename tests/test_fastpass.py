@@ -133,7 +133,7 @@ def test_backend_selection(monkeypatch, caplog):
 def test_infer_keys_in_the_schema():
     assert rule_for("infer.backend").check("auto") is None and rule_for("infer.backend").check("onnx")
     assert rule_for("infer.compile").check("reduce-overhead") is None and rule_for("infer.compile").check(True)
-    assert rule_for("infer.buffer_steps").check(None) is None and rule_for("infer.buffer_steps").check(0)
+    assert rule_for("infer.incremental").check("local") is None and rule_for("infer.incremental").check("fast")
     from petclick.config.presets import get_preset
 
     assert get_preset("demo")["infer"]["backend"] == "auto"

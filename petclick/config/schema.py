@@ -148,7 +148,8 @@ for _path, _rule in {
     "infer.amp_dtype": choice("float16", "bfloat16"), "infer.channels_last": FLAG,
     "infer.backend": choice("auto", "torch", "onnxruntime"),
     "infer.compile": choice("none", "default", "reduce-overhead", "max-autotune"),
-    "infer.cudnn_benchmark": FLAG, "infer.buffer_steps": number(1, integer=True, none=True),
+    "infer.cudnn_benchmark": FLAG, "infer.incremental": choice("naive", "exact", "local"),
+    "infer.tile_cache_mb": number(0, lo_open=True, none=True),
 }.items():
     register_key(_path, _rule)
 

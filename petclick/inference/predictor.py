@@ -32,12 +32,10 @@ from petclick.inference.weights import algo_of, bundle_weights, check_algo_weigh
 from petclick.core.errors import InputError
 from petclick.runtime.checkpoint import build_model, find_checkpoints, read_checkpoint
 from petclick.runtime.clickinput import ClickEncoder
-from petclick.runtime.grid import to_pet_grid
 from petclick.runtime.preprocess import PreparedCase, prepare_arrays, preprocess_config
-from petclick.runtime.window import infer_config, make_inferer, prepare_network, sliding_window_logits
+from petclick.runtime.window import infer_config, prepare_network
 from petclick.io.clickfile import Clicks
 from petclick.io.images import CaseVolumes
-from petclick.networks.roi import cover_roi
 
 log = logging.getLogger(__name__)
 #: Overrides every checkpoint's `infer.backend` (auto | torch | onnxruntime), e.g. to compare backends.
@@ -197,33 +195,11 @@ class EnsemblePredictor:
                      clicks: Clicks | None) -> np.ndarray:
         """Mean sigmoid probability of `checkpoints` (each also mirrored along every subset of
         `tta_flip_axes`) on the PET grid of `case`; with `algo_weights`, the weighted mean of their
-        algorithms' means."""
-        clicks = clicks or Clicks()
-        groups = self._groups(checkpoints)
-        flips = flip_combinations(tta_flip_axes)
-        total, weight = None, 0.0
-        for key, members in groups.items():
-            info = self.info[members[0][0]]
-            prepared = self._prepare(case, key, info["preprocess"])
-            encoder = self._encoders.setdefault(key, ClickEncoder(info["encoding"]))
-            x = encoder(prepared, clicks, self.device)[None].float()
-            acc = None
-            for path, scale in members:
-                s = self._settings(path)
-                net = self.info[path]
-                roi = cover_roi(s["roi"], x.shape[2:], net["name"], **net["network_kwargs"])
-                inferer = make_inferer(roi, s["overlap"], s["sw_batch_size"], s["mode"], self.device,
-                                       s.get("buffer_steps"))
-                model = MODELS.get(path, self.device)
-                for axes in flips:
-                    logits = sliding_window_logits(model, x, inferer, s["amp"], s.get("amp_dtype", "float16"), axes)
-                    prob = torch.sigmoid(logits[0, :1])
-                    acc = prob.mul_(scale) if acc is None else acc.add_(prob, alpha=scale)
-                    weight += scale
-                del model
-            pet = to_pet_grid(acc, prepared.affine, prepared.pet_affine, prepared.pet_shape)
-            total = pet if total is None else total.add_(pet)
-        return (total[0] / weight).cpu().numpy().astype(np.float32)
+        algorithms' means. One full pass of petclick.inference.engine (mode naive)."""
+        from petclick.inference.engine import EnsembleEngine  # the engine builds on this class
+
+        engine = EnsembleEngine(self, case, mode="naive", checkpoints=list(checkpoints), tta_axes=tta_flip_axes)
+        return engine.update(clicks or Clicks())[0]
 
     def predict(self, case: CaseVolumes, clicks: Clicks | None) -> np.ndarray:
         return self.predict_with(self.checkpoints, self.tta_flip_axes, case, clicks)

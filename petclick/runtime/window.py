@@ -1,15 +1,17 @@
 """Sliding-window inference: MONAI's SlidingWindowInfererAdapt with Gaussian blending and AMP on GPU.
 
 `window_logits` is the one per-window network call (deep-supervision list -> full-resolution
-tensor, AMP on CUDA, float32 out): MONAI's inferer here and petclick's incremental tiler both
-call it, so a faster window call speeds up both. `prepare_network` makes that call fast: it turns
-a loaded network into what the `infer` settings ask for (see DEFAULT_INFER):
+tensor, AMP on CUDA, float32 out): MONAI's inferer here and petclick's incremental tiler
+(petclick/runtime/tiles.py) both call it, so a faster window call speeds up both.
+`prepare_network` makes that call fast: it turns a loaded network into what the `infer` settings
+ask for (see DEFAULT_INFER):
 
 - backend `auto`: ONNX Runtime on CPU (petclick/runtime/onnxrt.py: 2.1-3.5x faster at float32 on
   this project's shared CPU), PyTorch on GPU; `torch` / `onnxruntime` force one;
 - PyTorch options: `channels_last` (channels_last_3d memory format), `compile` (torch.compile
   with inductor; `reduce-overhead` adds CUDA graphs), `cudnn_benchmark` (cuDNN autotuning);
-- `buffer_steps`: MONAI's buffered blending (output buffers along the last axis, GPU memory).
+- `make_inferer`'s `buffer_steps`: MONAI's buffered blending (benchmarks only: predictions blend
+  through petclick's tiler, petclick/runtime/tiles.py).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 DEFAULT_INFER: dict[str, Any] = {"roi": None, "overlap": 0.625, "sw_batch_size": 1, "mode": "gaussian",
                                  "amp": True, "amp_dtype": "float16", "channels_last": False,
                                  "backend": "auto", "compile": "none", "cudnn_benchmark": False,
-                                 "buffer_steps": None}
+                                 "incremental": "exact", "tile_cache_mb": None}
 BACKENDS = ("auto", "torch", "onnxruntime")
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 
