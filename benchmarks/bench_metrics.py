@@ -92,7 +92,7 @@ def main() -> None:
         return [predictor.predict(case, clicks.first(k)) for k in range(11)]
     _, best_p, med_p = timed(eleven_steps, max(1, args.repeats - 1))
 
-    from petclick.metrics.protocol import run_protocol
+    from petclick.inference.protocol import run_protocol
     labelled = CaseVolumes(Volume(pet, affine), Volume(pet, affine), Volume(gt.astype(np.uint8), affine))
 
     def protocol():

@@ -34,7 +34,7 @@ from petclick.metrics.aggregate import auc_trapezoid
 from petclick.metrics.lesion import LesionScorer
 from petclick.postprocess import RULES, make_config, postprocess, resolve_tracer
 from petclick.io.clickfile import Clicks, read_clicks
-from petclick.workflows.predict import load_predictor
+from petclick.inference.predictors import get_predictor
 from petclick.workflows.predict.cases import tracer_from_id
 
 STEPS = tuple(range(11))
@@ -143,7 +143,7 @@ def main(argv=None) -> int:
         ap.error("--models and --datalist are needed (or --timing-shape)")
 
     entries = cases_of(args.datalist, args.split, args.fold, args.dataroot, args.limit)
-    predictor = load_predictor(args.models, device=args.device)
+    predictor = get_predictor(args.models, device=args.device)
     configs = variants(args.sweep)
     per_case: dict[str, list[dict]] = {v: [] for v in configs}
     pp_seconds = {v: 0.0 for v in configs}

@@ -35,11 +35,12 @@ def test_input_yaml_points_at_the_embedded_cohort_and_bundles():
 
 
 def test_one_copy_of_the_bundles_and_the_input_template():
-    """The repository's input.yaml is petclick's packaged template (a link), and the templates exist
-    only inside the package."""
+    """The repository's input.yaml and bundles/ are links to petclick's packaged templates: the
+    templates exist only inside the package."""
     from petclick.config.packaged import BUNDLES, INPUT_TEMPLATE, bundle_names
 
     assert (REPO / "input.yaml").resolve() == INPUT_TEMPLATE.resolve()
     assert BUNDLES.resolve() == (REPO / "petclick" / "bundles").resolve()
     assert bundle_names() == ["dints", "segresnet", "swinunetr"]
-    assert not (REPO / "bundles").exists()
+    root_bundles = REPO / "bundles"
+    assert root_bundles.is_symlink() and root_bundles.resolve() == BUNDLES.resolve()

@@ -235,7 +235,7 @@ def test_merge_effect_on_the_official_metrics():
 
 def test_postprocessed_predictor_in_the_protocol():
     """The wrapper makes the protocol score post-processed masks: tumour clicks are always covered."""
-    from petclick.metrics import run_protocol
+    from petclick.inference.protocol import run_protocol
     from petclick.phantoms import generate_case
     from petclick.postprocess import PostprocessedPredictor
     from petclick.inference.predictors import SuvThresholdPredictor

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from petclick.core.errors import InputError
 from petclick.io.clickfile import Clicks
 from petclick.io.images import CaseVolumes, Volume, load_volume
-from petclick.metrics import protocol as protocol_module
+from petclick.inference import protocol as protocol_module
 from petclick.metrics.aggregate import case_summary
-from petclick.metrics.protocol import run_protocol
+from petclick.inference.protocol import run_protocol
 from petclick.inference.predictors import Predictor, SuvThresholdPredictor, get_predictor
 
 AFFINE = np.diag([2.0, 2.0, 3.0, 1.0])  # 12 mm^3 = 0.012 mL per voxel

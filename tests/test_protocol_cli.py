@@ -11,7 +11,7 @@ import pytest
 from petclick.cli import main as cli_main
 from petclick.io.clickfile import Clicks, write_clicks
 from petclick.io.images import load_case, save_volume
-from petclick.metrics.protocol import run_protocol
+from petclick.inference.protocol import run_protocol
 from petclick.metrics.report import read_cases_csv
 from petclick.inference.predictors import SuvThresholdPredictor
 

@@ -140,6 +140,23 @@ class EncodeClicks(Transform):
         """Radius of each click's support (same unit as radius/sigma)."""
         return float(self.kernel.support(self))
 
+    def support_boxes(self, points: Any, shape: Sequence[int], image: Any = None) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+        """The voxel box (lo, hi), hi exclusive, clipped to `shape`, outside which each click's encoding
+        is exactly 0: its kernel's local box in `kernels` (every encoding is truncated: edt/disk at
+        ``radius``, gaussian at ``truncate`` sigma). An input changes only inside the boxes of the
+        clicks added or removed (max, sum and signed combinations alike). Points (N, 3) in voxels."""
+        pts = np.asarray(points, dtype=np.float32).reshape(-1, 3)  # float32, as `kernels` rounds them
+        scale = self._unit_scale(image)
+        half = [int(math.ceil(self._support() / s)) for s in scale]
+        out = []
+        for p in pts:
+            base = np.floor(p).astype(np.int64)
+            lo = tuple(int(max(0, b - h)) for b, h in zip(base, half))
+            hi = tuple(int(min(n, b + h + 2)) for b, h, n in zip(base, half, shape))
+            if all(h > l for l, h in zip(lo, hi)):
+                out.append((lo, hi))
+        return out
+
     # ------------------------------------------------------------------ encoding
     def kernels(self, points: Any, shape: Sequence[int], scale: Sequence[float], device: torch.device,
                 dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from petclick.commands.predict import add_algo_weights_arg, algo_weights
+from petclick.commands.predict import add_algo_weights_arg, add_session_args, algo_weights, click_policy, postprocess_config
 from petclick.inference.predictors import BUILTIN
+from petclick.postprocess import RULES
 from petclick.metrics.protocol import MODES
 from petclick.workflows.interactive import InteractiveJob, run_interactive
 
@@ -32,12 +33,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--suv-threshold", type=float, default=2.5, help="SUV threshold of the suv-threshold baseline")
     p.add_argument("--cases", nargs="+", default=None, help="only these case ids")
     p.add_argument("--no-mip", action="store_true", help="skip the per-case MIP pictures")
+    p.add_argument("--postprocess", default="off", metavar="off|default|on|FILE.yaml",
+                   help="post-process each step's mask as `petclick predict` does before scoring it "
+                        "(default off: the protocol scores prob >= 0.5)")
+    p.add_argument("--enable", nargs="+", default=[], choices=RULES, metavar="RULE", help="switch rules on")
+    p.add_argument("--disable", nargs="+", default=[], choices=RULES, metavar="RULE", help="switch rules off")
+    add_session_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from petclick.workflows.shards import Shards
+
+    shards = Shards.from_env(args.device)
+    try:
+        return _run(args, shards)
+    finally:
+        shards.close()
+
+
+def _run(args: argparse.Namespace, shards) -> int:
     return run_interactive(InteractiveJob(
         predictor=args.predictor, datalist=args.datalist, out=args.out, split=args.split, mode=args.mode,
         dataroot=args.dataroot, save_predictions=args.save_predictions, compare=list(args.compare),
         device=args.device, algo_weights=algo_weights(args), suv_threshold=args.suv_threshold, cases=args.cases,
-        no_mip=args.no_mip))
+        no_mip=args.no_mip, click_policy=click_policy(args), incremental=args.incremental,
+        tile_cache_mb=args.tile_cache_mb,
+        postprocess=None if args.postprocess == "off" and not args.enable else postprocess_config(args)), shards)

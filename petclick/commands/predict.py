@@ -5,10 +5,16 @@ from __future__ import annotations
 import argparse
 import logging
 
-from petclick.inference.weights import parse_algo_weights
+import os
+
 from petclick.core.errors import InputError
+from petclick.inference.engine import MODES as INCREMENTAL_MODES
+from petclick.inference.predictors import get_predictor
+from petclick.inference.weights import parse_algo_weights
+from petclick.io.clickpolicy import ClickPolicy, policy_from_flags
 from petclick.postprocess import RULES, make_config
-from petclick.workflows.predict import ALL_STEPS, PredictSettings, Runner, datalist_cases, folder_cases, load_predictor, single_case
+from petclick.workflows.predict import ALL_STEPS, PredictSettings, Runner, datalist_cases, folder_cases, single_case
+from petclick.workflows.shards import Shards
 
 log = logging.getLogger(__name__)
 ALGO_WEIGHTS_OPTION = "--algo-weights"
@@ -25,6 +31,28 @@ def add_algo_weights_arg(p: argparse.ArgumentParser) -> None:
 def algo_weights(args: argparse.Namespace) -> dict[str, float] | None:
     """The validated --algo-weights of the command line; None when not given."""
     return parse_algo_weights(args.algo_weights, ALGO_WEIGHTS_OPTION)
+
+
+def add_session_args(p: argparse.ArgumentParser) -> None:
+    """Options of every command that runs interactive sessions: click policy and incremental mode."""
+    p.add_argument("--drop-outside", action="store_true",
+                   help="drop clicks outside the volume with a warning listing each (default: an error naming "
+                        "the file and the click)")
+    p.add_argument("--click-policy", choices=[c.value for c in ClickPolicy], default=None,
+                   help="strict (default): clicks outside the volume or over 10 per kind are errors; "
+                        "drop-outside: as --drop-outside; lenient: also keep the first 10 per kind with a warning")
+    p.add_argument("--incremental", choices=INCREMENTAL_MODES, default=None,
+                   help="re-inference after new clicks: naive (every tile), exact (only tiles whose input "
+                        "changed; same result), local (windows around the new clicks; approximate); default: "
+                        "the checkpoints' infer.incremental, else exact (naive for a single step)")
+    p.add_argument("--tile-cache-mb", type=float, default=None, metavar="MB",
+                   help="memory limit of the exact mode's tile cache (default: the checkpoints' "
+                        "infer.tile_cache_mb, else $PETCLICK_TILE_CACHE_MB, else 2048); past it tiles are recomputed")
+
+
+def click_policy(args: argparse.Namespace) -> ClickPolicy:
+    """The click policy of the command line (--click-policy, --drop-outside)."""
+    return policy_from_flags(getattr(args, "drop_outside", False), getattr(args, "click_policy", None))
 
 
 def add_model_args(p: argparse.ArgumentParser, models_default=None) -> None:
@@ -47,14 +75,18 @@ def add_model_args(p: argparse.ArgumentParser, models_default=None) -> None:
     p.add_argument("--enable", nargs="+", default=[], choices=RULES, metavar="RULE", help=f"switch rules on: {', '.join(RULES)}")
     p.add_argument("--disable", nargs="+", default=[], choices=RULES, metavar="RULE", help="switch rules off")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_session_args(p)
 
 
 def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; anything else unchanged."""
-    if device != "auto":
-        return device
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; under torchrun 'cuda' is this rank's GPU
+    (cuda:$LOCAL_RANK); anything else unchanged."""
     import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return device
 
 
 def postprocess_config(args: argparse.Namespace) -> dict:
@@ -102,11 +134,19 @@ def run(args: argparse.Namespace) -> int:
     cases = _cases(args)
     settings = PredictSettings(steps=_steps(args), postprocess=postprocess_config(args), save_prob=args.save_prob,
                                time_budget_s=args.time_budget, tta_axes=tuple(args.tta_axes),
-                               progress=not args.no_progress)
-    predictor = load_predictor(args.models, device=resolve_device(args.device), algo_weights=weights)
-    summary = Runner(predictor, settings).run(cases, args.out)
-    n_files = sum(len(r["files"]) for r in summary["cases"])
-    print(f"{len(summary['cases'])} case(s), {n_files} mask(s) written to {args.out}")
+                               progress=not args.no_progress, click_policy=click_policy(args),
+                               incremental=args.incremental, tile_cache_mb=args.tile_cache_mb)
+    device = resolve_device(args.device)
+    shards = Shards.from_env(device)
+    try:
+        predictor = get_predictor(args.models, device=device, algo_weights=weights)
+        summary = Runner(predictor, settings).run(cases, args.out, shards)
+    finally:
+        shards.close()
+    if shards.is_main:
+        n_files = sum(len(r["files"]) for r in summary["cases"])
+        print(f"{len(summary['cases'])} case(s), {n_files} mask(s) written to {args.out}"
+              + (f" by {shards.world_size} ranks" if shards.world_size > 1 else ""))
     return 0
 
 

@@ -63,7 +63,12 @@ AUTOPET: dict[str, Any] = {
         "grad_clip": 12.0,
         "device": None,                # null: cuda when available, else cpu (inference.yaml's `device` is inference's)
     },
-    "infer": {"roi": None, "overlap": 0.625, "sw_batch_size": 1, "mode": "gaussian", "amp": True},
+    # backend auto: ONNX Runtime on CPU (2.1-3.5x faster at float32), PyTorch on GPU; the GPU options
+    # (channels_last, compile, cudnn_benchmark) wait for benchmarks/bench_pass.py on a GPU
+    "infer": {"roi": None, "overlap": 0.625, "sw_batch_size": 1, "mode": "gaussian", "amp": True,
+              "backend": "auto", "channels_last": False, "compile": "none", "cudnn_benchmark": False,
+              "incremental": "exact",        # re-inference after clicks: naive | exact | local (petclick.inference.engine)
+              "tile_cache_mb": 2048},        # memory limit of the exact mode's tile cache (past it: recompute)
 }
 
 DEMO: dict[str, Any] = copy.deepcopy(AUTOPET)

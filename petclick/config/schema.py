@@ -145,6 +145,10 @@ for _path, _rule in {
     "infer.roi": numbers(3, 1, integer=True, none=True), "infer.overlap": number(0, 1, hi_open=True),
     "infer.sw_batch_size": number(1, integer=True), "infer.mode": choice("gaussian", "constant"),
     "infer.amp_dtype": choice("float16", "bfloat16"), "infer.channels_last": FLAG,
+    "infer.backend": choice("auto", "torch", "onnxruntime"),
+    "infer.compile": choice("none", "default", "reduce-overhead", "max-autotune"),
+    "infer.cudnn_benchmark": FLAG, "infer.incremental": choice("naive", "exact", "local"),
+    "infer.tile_cache_mb": number(0, lo_open=True, none=True),
 }.items():
     register_key(_path, _rule)
 
@@ -155,8 +159,8 @@ def _inferred(default: Any) -> Rule:
         return FLAG
     if isinstance(default, (int, float)):
         return number(integer=isinstance(default, int) and not isinstance(default, float))
-    if isinstance(default, str):
-        return TEXT
+    if isinstance(default, str):  # a word such as "auto" or "exact": a number may stand for it
+        return of_type((str, int, float), "a word or a number")
     if isinstance(default, (list, tuple)):
         return of_type((list, tuple), "a list")
     if isinstance(default, Mapping):

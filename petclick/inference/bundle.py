@@ -8,6 +8,9 @@
   Auto3DSeg builds a new InferClass per (file, algorithm): predictors are cached per process.
 - `run_bundle_inference(...)` is what `configs/inference.yaml`'s `inference` id calls: one case
   to `<output_dir>/<case>.nii.gz` (uint8 mask), optionally `<case>_prob.nii.gz`.
+Both load their models with the one loader (`get_predictor`) and predict one step of an
+InteractiveSession; clicks follow the click policy of every command (`drop_outside: true` in
+inference.yaml drops clicks outside the volume with a warning instead of failing).
 """
 
 from __future__ import annotations
@@ -22,14 +25,16 @@ import torch
 from monai.data import MetaTensor
 
 from petclick.core.errors import InputError
-from petclick.runtime.checkpoint import find_checkpoints
 from petclick.inference.predictor import EnsemblePredictor
+from petclick.inference.predictors import get_predictor
+from petclick.inference.session import InteractiveSession
 from petclick.io.clickfile import Clicks, read_clicks
+from petclick.io.clickpolicy import BUDGET, ClickPolicy, policy_from_flags
 from petclick.io.images import load_case, save_volume
+from petclick.runtime.checkpoint import find_checkpoints
 from petclick.config.bundle import merge_bundle_files
 
 log = logging.getLogger(__name__)
-_PREDICTORS: dict[tuple, EnsemblePredictor] = {}
 CT_SUFFIX = re.compile(r"_0000(\.nii(\.gz)?)$")
 
 
@@ -37,13 +42,10 @@ def _device(device: str | None) -> str:
     return device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def cached_predictor(checkpoints: Sequence[Path], device: str, tta_flip_axes: Sequence[int] = (),
-                     **settings: Any) -> EnsemblePredictor:
-    """One EnsemblePredictor per (checkpoints, device, settings) per process."""
-    key = (tuple(str(c) for c in checkpoints), device, tuple(tta_flip_axes), tuple(sorted(settings.items())))
-    if key not in _PREDICTORS:
-        _PREDICTORS[key] = EnsemblePredictor(list(checkpoints), device=device, tta_flip_axes=tta_flip_axes, **settings)
-    return _PREDICTORS[key]
+def cached_predictor(checkpoints: Sequence[Path], device: str, tta_flip_axes: Sequence[int] = ()) -> EnsemblePredictor:
+    """The bundle's ensemble through the one loader, once per (checkpoints, device, TTA) per process."""
+    extra = {"tta_flip_axes": tuple(tta_flip_axes)} if tta_flip_axes else {}
+    return get_predictor([Path(c) for c in checkpoints], device=device, cached=True, **extra)
 
 
 def pet_path_for(ct: str | Path) -> Path:
@@ -61,14 +63,17 @@ def case_name(path: str | Path) -> str:
 
 
 def predict_case(predictor: EnsemblePredictor, ct: str | Path, pet: str | Path | None, clicks: str | Path | None,
-                 k: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """(probability on the PET grid, PET affine) for one case; clicks: the first k of each list."""
+                 k: int | None, policy: ClickPolicy | str | None = ClickPolicy.STRICT) -> tuple[np.ndarray, np.ndarray]:
+    """(probability on the PET grid, PET affine) for one case: one step of an interactive session
+    with the first k clicks of each list (None: all), under the click `policy`."""
+    from petclick.inference.steps import official_clicks, run_steps
+
     pet = Path(pet) if pet else pet_path_for(ct)
     case = load_case(ct, pet)
-    c = read_clicks(clicks, shape=case.shape) if clicks else Clicks()
-    if k is not None:
-        c = c.first(int(k))
-    return predictor.predict(case, c), case.affine
+    c = read_clicks(clicks, shape=case.shape, policy=policy, budget=BUDGET) if clicks else Clicks()
+    session = InteractiveSession(predictor, case, mode="naive", click_policy=policy, source=clicks)
+    (_, pred), = run_steps(session, [k], official_clicks(c))
+    return pred.prob, case.affine
 
 
 class BundleInferer:
@@ -77,11 +82,13 @@ class BundleInferer:
 
     def __init__(self, config_file: str | Sequence[str] | None = None, **override: Any):
         cfg, _ = merge_bundle_files(config_file)  # inference.yaml over hyper_parameters.yaml, as everywhere
-        cfg.update({k: v for k, v in override.items() if k in ("k", "device", "checkpoints", "tta_flip_axes")})
+        cfg.update({k: v for k, v in override.items()
+                    if k in ("k", "device", "checkpoints", "tta_flip_axes", "drop_outside")})
         root = cfg.get("ckpt_path") or (Path(cfg["bundle_root"]) / "model" if cfg.get("bundle_root") else None)
         if root is None:
             raise InputError(config_file, "no ckpt_path/bundle_root: is this a generated bundle's config?")
         self.k = cfg.get("k")
+        self.policy = policy_from_flags(bool(cfg.get("drop_outside")))
         self.device = _device(cfg.get("device"))
         self.checkpoints = find_checkpoints(cfg.get("checkpoints") or root)
         self.predictor = cached_predictor(self.checkpoints, self.device, tuple(cfg.get("tta_flip_axes") or ()))
@@ -92,7 +99,7 @@ class BundleInferer:
             ct, pet, clicks = image_file["image"], image_file.get("pet"), image_file.get("clicks")
         else:
             ct, pet, clicks = image_file, None, None
-        prob, affine = predict_case(self.predictor, ct, pet, clicks, self.k)
+        prob, affine = predict_case(self.predictor, ct, pet, clicks, self.k, self.policy)
         out = MetaTensor(torch.as_tensor(prob)[None], affine=torch.as_tensor(affine))
         out.meta["filename_or_obj"] = str(ct)
         return out
@@ -101,7 +108,7 @@ class BundleInferer:
 def run_bundle_inference(bundle_root: str | None, ct: str | None, pet: str | None = None, clicks: str | None = None,
                          k: int | None = None, checkpoints: Any = None, output_dir: str | None = None,
                          save_prob: bool = False, device: str | None = None,
-                         tta_flip_axes: Sequence[int] = ()) -> Path:
+                         tta_flip_axes: Sequence[int] = (), drop_outside: bool = False) -> Path:
     """Predict one case with a trained bundle (or given checkpoints); writes the mask (and the
     probability map) on the PET grid; returns the mask path."""
     if not ct:
@@ -110,7 +117,7 @@ def run_bundle_inference(bundle_root: str | None, ct: str | None, pet: str | Non
         raise InputError("inference.yaml", "no bundle_root and no checkpoints")
     ckpts = find_checkpoints(checkpoints or Path(bundle_root) / "model")
     predictor = cached_predictor(ckpts, _device(device), tuple(tta_flip_axes or ()))
-    prob, affine = predict_case(predictor, ct, pet, clicks, k)
+    prob, affine = predict_case(predictor, ct, pet, clicks, k, policy_from_flags(bool(drop_outside)))
     out_dir = Path(output_dir) if output_dir else Path(bundle_root or ".") / "prediction"
     name = case_name(pet or ct)
     mask_path = save_volume(out_dir / f"{name}.nii.gz", (prob >= 0.5).astype(np.uint8), affine)

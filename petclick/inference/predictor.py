@@ -32,19 +32,21 @@ from petclick.inference.weights import algo_of, bundle_weights, check_algo_weigh
 from petclick.core.errors import InputError
 from petclick.runtime.checkpoint import build_model, find_checkpoints, read_checkpoint
 from petclick.runtime.clickinput import ClickEncoder
-from petclick.runtime.grid import to_pet_grid
 from petclick.runtime.preprocess import PreparedCase, prepare_arrays, preprocess_config
-from petclick.runtime.window import infer_config, make_inferer, sliding_window_logits
+from petclick.runtime.window import infer_config, prepare_network
 from petclick.io.clickfile import Clicks
 from petclick.io.images import CaseVolumes
-from petclick.networks.roi import cover_roi
 
 log = logging.getLogger(__name__)
+#: Overrides every checkpoint's `infer.backend` (auto | torch | onnxruntime), e.g. to compare backends.
+BACKEND_ENV = "PETCLICK_BACKEND"
 
 
 class ModelCache:
     """Loaded models by (checkpoint path, modification time, device), least recently used evicted
-    once their parameters exceed `max_bytes`."""
+    once their parameters exceed `max_bytes`. Each is the window network of its checkpoint's
+    `infer` settings (petclick.runtime.window.prepare_network: ONNX Runtime on CPU by default),
+    ready for `window_logits`; checkpoints of one architecture share one ONNX export."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = int(max_bytes)
@@ -55,8 +57,14 @@ class ModelCache:
         if key in self._models:
             self._models.move_to_end(key)
             return self._models[key][0]
-        model = build_model(read_checkpoint(path), device)
-        size = sum(p.numel() * p.element_size() for p in model.parameters())
+        ckpt = read_checkpoint(path)
+        torch_model = build_model(ckpt, device)
+        size = sum(p.numel() * p.element_size() for p in torch_model.parameters())
+        arch = json.dumps([ckpt["network"], ckpt["in_channels"], ckpt.get("out_channels", 1)], sort_keys=True,
+                          default=str)
+        infer = infer_config(ckpt.get("infer"))
+        infer["backend"] = os.environ.get(BACKEND_ENV) or infer["backend"]
+        model = prepare_network(torch_model, infer, device, arch)
         if size <= self.max_bytes:
             self._models[key] = (model, size)
             while sum(s for _, s in self._models.values()) > self.max_bytes:
@@ -187,32 +195,11 @@ class EnsemblePredictor:
                      clicks: Clicks | None) -> np.ndarray:
         """Mean sigmoid probability of `checkpoints` (each also mirrored along every subset of
         `tta_flip_axes`) on the PET grid of `case`; with `algo_weights`, the weighted mean of their
-        algorithms' means."""
-        clicks = clicks or Clicks()
-        groups = self._groups(checkpoints)
-        flips = flip_combinations(tta_flip_axes)
-        total, weight = None, 0.0
-        for key, members in groups.items():
-            info = self.info[members[0][0]]
-            prepared = self._prepare(case, key, info["preprocess"])
-            encoder = self._encoders.setdefault(key, ClickEncoder(info["encoding"]))
-            x = encoder(prepared, clicks, self.device)[None].float()
-            acc = None
-            for path, scale in members:
-                s = self._settings(path)
-                net = self.info[path]
-                roi = cover_roi(s["roi"], x.shape[2:], net["name"], **net["network_kwargs"])
-                inferer = make_inferer(roi, s["overlap"], s["sw_batch_size"], s["mode"], self.device)
-                model = MODELS.get(path, self.device)
-                for axes in flips:
-                    logits = sliding_window_logits(model, x, inferer, s["amp"], s.get("amp_dtype", "float16"), axes)
-                    prob = torch.sigmoid(logits[0, :1])
-                    acc = prob.mul_(scale) if acc is None else acc.add_(prob, alpha=scale)
-                    weight += scale
-                del model
-            pet = to_pet_grid(acc, prepared.affine, prepared.pet_affine, prepared.pet_shape)
-            total = pet if total is None else total.add_(pet)
-        return (total[0] / weight).cpu().numpy().astype(np.float32)
+        algorithms' means. One full pass of petclick.inference.engine (mode naive)."""
+        from petclick.inference.engine import EnsembleEngine  # the engine builds on this class
+
+        engine = EnsembleEngine(self, case, mode="naive", checkpoints=list(checkpoints), tta_axes=tta_flip_axes)
+        return engine.update(clicks or Clicks())[0]
 
     def predict(self, case: CaseVolumes, clicks: Clicks | None) -> np.ndarray:
         return self.predict_with(self.checkpoints, self.tta_flip_axes, case, clicks)

@@ -1,14 +1,16 @@
 """Predictors: what the interactive protocol runs. A protocol, a baseline and a factory.
 
 A predictor has a `.name` and `.predict(case, clicks) -> np.ndarray`: float32 probabilities (or
-0/1) on the PET grid; the protocol thresholds them at 0.5. Trained models come from
+0/1) on the PET grid; the protocol thresholds them at 0.5. `get_predictor` is the one loader of
+every command, session and bundle: a built-in name, or trained models through
 `petclick.inference.predictor.load_model_predictor` (imported only when a path is given).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 import cc3d
 import numpy as np
@@ -16,6 +18,8 @@ import numpy as np
 from petclick.core.errors import InputError
 from petclick.io.clickfile import Clicks
 from petclick.io.images import CaseVolumes
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -113,19 +117,40 @@ def _labels_at(labels: np.ndarray, points) -> np.ndarray:
 
 
 BUILTIN = {"suv-threshold": SuvThresholdPredictor}
+_LOADED: dict[tuple, Predictor] = {}
 
 
-def get_predictor(name_or_path: str | Path, **kwargs) -> Predictor:
-    """A built-in predictor by name ("suv-threshold") or a trained model from a path.
+def get_predictor(models: str | Path | Sequence[str | Path], device: str = "cpu",
+                  algo_weights: Mapping[str, float] | None = None, threshold: float = 2.5, cached: bool = False,
+                  **kwargs) -> Predictor:
+    """petclick's one predictor loader: a built-in predictor by name ("suv-threshold", SUV
+    `threshold`) or the streamed ensemble of every checkpoint under the paths (AutoRunner work_dir,
+    bundle folders, model folders, .pt files) through
+    petclick.inference.predictor.load_model_predictor(paths, device=..., algo_weights=..., **kwargs)
+    (None weights: a work_dir's input.yaml `ensemble_weights`). `cached`: one predictor per
+    (models, settings) per process (Auto3DSeg builds an InferClass per file and algorithm)."""
+    items = [models] if isinstance(models, (str, Path)) else list(models)
+    if not items:
+        raise InputError(None, "no model given")
+    names = [str(m) for m in items]
+    if len(names) == 1 and names[0] in BUILTIN:
+        if algo_weights is not None:
+            log.warning("--algo-weights ignored: %s is not an ensemble", names[0])
+        return BUILTIN[names[0]](threshold=threshold)
+    for m in names:
+        if m in BUILTIN:
+            raise InputError(m, "a built-in predictor cannot be ensembled with checkpoints")
+        if not Path(m).exists():
+            raise InputError(m, "unknown predictor: model folder or checkpoint not found, and not a built-in "
+                                f"name ({', '.join(BUILTIN)})")
+    key = (tuple(names), str(device), repr(sorted((algo_weights or {}).items())), repr(sorted(kwargs.items())))
+    if cached and key in _LOADED:
+        return _LOADED[key]
+    from petclick.inference.predictor import load_model_predictor  # torch-heavy, so lazy
 
-    A path (AutoRunner work_dir, bundle folder, checkpoint .pt, ...) goes to
-    petclick.inference.predictor.load_model_predictor(path, **kwargs).
-    """
-    key = str(name_or_path)
-    if key in BUILTIN:
-        return BUILTIN[key](**kwargs)
-    path = Path(key)
-    if not path.exists():
-        raise InputError(key, f"unknown predictor: neither a built-in name ({', '.join(BUILTIN)}) nor an existing path")
-    from petclick.inference.predictor import load_model_predictor  # training part; torch-heavy, so lazy
-    return load_model_predictor(path, **kwargs)
+    path = items[0] if len(items) == 1 else [Path(m) for m in items]
+    extra = {"algo_weights": algo_weights} if algo_weights is not None else {}
+    predictor = load_model_predictor(path, device=device, **extra, **kwargs)
+    if cached:
+        _LOADED[key] = predictor
+    return predictor

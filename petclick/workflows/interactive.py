@@ -1,5 +1,11 @@
 """The interactive evaluation job: predictors through the 11-step protocol on a datalist split,
-scored and reported (what `petclick interactive` and `petclick demo` run)."""
+scored and reported (what `petclick interactive` and `petclick demo` run).
+
+Each case runs on an interactive session (petclick.inference.protocol.run_protocol), with the
+job's incremental mode, tile-cache limit, click policy and post-processing (default off: the
+protocol scores the network's prob >= 0.5). Under torchrun each rank evaluates its share of the
+cases (petclick/workflows/shards.py) and rank 0 writes the merged report.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from petclick.core.errors import InputError
-from petclick.inference.predictors import BUILTIN, get_predictor
+from petclick.inference.predictors import get_predictor
+from petclick.inference.protocol import run_protocol
 from petclick.io.clickfile import read_clicks
+from petclick.io.clickpolicy import BUDGET, ClickPolicy
 from petclick.io.datalist import entry_case_id, load_datalist, resolve_entry
 from petclick.io.images import load_case
 from petclick.metrics.aggregate import N_STEPS
 from petclick.metrics.cohort import require_evaluated, run_cases, tracer_of
 from petclick.metrics.plots import plot_curves, save_case_mip
-from petclick.metrics.protocol import run_protocol
 from petclick.metrics.report import format_summary, write_report, write_summary
+from petclick.workflows.shards import Shards
 
 log = logging.getLogger(__name__)
 FINAL = N_STEPS - 1
@@ -40,14 +48,22 @@ class InteractiveJob:
     suv_threshold: float = 2.5
     cases: list[str] | None = None
     no_mip: bool = False
+    click_policy: ClickPolicy | str = ClickPolicy.STRICT
+    incremental: str | None = None
+    tile_cache_mb: float | None = None
+    postprocess: dict | None = None
+
+    def session_options(self) -> dict:
+        """Keyword arguments of each case's InteractiveSession."""
+        return {"mode": self.incremental, "tile_cache_mb": self.tile_cache_mb, "click_policy": self.click_policy,
+                "postprocess": self.postprocess}
 
 
 def _make(name: str, args: InteractiveJob, weights: dict[str, float] | None):
-    """A predictor by name or path; model ensembles get `weights` (None: their work_dir's input.yaml)."""
+    """A predictor by name or path (the one loader); ensembles get `weights` (None: their work_dir's
+    input.yaml), the baseline the job's SUV threshold."""
     if name == "suv-threshold":
         return get_predictor(name, threshold=args.suv_threshold)
-    if name in BUILTIN:
-        return get_predictor(name, device=args.device)
     return get_predictor(name, device=args.device, algo_weights=weights)
 
 
@@ -60,9 +76,11 @@ def _folder_name(name: str, used: set[str]) -> str:
     return out
 
 
-def run_interactive(args: InteractiveJob) -> int:
-    """Run every predictor of `args` through the protocol on the split; 0 when every predictor
-    evaluated at least one case, else 1."""
+def run_interactive(args: InteractiveJob, shards: Shards | None = None) -> int:
+    """Run every predictor of `args` through the protocol on the split (under torchrun: this rank's
+    share of the cases, the report merged on rank 0); 0 when every predictor evaluated at least
+    one case, else 1."""
+    shards = shards or Shards.from_env(args.device)
     weights = args.algo_weights
     data = load_datalist(args.datalist)
     if args.split not in data or not isinstance(data[args.split], list):
@@ -80,7 +98,8 @@ def run_interactive(args: InteractiveJob) -> int:
     outs = [args.out] if len(names) == 1 else [args.out / _folder_name(p.name, used) for p in predictors]
     results: list[tuple[list[dict], list[dict]]] = [([], []) for _ in predictors]
 
-    for n, raw in enumerate(entries, 1):
+    order = [entry_case_id(e) for e in entries]
+    for n, raw in enumerate(shards.share(entries), 1):
         case_id = entry_case_id(raw)
         tracer = tracer_of(case_id, raw)
         try:
@@ -97,11 +116,16 @@ def run_interactive(args: InteractiveJob) -> int:
             rows.extend(case_rows)
             skipped.extend(case_skipped)
 
+    results = [(shards.gather(rows, order, "case"), shards.gather(skipped, order, "case")) for rows, skipped in results]
+    if not shards.is_main:
+        return 0
     summaries = []
     for predictor, name, out, (rows, skipped) in zip(predictors, names, outs, results):
         meta = {"command": "interactive", "predictor": predictor.name, "predictor_arg": name, "mode": args.mode,
                 "datalist": str(args.datalist), "split": args.split,
-                "algo_weights": getattr(predictor, "algo_weights", None)}
+                "algo_weights": getattr(predictor, "algo_weights", None), "click_policy":
+                ClickPolicy.parse(args.click_policy).value, "incremental": args.incremental,
+                "postprocess": args.postprocess is not None}
         summary = write_report(out, rows, skipped, meta)
         summaries.append(summary)
         print(f"== {predictor.name} ({args.mode}) -> {out}")
@@ -120,7 +144,7 @@ def _load(raw: dict, dataroot: Path, case_id: str, args: InteractiveJob):
     case = load_case(entry["image"], entry["pet"], entry["label"])
     clicks = None
     if "clicks" in entry:
-        clicks = read_clicks(entry["clicks"], shape=case.shape)
+        clicks = read_clicks(entry["clicks"], shape=case.shape, policy=args.click_policy, budget=BUDGET)
     elif args.mode == "official":
         raise InputError(args.datalist, f"{case_id}: the entry has no 'clicks' file, needed by the official protocol")
     return case, clicks
@@ -138,7 +162,8 @@ def _case_runner(predictor, case, clicks, case_id: str, tracer: str, out: Path, 
 
         save_dir = out / "predictions" if args.save_predictions else None
         rows = run_protocol(predictor, case, clicks, mode=args.mode, case_id=case_id, tracer=tracer,
-                            save_dir=save_dir, on_step=None if args.no_mip else keep)
+                            save_dir=save_dir, on_step=None if args.no_mip else keep,
+                            session={**args.session_options(), "tracer": tracer if tracer in ("fdg", "psma") else None})
         if not args.no_mip:
             save_case_mip(out / "mip" / f"{case_id}.png", case.pet.array, case.affine, case.label.array, masks,
                           clicks=used, tracer=tracer, title=f"{case_id} ({tracer}) - {predictor.name}, {args.mode}")

@@ -14,9 +14,8 @@ flagged `fits=False` (a prediction is always made).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 DEFAULT_AXES = (0, 1, 2)
 
@@ -60,10 +59,3 @@ def plan_budget(seconds_per_pass: float, budget_s: float, n_models: int, n_predi
         while n_axes < len(axes) and cost(m, n_axes + 1) <= budget_s:
             n_axes += 1
     return Plan(m, tuple(axes[:n_axes]), cost(m, n_axes), True)
-
-
-def measure_pass(run: Callable[[], object], clock: Callable[[], float] = time.perf_counter) -> tuple[float, object]:
-    """Seconds one call of `run` takes (one checkpoint, no TTA) and its result."""
-    t0 = clock()
-    result = run()
-    return clock() - t0, result

@@ -9,8 +9,15 @@ Outputs in `out/` on the PET grid (PET affine):
   ensemble weights used (`algo_weights`, also inside the plan; null = plain mean), tracer per case
   and seconds per case. It is merged per case under a file lock (petclick.io.runrecord), so runs
   into one folder keep each other's cases, and each case names the run (`runs`: its settings:
-  checkpoints, TTA, post-processing, click policy) that wrote its files.
+  checkpoints, TTA, post-processing, click policy, incremental mode, ranks) that wrote its files,
+  and its session counters (tiles computed and reused).
 Every file is written atomically (a kill leaves no partial file under a final name).
+
+Each case runs on one petclick.inference.session.InteractiveSession through the one step loop
+(petclick.inference.steps.run_steps): with several steps a trained ensemble re-runs only the tiles
+a step's clicks change (mode `exact`, the default for several steps; `naive` for one step).
+Under torchrun each rank predicts its share of the cases (petclick/workflows/shards.py) and merges
+them into predict.json under one run id, so the record equals a one-process run's.
 """
 
 from __future__ import annotations
@@ -19,43 +26,27 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from petclick.core.errors import InputError
 import petclick
+from petclick.core.errors import InputError
+from petclick.inference.session import InteractiveSession
+from petclick.inference.steps import official_clicks, run_steps
 from petclick.io.clickfile import Clicks, read_clicks
 from petclick.io.clickpolicy import ClickPolicy
 from petclick.io.images import CaseVolumes, save_volume
 from petclick.io.runrecord import check_record, merge_cases, new_run_id
-from petclick.postprocess import make_config, postprocess, resolve_tracer
-from petclick.workflows.predict.budget import DEFAULT_AXES, Plan, measure_pass, plan_budget
+from petclick.postprocess import make_config, resolve_tracer
+from petclick.workflows.predict.budget import DEFAULT_AXES, Plan, plan_budget
 from petclick.workflows.predict.cases import CaseSpec
 from petclick.workflows.predict.inputs import load_prediction_case
+from petclick.workflows.shards import Shards
 
 log = logging.getLogger(__name__)
 ALL_STEPS = tuple(range(11))
-
-
-def load_predictor(models: Sequence[str | Path], device: str = "cpu", algo_weights: Mapping[str, float] | None = None):
-    """A built-in predictor by name ("suv-threshold") or the streamed ensemble of every checkpoint under
-    the paths, weighted per algorithm by `algo_weights` (None: a work_dir's input.yaml `ensemble_weights`)."""
-    from petclick.inference.predictors import BUILTIN
-    models = [str(m) for m in models]
-    if len(models) == 1 and models[0] in BUILTIN:
-        if algo_weights is not None:
-            log.warning("--algo-weights ignored: %s is not an ensemble", models[0])
-        return BUILTIN[models[0]]()
-    for m in models:
-        if not Path(m).exists():
-            raise InputError(m, f"model folder or checkpoint not found (built-in predictors: {', '.join(BUILTIN)})")
-    try:
-        from petclick.inference.predictor import load_model_predictor
-    except ImportError as exc:  # the inference part is not installed in this build
-        raise InputError(models[0], f"cannot load trained models: petclick.inference is unavailable ({exc})") from exc
-    return load_model_predictor([Path(m) for m in models], device=device, algo_weights=algo_weights)
 
 
 def supports_subsets(predictor) -> bool:
@@ -65,7 +56,9 @@ def supports_subsets(predictor) -> bool:
 
 @dataclass
 class PredictSettings:
-    """What to predict and how: steps (None = every click), post-processing, budget, outputs."""
+    """What to predict and how: steps (None = every click), post-processing, budget, outputs, the
+    click policy, the incremental mode (None: exact for several steps, naive for one) and the
+    tile-cache limit (None: the checkpoints' `infer.tile_cache_mb`, else the default)."""
 
     steps: tuple[int, ...] | None = None
     postprocess: dict = field(default_factory=make_config)
@@ -75,6 +68,8 @@ class PredictSettings:
     budget_axes: tuple[int, ...] = DEFAULT_AXES
     progress: bool = True
     click_policy: ClickPolicy | str = ClickPolicy.STRICT
+    incremental: str | None = None
+    tile_cache_mb: float | None = None
 
 
 class Runner:
@@ -95,31 +90,54 @@ class Runner:
     def _n_predictions(self) -> int:
         return 1 if self.settings.steps is None else len(self.settings.steps)
 
-    def _planned(self, case: CaseVolumes, clicks: Clicks) -> np.ndarray | None:
-        """Measure one pass of the first checkpoint and choose the plan; returns that pass's probability."""
-        ckpts = list(self.predictor.checkpoints)
-        seconds, prob = measure_pass(lambda: self.predictor.predict_with(ckpts[:1], (), case, clicks), self.clock)
+    @property
+    def mode(self) -> str | None:
+        """The incremental mode asked for (None: exact for several steps, naive for one)."""
+        s = self.settings
+        if s.incremental is not None:
+            return s.incremental
+        return "naive" if self._n_predictions() == 1 else None
+
+    def session(self, case: CaseVolumes, tracer: str | None = None, source=None, checkpoints=None,
+                tta_axes=None) -> InteractiveSession:
+        """A session on `case` with this run's settings; `checkpoints`/`tta_axes` default to the plan's
+        (time budget) or the --tta-axes."""
+        s, p = self.settings, self.predictor
+        if checkpoints is None and tta_axes is None:
+            if self.plan is not None:
+                checkpoints, tta_axes = list(p.checkpoints)[: self.plan.n_models], self.plan.tta_axes
+            elif s.tta_axes:
+                tta_axes = tuple(s.tta_axes)
+        return InteractiveSession(p, case, mode=self.mode, postprocess=s.postprocess, tracer=tracer,
+                                  click_policy=s.click_policy, tile_cache_mb=s.tile_cache_mb,
+                                  checkpoints=checkpoints, tta_axes=tta_axes, source=source)
+
+    def _planned(self, case: CaseVolumes, clicks: Clicks, tracer: str | None, source) -> InteractiveSession | None:
+        """Time one pass of the first checkpoint on the first step and choose the plan; returns that
+        session when the plan is that single checkpoint (its prediction is kept), else None."""
+        first = self.session(case, tracer, source, checkpoints=list(self.predictor.checkpoints)[:1], tta_axes=())
+        first.set_clicks(clicks)
+        t0 = self.clock()
+        first.predict()
+        seconds = self.clock() - t0
         self.seconds_per_pass = seconds
-        self.plan = plan_budget(seconds, float(self.settings.time_budget_s), len(ckpts), self._n_predictions(),
+        n = len(self.predictor.checkpoints)
+        self.plan = plan_budget(seconds, float(self.settings.time_budget_s), n, self._n_predictions(),
                                 self.settings.budget_axes)
         msg = (f"time budget {self.settings.time_budget_s:g} s per case: {seconds:.2f} s per pass -> "
-               f"{self.plan.n_models}/{len(ckpts)} checkpoint(s), mirror axes {list(self.plan.tta_axes)} "
+               f"{self.plan.n_models}/{n} checkpoint(s), mirror axes {list(self.plan.tta_axes)} "
                f"(estimated {self.plan.estimated_s:.1f} s)")
         (log.info if self.plan.fits else log.warning)(msg + ("" if self.plan.fits else ": does not fit, using the minimum"))
-        return prob if (self.plan.n_models, self.plan.tta_axes) == (1, ()) else None
+        return first if (self.plan.n_models, self.plan.tta_axes) == (1, ()) else None
 
-    def probability(self, case: CaseVolumes, clicks: Clicks) -> np.ndarray:
-        s, p = self.settings, self.predictor
-        if s.time_budget_s is not None and supports_subsets(p):
-            if self.plan is None:
-                prob = self._planned(case, clicks)
-                if prob is not None:
-                    return np.asarray(prob, np.float32)
-            return np.asarray(p.predict_with(list(p.checkpoints)[: self.plan.n_models], self.plan.tta_axes, case, clicks),
-                              np.float32)
-        if s.tta_axes:
-            return np.asarray(p.predict_with(list(p.checkpoints), tuple(s.tta_axes), case, clicks), np.float32)
-        return np.asarray(p.predict(case, clicks), np.float32)
+    def case_session(self, case: CaseVolumes, clicks: Clicks, steps: Sequence[int | None], tracer: str | None,
+                     source=None) -> InteractiveSession:
+        """The session a case runs on (planning the time budget on the first case's first step)."""
+        if self.settings.time_budget_s is not None and supports_subsets(self.predictor) and self.plan is None:
+            first = self._planned(case, official_clicks(clicks)(steps[0], None), tracer, source)
+            if first is not None:
+                return first
+        return self.session(case, tracer, source)
 
     def run_case(self, spec: CaseSpec, out: Path, bar=None) -> dict:
         """Predict every requested step of one case and write its files; returns its summary row."""
@@ -128,26 +146,19 @@ class Runner:
         clicks = read_clicks(spec.clicks, case.shape, policy=self.settings.click_policy) if spec.clicks else Clicks()
         tracer = resolve_tracer(spec.tracer, case)
         steps = [None] if self.settings.steps is None else list(self.settings.steps)
-        written, prev_key, prob = [], None, None
-        for step in steps:
-            current = clicks if step is None else clicks.first(step)
-            key = (tuple(current.tumor), tuple(current.background))
-            if key != prev_key:           # fewer clicks than k: the previous step's probability holds
-                prob = self.probability(case, current)
-                if prob.shape != case.shape:
-                    raise InputError(spec.pet, f"prediction shape {prob.shape} differs from the PET grid {case.shape}")
-            prev_key = key
-            mask = postprocess(prob, case, current, tracer, self.settings.postprocess)
+        session = self.case_session(case, clicks, steps, tracer, spec.clicks or spec.case_id)
+        written = []
+        for step, pred in run_steps(session, steps, official_clicks(clicks)):
             suffix = "" if step is None else f"_pred{step}"
-            written.append(str(save_volume(out / f"{spec.case_id}{suffix}.nii.gz", mask.astype(np.uint8), case.affine)))
+            written.append(str(save_volume(out / f"{spec.case_id}{suffix}.nii.gz", pred.mask, case.affine)))
             if self.settings.save_prob:
                 psuffix = "_prob" if step is None else f"_prob{step}"
-                save_volume(out / f"{spec.case_id}{psuffix}.nii.gz", prob.astype(np.float32), case.affine)
+                save_volume(out / f"{spec.case_id}{psuffix}.nii.gz", pred.prob.astype(np.float32), case.affine)
             if bar is not None:
                 bar.update(1)
         return {"case": spec.case_id, "tracer": tracer, "n_tumor_clicks": len(clicks.tumor),
                 "n_background_clicks": len(clicks.background), "steps": steps, "files": written,
-                "seconds": round(time.perf_counter() - t0, 3)}
+                "session": session.counters, "seconds": round(time.perf_counter() - t0, 3)}
 
     def run_settings(self) -> dict:
         """What produced this run's files: predictor, checkpoints, plan, TTA, post-processing, clicks."""
@@ -161,20 +172,26 @@ class Runner:
                 "time_budget_s": s.time_budget_s, "postprocess": s.postprocess,
                 "click_policy": ClickPolicy.parse(s.click_policy).value,
                 "steps": None if s.steps is None else list(s.steps), "save_prob": s.save_prob,
+                "incremental": self.mode or "exact", "tile_cache_mb": s.tile_cache_mb,
                 "petclick_version": petclick.__version__}
 
-    def run(self, cases: Sequence[CaseSpec], out: str | Path) -> dict:
-        """Predict every case into `out`, merging each case into predict.json as it is written;
-        returns this run's summary (its settings and its cases)."""
+    def run(self, cases: Sequence[CaseSpec], out: str | Path, shards: Shards | None = None) -> dict:
+        """Predict every case into `out` (under torchrun: this rank's share), merging each case into
+        predict.json as it is written (all ranks under one run id); returns the run's summary (its
+        settings and every rank's cases)."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        record, run_id = out / "predict.json", new_run_id()
+        shards = shards or Shards.from_env()
+        record, run_id = out / "predict.json", shards.broadcast(new_run_id())
         check_record(record)
+        mine = shards.share(list(cases))
         n_steps = 1 if self.settings.steps is None else len(self.settings.steps)
         rows = []
-        with tqdm(total=len(cases) * n_steps, desc="predict", unit="step", disable=not self.settings.progress) as bar:
-            for spec in cases:
+        with tqdm(total=len(mine) * n_steps, desc="predict", unit="step",
+                  disable=not self.settings.progress or not shards.is_main) as bar:
+            for spec in mine:
                 bar.set_postfix_str(spec.case_id)
                 rows.append(self.run_case(spec, out, bar))
-                merge_cases(record, run_id, self.run_settings(), rows[-1:])
-        return {**self.run_settings(), "run": run_id, "cases": rows}
+                merge_cases(record, run_id, {**self.run_settings(), "ranks": shards.world_size}, rows[-1:])
+        rows = shards.gather(rows, [c.case_id for c in cases], key="case")
+        return {**self.run_settings(), "ranks": shards.world_size, "run": run_id, "cases": rows}

@@ -1,0 +1,430 @@
+"""The ensemble of one case, kept between clicks: what an interactive session re-runs after each click.
+
+Three modes (YAML `infer.incremental` or `--incremental`):
+- `naive`: every prediction re-runs every sliding-window tile of every checkpoint.
+- `exact`: only tiles whose input changed are re-run. A tile's input changed where it overlaps the
+  encoding support of a click added or removed (petclick.clicks.encoding `support_boxes`: every
+  encoding is truncated, so supports are finite boxes); the regions those tiles cover (overlapping
+  windows merged) are re-blended from cached tile outputs (petclick/runtime/tiles.py), the rest of
+  the probability map is kept.
+  Equals a full recomputation (tests: max |dp| <= 1e-6).
+- `local`: one window per added or removed click, centred on it (the group's ROI), run on that
+  crop alone and blended into the previous probabilities with weights that fall from 1 to 0 over
+  a quarter window towards sides inside the image; when the mask changes within that margin of
+  a side, the region widens by one more window centred on those changes and reaching half a
+  window past that side (at most `max_grow` widenings per click; windows blend by their weights).
+  Approximate: benchmarks/bench_interactive.py measures its Dice against full recomputation.
+
+Checkpoints are grouped by their input (preprocessing + click encoding) as in EnsemblePredictor;
+each group keeps the running sum of its members' scaled sigmoid probabilities in the network's
+space, mapped onto the PET grid after every update. Every transition journals the values it
+overwrote (exact and local), so going back to an earlier click state (undo, reset) restores it
+exactly without running any network; naive mode recomputes instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from petclick.core.errors import InputError
+from petclick.inference.predictor import MODELS, EnsemblePredictor, flip_combinations
+from petclick.io.clickfile import Clicks
+from petclick.io.images import CaseVolumes
+from petclick.networks.roi import cover_roi
+from petclick.runtime.clickinput import ClickEncoder, clicks_in_network_space
+from petclick.runtime.grid import integer_shift, to_pet_grid
+from petclick.runtime.preprocess import PreparedCase
+from petclick.runtime.tiles import DEFAULT_CACHE_MB, Box, TileCache, TileCounters, TiledLogits, TileGrid, merge_boxes
+
+log = logging.getLogger(__name__)
+
+MODES = ("naive", "exact", "local")
+DEFAULT_JOURNAL_MB = 512
+
+
+def check_mode(mode: str | None) -> str:
+    """A valid incremental mode name (None: exact); anything else raises InputError."""
+    mode = "exact" if mode is None else str(mode).strip().lower()
+    if mode not in MODES:
+        raise InputError("incremental", f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    return mode
+
+
+def _key(clicks: Clicks) -> tuple:
+    return tuple(map(tuple, clicks.tumor)), tuple(map(tuple, clicks.background))
+
+
+def _slices(box: Box) -> tuple[slice, ...]:
+    return tuple(slice(a, b) for a, b in zip(*box))
+
+
+def _bbox(boxes: Sequence[Box]) -> Box:
+    return (tuple(min(b[0][a] for b in boxes) for a in range(3)), tuple(max(b[1][a] for b in boxes) for a in range(3)))
+
+
+def _union(a: Box | None, b: Box | None) -> Box | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return (tuple(min(p, q) for p, q in zip(a[0], b[0])), tuple(max(p, q) for p, q in zip(a[1], b[1])))
+
+
+@dataclass
+class Member:
+    """One checkpoint under one mirroring: its scale in the ensemble and its tiled logits."""
+
+    path: Any
+    scale: float
+    roi: tuple[int, int, int]
+    tiled: TiledLogits
+
+
+@dataclass
+class Group:
+    """Checkpoints sharing an input: the prepared case, the encoder, the members and the running sum."""
+
+    prepared: PreparedCase
+    encoder: ClickEncoder
+    members: list[Member] = field(default_factory=list)
+    total: torch.Tensor | None = None          # sum of scale * sigmoid over members, network space
+    x: torch.Tensor | None = None              # current input (C, ...)
+
+    @property
+    def weight(self) -> float:
+        return float(sum(m.scale for m in self.members))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.prepared.image.shape[1:])  # type: ignore[return-value]
+
+
+@dataclass
+class LocalSettings:
+    """Local mode: window fade margin (fraction of the ROI) and widenings per click."""
+
+    margin: float = 0.25
+    max_grow: int = 3
+
+
+@dataclass
+class Transition:
+    """One update: the click states it joined and the values of each group's sum it overwrote."""
+
+    before: tuple
+    after: tuple
+    saved: list[tuple[int, Box, torch.Tensor]]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(v.numel() * v.element_size() for _, _, v in self.saved)
+
+
+class EnsembleEngine:
+    """Probabilities of an EnsemblePredictor on one case, updated click by click (module docstring).
+
+    checkpoints / tta_axes: a subset of the predictor's checkpoints and the mirror axes (None: all
+    checkpoints, the predictor's own axes). cache_mb: byte limit of the tile cache (exact mode).
+    `update(clicks)` -> (probability on the PET grid, PET-grid box that may have changed or None)."""
+
+    def __init__(self, predictor: EnsemblePredictor, case: CaseVolumes, mode: str = "exact",
+                 checkpoints: Sequence[Any] | None = None, tta_axes: Sequence[int] | None = None,
+                 cache_mb: float | None = DEFAULT_CACHE_MB, journal_mb: float = DEFAULT_JOURNAL_MB,
+                 local: LocalSettings | None = None):
+        self.predictor, self.case, self.mode = predictor, case, check_mode(mode)
+        self.local = local or LocalSettings()
+        self.cache = TileCache(None if cache_mb is None else int(float(cache_mb) * 2**20)) if self.mode == "exact" else None
+        self.counters = TileCounters()
+        self.journal: list[Transition] = []
+        self.journal_limit = int(float(journal_mb) * 2**20)
+        self.clicks: Clicks | None = None           # clicks of the current state (None: nothing computed)
+        self.prob: np.ndarray | None = None
+        self.groups = self._groups(list(predictor.checkpoints if checkpoints is None else checkpoints),
+                                   predictor.tta_flip_axes if tta_axes is None else tuple(tta_axes))
+        self.tiles_per_pass = sum(len(m.tiled.grid) for g in self.groups for m in g.members)
+
+    # ------------------------------------------------------------------ construction
+    def _groups(self, checkpoints: list, tta_axes: Sequence[int]) -> list[Group]:
+        p = self.predictor
+        groups: list[Group] = []
+        flips = flip_combinations(tta_axes)
+        for key, members in p._groups(checkpoints).items():
+            info = p.info[members[0][0]]
+            prepared = p._prepare(self.case, key, info["preprocess"])
+            group = Group(prepared, p._encoders.setdefault(key, ClickEncoder(info["encoding"])))
+            for path, scale in members:
+                s, net = p._settings(path), p.info[path]
+                roi = cover_roi(s["roi"], group.shape, net["name"], **net["network_kwargs"])
+                grid = TileGrid(group.shape, roi, s["overlap"], s["mode"], device=p.device)
+                for axes in flips:
+                    tiled = TiledLogits(f"{path}|{axes}", lambda path=path: MODELS.get(path, p.device), grid,
+                                        flip_axes=axes, sw_batch_size=s["sw_batch_size"], amp=s["amp"],
+                                        amp_dtype=s.get("amp_dtype", "float16"), cache=self.cache,
+                                        counters=self.counters)
+                    group.members.append(Member(path, scale, roi, tiled))
+            groups.append(group)
+        return groups
+
+    # ------------------------------------------------------------------ probabilities
+    def _region_sum(self, group: Group, box: Box) -> torch.Tensor:
+        """Sum over members of scale * sigmoid(logits) over `box` of the group's current input."""
+        acc = None
+        for m in group.members:
+            prob = torch.sigmoid(m.tiled.logits(box))
+            acc = prob.mul_(m.scale) if acc is None else acc.add_(prob, alpha=m.scale)
+        return acc
+
+    def _set_input(self, group: Group, clicks: Clicks) -> None:
+        group.x = group.encoder(group.prepared, clicks, self.predictor.device)
+        for m in group.members:
+            m.tiled.set_input(group.x)
+
+    def _pet(self) -> np.ndarray:
+        total, weight = None, 0.0
+        for g in self.groups:
+            pet = to_pet_grid(g.total[None], g.prepared.affine, g.prepared.pet_affine, g.prepared.pet_shape)
+            total = pet if total is None else total.add_(pet)
+            weight += g.weight
+        return (total[0] / weight).cpu().numpy().astype(np.float32)
+
+    def _pet_box(self, changes: dict[int, Box | None]) -> Box | None:
+        """The PET-grid box holding every changed network-space box (None: nothing changed); the
+        whole PET grid where a group's space is not an integer shift of it."""
+        out: Box | None = None
+        pet_shape = self.case.shape
+        for n, box in changes.items():
+            if box is None:
+                continue
+            g = self.groups[n]
+            shift = integer_shift(g.prepared.affine, g.prepared.pet_affine)
+            if shift is None:
+                return (0, 0, 0), tuple(pet_shape)
+            lo = tuple(int(max(0, a - t)) for a, t in zip(box[0], shift))
+            hi = tuple(int(min(s, b - t)) for b, t, s in zip(box[1], shift, pet_shape))
+            if all(h > l for l, h in zip(lo, hi)):
+                out = _union(out, (lo, hi))
+        return out
+
+    # ------------------------------------------------------------------ updates
+    def update(self, clicks: Clicks) -> tuple[np.ndarray, Box | None]:
+        """Probabilities for `clicks` on the PET grid, and the PET-grid box that may differ from the
+        previous result (None: nothing changed, nothing was computed)."""
+        clicks = Clicks(list(clicks.tumor), list(clicks.background))
+        if self.clicks is not None and _key(clicks) == _key(self.clicks):
+            return self.prob, None
+        refused = 0 if self.cache is None else self.cache.refused
+        if self.clicks is None:
+            changes = self._full(clicks)
+        elif self._restore(clicks):
+            changes = {n: ((0, 0, 0), g.shape) for n, g in enumerate(self.groups)}
+        elif self.mode == "naive":
+            changes = self._full(clicks)
+        else:
+            changes = self._incremental(clicks)
+        self.clicks = clicks
+        self.prob = self._pet()
+        if self.cache is not None and self.cache.refused > refused:
+            log.warning("tile cache at its limit (%.1f of %.1f MB): %d tile output(s) not kept; they are "
+                        "recomputed when a later click needs them", self.cache.bytes / 2**20,
+                        self.cache.limit / 2**20, self.cache.refused - refused)
+        return self.prob, self._pet_box(changes)
+
+    def _full(self, clicks: Clicks) -> dict[int, Box]:
+        for g in self.groups:
+            self._set_input(g, clicks)
+            for m in g.members:
+                m.tiled.invalidate(None)
+            g.total = self._region_sum(g, ((0, 0, 0), g.shape))
+        return {n: ((0, 0, 0), g.shape) for n, g in enumerate(self.groups)}
+
+    def _incremental(self, clicks: Clicks) -> dict[int, Box | None]:
+        saved: list[tuple[int, Box, torch.Tensor]] = []
+        changes: dict[int, Box | None] = {}
+        for n, g in enumerate(self.groups):
+            boxes = g.encoder.changed_boxes(g.prepared, self.clicks, clicks)
+            self._set_input(g, clicks)
+            if not boxes:
+                changes[n] = None
+                continue
+            if self.mode == "exact":
+                regions = merge_boxes(r for m in g.members for r in m.tiled.invalidate(boxes))
+                changes[n] = None
+                for region in regions:
+                    saved.append((n, region, g.total[_slices(region)].clone()))
+                    g.total[_slices(region)] = self._region_sum(g, region)
+                    changes[n] = _union(changes[n], region)
+            else:
+                changes[n] = self._local(n, g, self.clicks, clicks, saved)
+        self._push(Transition(_key(self.clicks), _key(clicks), saved))
+        return changes
+
+    # ------------------------------------------------------------------ local mode
+    def _windows(self, g: Group, before: Clicks, after: Clicks) -> list[Box]:
+        """Boxes of one ROI centred on each click added or removed, merged where they overlap."""
+        roi = np.max([m.roi for m in g.members], axis=0)
+        shape = np.asarray(g.shape)
+        old, new = clicks_in_network_space(g.prepared, before), clicks_in_network_space(g.prepared, after)
+        boxes: list[Box] = []
+        for kind in ("tumor", "background"):
+            a, b = Counter(map(tuple, old[kind].tolist())), Counter(map(tuple, new[kind].tolist()))
+            for p in ((a - b) + (b - a)):
+                size = np.minimum(roi, shape)
+                lo = np.clip(np.floor(np.asarray(p)).astype(int) - size // 2, 0, shape - size)
+                boxes.append((tuple(int(v) for v in lo), tuple(int(v) for v in lo + size)))
+        return merge_boxes(boxes)
+
+    def _fade(self, box: Box, shape: Sequence[int], margin: np.ndarray, device) -> torch.Tensor:
+        """Blending weight over `box`: 1 inside, falling linearly to 0 over `margin` voxels towards
+        every side that lies inside the image (sides on the image border keep 1)."""
+        ramps = []
+        for a in range(3):
+            n, m = box[1][a] - box[0][a], max(1, int(margin[a]))
+            r = torch.ones(n, dtype=torch.float32, device=device)
+            i = torch.arange(n, dtype=torch.float32, device=device)
+            if box[0][a] > 0:
+                r = torch.minimum(r, (i + 0.5) / m)
+            if box[1][a] < shape[a]:
+                r = torch.minimum(r, (n - i - 0.5) / m)
+            ramps.append(r)
+        return ramps[0][:, None, None] * ramps[1][None, :, None] * ramps[2][None, None, :]
+
+    def _crop_sum(self, g: Group, box: Box) -> torch.Tensor:
+        """Sum of scale * sigmoid over members run on the crop `box` of the input alone."""
+        crop = g.x[(slice(None), *_slices(box))]
+        shape = tuple(b - a for a, b in zip(*box))
+        acc = None
+        for m in g.members:
+            t = m.tiled
+            tl = t.on_grid(TileGrid(shape, m.roi, t.grid.overlap, t.grid.mode, t.grid.sigma_scale, device=g.x.device))
+            tl.set_input(crop)
+            prob = torch.sigmoid(tl.logits(((0, 0, 0), shape)))
+            acc = prob.mul_(m.scale) if acc is None else acc.add_(prob, alpha=m.scale)
+        return acc
+
+    def _local(self, n: int, g: Group, before: Clicks, after: Clicks, saved: list) -> Box | None:
+        """Local update of group `n`: per changed click a window, widened window by window (module
+        docstring); returns the region changed (None: none)."""
+        shape = np.asarray(g.shape)
+        roi = np.minimum(np.max([m.roi for m in g.members], axis=0), shape)
+        margin = np.maximum(1, (roi * self.local.margin).astype(int))
+        weight, changed = g.weight, None
+        for first in self._windows(g, before, after):
+            windows, sums = [first], [self._crop_sum(g, first)]
+            for grown in range(self.local.max_grow + 1):
+                region = _bbox(windows)
+                sl = _slices(region)
+                old = g.total[sl]
+                num, den = torch.zeros_like(old), torch.zeros_like(old)
+                for w, total in zip(windows, sums):
+                    f = self._fade(w, g.shape, margin, old.device)
+                    inner = tuple(slice(a - r, b - r) for a, b, r in zip(w[0], w[1], region[0]))
+                    num[inner] += f * total
+                    den[inner] += f
+                cover = den.clamp(max=1.0)
+                new = old * (1 - cover) + torch.where(den > 0, num / den.clamp_min(1e-12), old) * cover
+                if grown == self.local.max_grow:
+                    break
+                flips = (new >= 0.5 * weight) != (old >= 0.5 * weight)
+                extra = [w for w in self._widen(region, flips, shape, roi, margin) if w not in windows]
+                if not extra:
+                    break
+                windows += extra
+                sums += [self._crop_sum(g, w) for w in extra]
+            saved.append((n, region, old.clone()))
+            g.total[sl] = new
+            changed = _union(changed, region)
+        return changed
+
+    @staticmethod
+    def _widen(region: Box, flips: torch.Tensor, shape: np.ndarray, roi: np.ndarray, margin: np.ndarray) -> list[Box]:
+        """One more window per side of `region` inside the image where the mask changed within
+        `margin` of that side: centred on those changes, reaching half a window past the side."""
+        out = []
+        for a in range(3):
+            for side in (0, 1):
+                edge = region[side][a]
+                if (side == 0 and edge <= 0) or (side == 1 and edge >= shape[a]):
+                    continue
+                m = int(min(margin[a], flips.shape[a]))
+                band = flips.narrow(a, 0 if side == 0 else flips.shape[a] - m, m)
+                if not bool(band.any()):
+                    continue
+                idx = torch.nonzero(band).float().mean(0).cpu().numpy()
+                centre = idx + np.asarray(region[0], dtype=float)
+                centre[a] = edge
+                lo = np.clip(np.floor(centre).astype(int) - roi // 2, 0, shape - roi)
+                out.append((tuple(int(v) for v in lo), tuple(int(v) for v in lo + roi)))
+        return out
+
+    # ------------------------------------------------------------------ journal
+    def _push(self, t: Transition) -> None:
+        self.journal.append(t)
+        while self.journal and sum(j.nbytes for j in self.journal) > self.journal_limit:
+            self.journal.pop(0)
+            log.info("undo journal over %d MB: oldest step forgotten (undo past it recomputes)",
+                     self.journal_limit // 2**20)
+
+    def _restore(self, clicks: Clicks) -> bool:
+        """Go back to an earlier journalled click state (undo, reset) by restoring the saved values;
+        False when `clicks` is no such state."""
+        target = _key(clicks)
+        idx = next((k for k in range(len(self.journal) - 1, -1, -1) if self.journal[k].before == target), None)
+        if idx is None or self.journal[-1].after != _key(self.clicks):
+            return False
+        for t in reversed(self.journal[idx:]):
+            for n, box, values in reversed(t.saved):
+                self.groups[n].total[_slices(box)] = values
+        del self.journal[idx:]
+        for g in self.groups:  # tiles computed for the undone clicks no longer match the input
+            boxes = g.encoder.changed_boxes(g.prepared, self.clicks, clicks)
+            self._set_input(g, clicks)
+            for m in g.members:
+                if boxes:
+                    m.tiled.invalidate(boxes)
+        return True
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """What a fresh process needs to continue exactly: each group's running sum, the journal and
+        the clicks they belong to (tile outputs are not saved: recomputed where needed)."""
+        return {"mode": self.mode, "clicks": None if self.clicks is None else self.clicks.to_dict(),
+                "totals": [None if g.total is None else g.total.cpu() for g in self.groups],
+                "journal": [{"before": [list(map(list, k)) for k in t.before],
+                             "after": [list(map(list, k)) for k in t.after],
+                             "saved": [(n, [list(b[0]), list(b[1])], v.cpu()) for n, b, v in t.saved]}
+                            for t in self.journal]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state_dict()`: the next update re-runs only what its clicks change
+        (exact: the tiles overlapping that region, none of them cached yet)."""
+        if state.get("clicks") is None:
+            return
+        if len(state["totals"]) != len(self.groups):
+            raise InputError("session state", "saved state belongs to another model set")
+        dev = self.predictor.device
+
+        def key(lists):
+            return tuple(tuple(tuple(p) for p in k) for k in lists)
+
+        for g, total in zip(self.groups, state["totals"]):
+            if tuple(total.shape) != g.shape:
+                raise InputError("session state", "saved state belongs to another case or preprocessing")
+            g.total = total.to(dev)
+        self.journal = [Transition(key(t["before"]), key(t["after"]),
+                                   [(int(n), (tuple(b[0]), tuple(b[1])), v.to(dev)) for n, b, v in t["saved"]])
+                        for t in state["journal"]]
+        c = state["clicks"]
+        self.clicks = Clicks([tuple(p) for p in c["tumor"]], [tuple(p) for p in c["background"]])
+        for g in self.groups:
+            self._set_input(g, self.clicks)
+            for m in g.members:
+                m.tiled.invalidate(None)        # nothing cached in this process
+        self.prob = self._pet()
+
+    @property
+    def cache_bytes(self) -> int:
+        return 0 if self.cache is None else self.cache.bytes

@@ -1,0 +1,375 @@
+"""InteractiveSession: one model set on one case, click by click (every petclick entry point runs on it).
+
+    session = InteractiveSession.open("work_dir", ct="x_0000.nii.gz", pet="x_0001.nii.gz")
+    session.add_clicks(tumor=[(120, 88, 140)])
+    p = session.predict()          # p.mask, p.prob on the PET grid; p.changed: box of what changed
+    session.undo(); session.reset()
+    session.save("state/")         # a fresh process: InteractiveSession.load("state/") continues
+
+- Models: anything `get_predictor` loads (AutoRunner work_dir, bundle folders, .pt files,
+  `suv-threshold`) or a predictor object. Trained ensembles run on petclick.inference.engine
+  (modes naive | exact | local); any other predictor is called once per changed click state.
+- Case: CT and PET files (repaired as `petclick predict` repairs them) or arrays with their affine.
+  Preprocessing runs once per case.
+- Clicks are PET voxel indices, checked by petclick.io.clickpolicy (outside the volume: an error
+  by default, dropped with a warning under `drop-outside`; at most 10 per kind).
+- Each `add_clicks` is one step; `undo()` goes back one step (down to the first, no clicks),
+  `reset()` to the first. Returning to a state already predicted costs no network pass.
+- `predict()` post-processes as `petclick predict` does (`postprocess`: a config dict; None keeps
+  the plain prob >= 0.5 threshold the protocol scores). A predict with unchanged clicks computes
+  nothing.
+- `counters` (mode, predictions, tiles computed and reused, cache bytes) are what a server reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from petclick.core.boxes import bounding_box
+from petclick.core.errors import InputError
+from petclick.inference.engine import DEFAULT_CACHE_MB, EnsembleEngine, LocalSettings, check_mode
+from petclick.inference.predictor import EnsemblePredictor
+from petclick.inference.predictors import get_predictor
+from petclick.io.clickfile import Clicks
+from petclick.io.clickpolicy import BUDGET, ClickPolicy, apply_click_policy
+from petclick.io.images import CaseVolumes, Volume, load_volume, save_volume
+from petclick.metrics.protocol import to_mask
+
+log = logging.getLogger(__name__)
+STATE_VERSION = 1
+STATE_FILE = "session.json"
+
+
+@dataclass
+class Prediction:
+    """One prediction of a session: mask (uint8) and probability (float32) on the PET grid, the box
+    (slices) of the voxels whose mask differs from the previous prediction (None: none), the step
+    and clicks it belongs to, and what it cost."""
+
+    mask: np.ndarray
+    prob: np.ndarray
+    changed: tuple[slice, ...] | None
+    step: int
+    clicks: Clicks
+    computed: bool
+    tiles_computed: int
+    tiles_reused: int
+    seconds: float
+
+
+def _clean(points: Iterable[Sequence[int]] | None) -> list[tuple[int, int, int]]:
+    out = []
+    for p in points or ():
+        q = tuple(int(c) for c in p)
+        if len(q) != 3:
+            raise InputError("clicks", f"a click needs 3 voxel indices, got {list(p)}")
+        out.append(q)
+    return out
+
+
+def fingerprint(case: CaseVolumes) -> str:
+    """Identity of a case for saved states: PET shape, affine and voxel values."""
+    h = hashlib.sha1()
+    h.update(repr(case.shape).encode())
+    h.update(np.asarray(case.affine, np.float64).round(6).tobytes())
+    h.update(np.ascontiguousarray(case.pet.array, np.float32).tobytes())
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, write) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    write(tmp)
+    tmp.replace(path)
+    return path
+
+
+class InteractiveSession:
+    """A model set on one case with clicks, undo and incremental re-inference (module docstring).
+
+    mode: naive | exact | local (None: the checkpoints' `infer.incremental`, else exact); ignored
+    for predictors that are not trained ensembles. postprocess: a petclick.postprocess config (None:
+    threshold only). tracer: for the post-processing rules that need one (None: from the PET).
+    click_policy / budget: petclick.io.clickpolicy. tile_cache_mb: byte limit of the tile cache.
+    checkpoints / tta_axes: a subset of the ensemble and its mirror axes (time budget, TTA)."""
+
+    def __init__(self, predictor: Any, case: CaseVolumes, mode: str | None = None,
+                 postprocess: Mapping[str, Any] | None = None, tracer: str | None = None,
+                 click_policy: ClickPolicy | str | None = ClickPolicy.STRICT, budget: int | None = BUDGET,
+                 tile_cache_mb: float | None = None, checkpoints: Sequence[Any] | None = None,
+                 tta_axes: Sequence[int] | None = None, local: LocalSettings | None = None,
+                 source: str | Path | None = None, spec: Mapping[str, Any] | None = None):
+        self.predictor, self.case = predictor, case
+        self.postprocess = None if postprocess is None else dict(postprocess)
+        self.tracer = tracer
+        self.policy, self.budget = ClickPolicy.parse(click_policy), budget
+        self.source = str(source) if source is not None else "clicks"
+        self.spec = dict(spec or {})
+        self.checkpoints, self.tta_axes = checkpoints, tta_axes
+        self.engine: EnsembleEngine | None = None
+        if isinstance(predictor, EnsemblePredictor):
+            mode = check_mode(mode if mode is not None else default_mode(predictor))
+            cache = tile_cache_mb if tile_cache_mb is not None else default_cache_mb(predictor)
+            self.engine = EnsembleEngine(predictor, case, mode, checkpoints, tta_axes, cache, local=local)
+            self.mode = mode
+        else:
+            self.mode = "predictor"
+        self._history: list[Clicks] = [Clicks()]
+        self._last: Prediction | None = None
+        self._last_clicks: Clicks | None = None
+        self.predictions = 0
+        self.computed = 0
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def open(cls, models: Any, ct: str | Path | np.ndarray, pet: str | Path | np.ndarray,
+             affine: np.ndarray | None = None, device: str = "cpu", algo_weights: Mapping[str, float] | None = None,
+             tta_flip_axes: Sequence[int] = (), **kwargs: Any) -> "InteractiveSession":
+        """A session from a model spec (`get_predictor`'s, or a predictor object) and a case: CT and
+        PET files, or CT and PET arrays on one grid with its `affine`."""
+        spec: dict[str, Any] = {}
+        names = [models] if isinstance(models, (str, Path)) else models
+        if isinstance(names, (list, tuple)) and names and all(isinstance(m, (str, Path)) for m in names):
+            spec = {"models": [str(m) for m in names], "device": str(device),
+                    "algo_weights": None if algo_weights is None else dict(algo_weights),
+                    "tta_flip_axes": list(tta_flip_axes)}
+            models = _predictor_from_spec(spec)
+        if isinstance(ct, (str, Path)) and isinstance(pet, (str, Path)):
+            from petclick.io.casefiles import load_prediction_case
+
+            case = load_prediction_case(ct, pet)
+            spec.update(ct=str(Path(ct).resolve()), pet=str(Path(pet).resolve()))
+        else:
+            if affine is None:
+                raise InputError("session", "arrays need their affine (PET grid)")
+            a = np.asarray(affine, np.float64)
+            ct_arr, pet_arr = np.asarray(ct, np.float32), np.asarray(pet, np.float32)
+            if ct_arr.shape != pet_arr.shape or pet_arr.ndim != 3:
+                raise InputError("session", f"CT {ct_arr.shape} and PET {pet_arr.shape} must be 3D arrays of one shape")
+            case = CaseVolumes(Volume(ct_arr, a), Volume(pet_arr, a))
+        return cls(models, case, spec=spec, **kwargs)
+
+    # ------------------------------------------------------------------ clicks
+    @property
+    def clicks(self) -> Clicks:
+        """The clicks of the current step."""
+        c = self._history[-1]
+        return Clicks(list(c.tumor), list(c.background))
+
+    @property
+    def step(self) -> int:
+        """Steps taken since the first (each add_clicks or changing set_clicks is one)."""
+        return len(self._history) - 1
+
+    def _checked(self, clicks: Clicks) -> Clicks:
+        return apply_click_policy(clicks, self.case.shape, self.source, self.policy, self.budget)
+
+    def add_clicks(self, tumor: Iterable[Sequence[int]] | None = None,
+                   background: Iterable[Sequence[int]] | None = None) -> Clicks:
+        """Append clicks (PET voxel indices) as one step; returns the clicks now in force."""
+        cur = self._history[-1]
+        new = self._checked(Clicks(cur.tumor + _clean(tumor), cur.background + _clean(background)))
+        self._history.append(new)
+        return self.clicks
+
+    def set_clicks(self, clicks: Clicks) -> Clicks:
+        """Replace the clicks (one step, unless they equal the current ones); what the step loop uses."""
+        new = self._checked(Clicks(_clean(clicks.tumor), _clean(clicks.background)))
+        if new != self._history[-1]:
+            self._history.append(new)
+        return self.clicks
+
+    def undo(self) -> bool:
+        """Back one step; False (nothing done) at the first step."""
+        if len(self._history) == 1:
+            return False
+        self._history.pop()
+        return True
+
+    def reset(self) -> None:
+        """Back to the first step (no clicks); the history is cleared."""
+        self._history = [Clicks()]
+
+    # ------------------------------------------------------------------ prediction
+    def _probability(self, clicks: Clicks) -> tuple[np.ndarray, bool]:
+        if self.engine is not None:
+            prob, box = self.engine.update(clicks)
+            return prob, box is not None
+        if self._last_clicks is not None and self._last_clicks == clicks and self._last is not None:
+            return self._last.prob, False
+        p = self.predictor
+        if (self.checkpoints is not None or self.tta_axes) and hasattr(p, "predict_with"):
+            ckpts = list(p.checkpoints) if self.checkpoints is None else list(self.checkpoints)
+            prob = p.predict_with(ckpts, tuple(self.tta_axes or ()), self.case, clicks)
+        else:
+            prob = p.predict(self.case, clicks)
+        prob = np.asarray(prob)
+        if prob.shape != self.case.shape:
+            raise InputError(getattr(p, "name", "predictor"),
+                             f"prediction shape {prob.shape} differs from the PET grid {self.case.shape}")
+        return prob, True
+
+    def _mask(self, prob: np.ndarray, clicks: Clicks) -> np.ndarray:
+        if self.postprocess is None:
+            return to_mask(prob, self.case.shape, getattr(self.predictor, "name", "predictor"))
+        from petclick.postprocess import postprocess, resolve_tracer
+
+        cfg = self.postprocess
+        needs_tracer = any(cfg.get(rule, {}).get("enabled") for rule in ("fn_recovery", "suv_filter"))
+        if self.tracer is None and needs_tracer:
+            self.tracer = resolve_tracer(None, self.case)
+        return postprocess(prob, self.case, clicks, self.tracer, cfg)
+
+    def predict(self) -> Prediction:
+        """Mask and probability for the current clicks (see module docstring)."""
+        t0 = time.perf_counter()
+        clicks = self.clicks
+        c0 = self.engine.counters.as_dict() if self.engine is not None else {"tiles_computed": 0, "tiles_reused": 0}
+        if self._last is not None and self._last_clicks == clicks:
+            prob, computed = self._last.prob, False
+        else:
+            prob, computed = self._probability(clicks)
+        if computed or self._last is None or self._last_clicks != clicks:
+            mask = np.asarray(self._mask(prob, clicks)).astype(np.uint8)
+        else:
+            mask = self._last.mask
+        changed = None
+        if self._last is None:
+            changed = tuple(slice(0, s) for s in mask.shape)
+        elif mask is not self._last.mask:
+            changed = bounding_box(mask != self._last.mask)
+        c1 = self.engine.counters.as_dict() if self.engine is not None else c0
+        self.predictions += 1
+        self.computed += int(computed)
+        out = Prediction(mask, prob, changed, self.step, clicks, computed,
+                         c1["tiles_computed"] - c0["tiles_computed"], c1["tiles_reused"] - c0["tiles_reused"],
+                         time.perf_counter() - t0)
+        self._last, self._last_clicks = out, clicks
+        return out
+
+    @property
+    def last(self) -> Prediction | None:
+        """The latest prediction (None before the first)."""
+        return self._last
+
+    @property
+    def counters(self) -> dict[str, Any]:
+        """What the session has cost so far (for a server to report)."""
+        out: dict[str, Any] = {"mode": self.mode, "step": self.step, "predictions": self.predictions,
+                               "predictions_computed": self.computed}
+        if self.engine is not None:
+            e = self.engine
+            out.update(e.counters.as_dict(), tiles_per_pass=e.tiles_per_pass, cache_bytes=e.cache_bytes,
+                       cache_limit_bytes=None if e.cache is None else e.cache.limit,
+                       cache_refused=0 if e.cache is None else e.cache.refused, journal_steps=len(e.journal))
+        return out
+
+    # ------------------------------------------------------------------ state
+    def save(self, folder: str | Path) -> Path:
+        """Write the state (clicks of every step, last mask and probability, the engine's running
+        sums and undo journal, the model and case spec) to `folder`; each file atomically, the
+        state file last. Returns the state file."""
+        import torch
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        last = self._last
+        if last is not None:
+            tmp = folder / f".mask.tmp{os.getpid()}.nii.gz"     # nibabel gzips by the name's suffix
+            save_volume(tmp, last.mask.astype(np.uint8), self.case.affine).replace(folder / "mask.nii.gz")
+            _atomic_write(folder / "prob.npy", lambda p: _save_npy(p, last.prob))
+        if self.engine is not None:
+            _atomic_write(folder / "engine.pt", lambda p: torch.save(self.engine.state_dict(), p))
+        state = {"version": STATE_VERSION, "mode": self.mode, "history": [c.to_dict() for c in self._history],
+                 "last_clicks": None if self._last_clicks is None else self._last_clicks.to_dict(),
+                 "postprocess": self.postprocess, "tracer": self.tracer, "click_policy": self.policy.value,
+                 "budget": self.budget,
+                 "checkpoints": None if self.checkpoints is None else [str(c) for c in self.checkpoints],
+                 "tta_axes": None if self.tta_axes is None else list(self.tta_axes), "spec": self.spec,
+                 "case": fingerprint(self.case), "counters": self.counters}
+        return _atomic_write(folder / STATE_FILE, lambda p: p.write_text(json.dumps(state, indent=1) + "\n"))
+
+    @classmethod
+    def load(cls, folder: str | Path, predictor: Any = None, case: CaseVolumes | None = None,
+             **kwargs: Any) -> "InteractiveSession":
+        """The session saved in `folder`; the models and case come from the saved spec unless given
+        (a session built from arrays needs `case`). The case must be the one saved."""
+        import torch
+
+        folder = Path(folder)
+        path = folder / STATE_FILE
+        if not path.is_file():
+            raise InputError(path, "no saved session here")
+        try:
+            state = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(path, f"unreadable session state ({exc})") from exc
+        if state.get("version") != STATE_VERSION:
+            raise InputError(path, f"session state version {state.get('version')} "
+                                   f"(this petclick reads {STATE_VERSION})")
+        spec = state.get("spec") or {}
+        if predictor is None:
+            if "models" not in spec:
+                raise InputError(path, "the session was built from a predictor object: pass `predictor`")
+            predictor = _predictor_from_spec(spec)
+        if case is None:
+            if "pet" not in spec:
+                raise InputError(path, "the session was built from arrays: pass `case`")
+            from petclick.io.casefiles import load_prediction_case
+
+            case = load_prediction_case(spec["ct"], spec["pet"])
+        if fingerprint(case) != state["case"]:
+            raise InputError(path, "the case differs from the one this session was saved with")
+        opts = dict(mode=None if state["mode"] == "predictor" else state["mode"], postprocess=state.get("postprocess"),
+                    tracer=state.get("tracer"), click_policy=state.get("click_policy"), budget=state.get("budget"),
+                    checkpoints=state.get("checkpoints"), tta_axes=state.get("tta_axes"), spec=spec)
+        opts.update(kwargs)
+        s = cls(predictor, case, **opts)
+        s._history = [_clicks_of(c) for c in state["history"]]
+        if s.engine is not None and (folder / "engine.pt").is_file():
+            s.engine.load_state_dict(torch.load(folder / "engine.pt", map_location="cpu", weights_only=True))
+        lc = state.get("last_clicks")
+        if lc is not None and (folder / "mask.nii.gz").is_file() and (folder / "prob.npy").is_file():
+            clicks = _clicks_of(lc)
+            mask = load_volume(folder / "mask.nii.gz", dtype=np.uint8).array
+            prob = np.load(folder / "prob.npy")
+            s._last = Prediction(mask, prob, None, len(s._history) - 1, clicks, False, 0, 0, 0.0)
+            s._last_clicks = clicks
+        return s
+
+
+def _predictor_from_spec(spec: Mapping[str, Any]) -> Any:
+    """The predictor a saved or opened session's model spec names (the one loader, cached per process)."""
+    extra = {"tta_flip_axes": tuple(spec["tta_flip_axes"])} if spec.get("tta_flip_axes") else {}
+    return get_predictor(spec["models"], device=spec.get("device", "cpu"), algo_weights=spec.get("algo_weights"),
+                         cached=True, **extra)
+
+
+def _clicks_of(d: Mapping[str, Any]) -> Clicks:
+    return Clicks([tuple(p) for p in d["tumor"]], [tuple(p) for p in d["background"]])
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, np.asarray(array, np.float32))
+
+
+def default_mode(predictor: EnsemblePredictor) -> str:
+    """The incremental mode the checkpoints ask for (`infer.incremental`), else exact."""
+    modes = {str(predictor.info[p]["infer"].get("incremental") or "exact") for p in predictor.checkpoints}
+    return modes.pop() if len(modes) == 1 else "exact"
+
+
+def default_cache_mb(predictor: EnsemblePredictor) -> float:
+    """The tile-cache limit the checkpoints ask for (`infer.tile_cache_mb`, smallest), else the default."""
+    values = [predictor.info[p]["infer"].get("tile_cache_mb") for p in predictor.checkpoints]
+    values = [float(v) for v in values if v is not None]
+    return min(values) if values else float(os.environ.get("PETCLICK_TILE_CACHE_MB", DEFAULT_CACHE_MB))
