@@ -15,6 +15,14 @@ the config fill_template_config would write for the `demo` preset plus `--set` o
   the folds; suv-threshold on the same cases.
 It prints the mean 11-step curves of Dice, FPV and FNV with their spread (min-max over seeds),
 the AUCs and the issue-13 criteria, and writes every number to --json.
+
+Post-processing (`--postprocess`, default `default`): the models' masks go through petclick's
+default post-processing, as `petclick predict`, `gc` and the demo ship them (click consistency:
+a tumour click the mask misses grows the model's low-probability region or the 41%-of-peak SUV
+iso-contour around it; a covered background click cuts). Rows: `ensemble`, `single ckpt` (with
+it), `ensemble raw` (the same ensemble, prob >= 0.5), `suv-threshold` (as defined: no
+post-processing), `suv-thr + pp` (the baseline with the same post-processing) and `no model + pp`
+(a predictor that finds nothing, then the post-processing: what the click rule alone scores).
 """
 
 from __future__ import annotations
@@ -78,18 +86,28 @@ def train_all(datalist: Path, work: Path, seed: int, overrides: dict, user: dict
     return {"checkpoints": out, "train_s": time.time() - t0}
 
 
-def protocol_rows(predictor, entries: list[dict], dataroot: Path) -> list[dict]:
+class NoModel:
+    """A predictor that finds nothing (probability 0): what post-processing alone makes of the clicks."""
+
+    name = "no model"
+
+    def predict(self, case, clicks):
+        return np.zeros(case.shape, np.float32)
+
+
+def protocol_rows(predictor, entries: list[dict], dataroot: Path, postprocess: dict | None = None) -> list[dict]:
+    """The 11-step rows of `predictor` on `entries`, masks post-processed by `postprocess` (None: prob >= 0.5)."""
     from petclick.io.clickfile import read_clicks
     from petclick.io.datalist import entry_case_id, resolve_entry
     from petclick.io.images import load_case
-    from petclick.metrics.protocol import run_protocol
+    from petclick.inference.protocol import run_protocol
 
     rows = []
     for e in entries:
         r = resolve_entry(e, dataroot)
         case = load_case(r["image"], r["pet"], r["label"])
         rows += run_protocol(predictor, case, read_clicks(r["clicks"]), case_id=entry_case_id(e),
-                             tracer=str(e.get("tracer", "unknown")))
+                             tracer=str(e.get("tracer", "unknown")), session={"postprocess": postprocess})
     return rows
 
 
@@ -107,7 +125,7 @@ def auc(curve: list[float]) -> float:
     return auc_trapezoid(curve)
 
 
-def evaluate(ckpts: dict[int, list[Path]], datalist: Path, split: str) -> dict[str, list[dict]]:
+def evaluate(ckpts: dict[int, list[Path]], datalist: Path, split: str, pp: dict | None = None) -> dict[str, list[dict]]:
     """Protocol rows of the ensemble and the single checkpoint (see module docstring)."""
     from petclick.inference.predictor import EnsemblePredictor
     from petclick.io.datalist import load_datalist
@@ -116,13 +134,13 @@ def evaluate(ckpts: dict[int, list[Path]], datalist: Path, split: str) -> dict[s
     root = datalist.parent
     if split == "testing":
         every = [p for f in sorted(ckpts) for p in ckpts[f]]
-        return {"ensemble": protocol_rows(EnsemblePredictor(every), data["testing"], root),
-                "single": protocol_rows(EnsemblePredictor([ckpts[0][-1]]), data["testing"], root)}
+        return {"ensemble": protocol_rows(EnsemblePredictor(every), data["testing"], root, pp),
+                "single": protocol_rows(EnsemblePredictor([ckpts[0][-1]]), data["testing"], root, pp)}
     out: dict[str, list[dict]] = {"ensemble": [], "single": []}
     for fold, paths in ckpts.items():
         val = [e for e in data["training"] if int(e["fold"]) == fold]
-        out["ensemble"] += protocol_rows(EnsemblePredictor(paths), val, root)
-        out["single"] += protocol_rows(EnsemblePredictor([paths[-1]]), val, root)
+        out["ensemble"] += protocol_rows(EnsemblePredictor(paths), val, root, pp)
+        out["single"] += protocol_rows(EnsemblePredictor([paths[-1]]), val, root, pp)
     return out
 
 
@@ -200,7 +218,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, help="keep the trained folds here (default: a temporary folder)")
     ap.add_argument("--threads", type=int, help="torch threads (default: the recipe's training.num_threads)")
     ap.add_argument("--json", type=Path, help="write curves, AUCs and criteria here")
+    ap.add_argument("--postprocess", default="default", metavar="default|off|FILE.yaml",
+                    help="the models' post-processing: default = what petclick predict, gc and the demo apply "
+                         "(click consistency); off = prob >= 0.5")
     args = ap.parse_args(argv)
+    from petclick.postprocess import RULES, make_config
+
+    pp = (make_config(None, **{r: False for r in RULES}) if args.postprocess == "off"
+          else make_config(None if args.postprocess == "default" else args.postprocess))
     data = args.data or Path(tempfile.gettempdir()) / f"petclick_quality_{args.cohort_seed}_{args.cases}"
     datalist = cohort(data, args.cases, args.cohort_seed, args.shape, args.min_test_cases)
     from petclick.core.yamlio import read_yaml
@@ -212,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         overrides["training#num_threads"] = args.threads
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_quality_"))
-    per_seed: dict[str, list] = {"ensemble": [], "single": []}
+    per_seed: dict[str, list] = {"ensemble": [], "single": [], "ensemble raw": []}
+    raw = make_config(None, **{r: False for r in RULES})
     times = []
     try:
         for seed in args.seeds:
@@ -220,9 +246,11 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(seed_dir, ignore_errors=True)
             trained = train_all(datalist, seed_dir, seed, overrides, user, args.folds)
             times.append(trained["train_s"])
-            rows = evaluate(trained["checkpoints"], datalist, args.split)
-            for k in per_seed:
+            rows = evaluate(trained["checkpoints"], datalist, args.split, pp)
+            for k in ("ensemble", "single"):
                 per_seed[k].append(curves(rows[k]))
+            if args.postprocess != "off":  # the models alone (prob >= 0.5), beside what post-processing adds
+                per_seed["ensemble raw"].append(curves(evaluate(trained["checkpoints"], datalist, args.split, raw)["ensemble"]))
             c = per_seed["ensemble"][-1]
             print(f"seed {seed}: trained in {trained['train_s']:.0f} s; ensemble Dice AUC {auc(c['dice']):.2f}, "
                   f"Dice@0 {c['dice'][0]:.3f}, Dice@10 {c['dice'][10]:.3f}, FPV AUC {auc(c['fpv_ml']):.1f}", flush=True)
@@ -230,22 +258,32 @@ def main(argv: list[str] | None = None) -> int:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
     base_rows = protocol_rows(SuvThresholdPredictor(), split_entries(datalist, args.split, args.folds), datalist.parent)
+    base_pp = protocol_rows(SuvThresholdPredictor(), split_entries(datalist, args.split, args.folds), datalist.parent, pp)
     results = [summarise("ensemble", per_seed["ensemble"]), summarise("single ckpt", per_seed["single"]),
-               summarise("suv-threshold", [curves(base_rows)])]
+               *([summarise("ensemble raw", per_seed["ensemble raw"])] if per_seed["ensemble raw"] else []),
+               summarise("suv-threshold", [curves(base_rows)]), summarise("suv-thr + pp", [curves(base_pp)])]
+    if args.postprocess != "off":
+        nothing = protocol_rows(NoModel(), split_entries(datalist, args.split, args.folds), datalist.parent, pp)
+        results.append(summarise("no model + pp", [curves(nothing)]))
     entries = split_entries(datalist, args.split, args.folds)
     n_neg = sum(1 for e in entries if not any(r["case"] == e.get("case") and r["gt_ml"] > 0 for r in base_rows))
     print(f"\ncohort seed {args.cohort_seed} ({args.cases} cases {tuple(args.shape)}), {args.split} split: "
           f"{len(entries)} cases ({n_neg} without lesions; tracers "
           f"{sorted({str(e.get('tracer')) for e in entries})}); training {np.mean(times):.0f} s per seed; "
-          f"overrides {overrides or 'none'}")
+          f"overrides {overrides or 'none'}; models post-processed: {args.postprocess}")
     print_table(results, len(args.seeds))
-    crit = criteria(results[0], results[2])
+    by_name = {r["name"]: r for r in results}
+    crit = criteria(by_name["ensemble"], by_name["suv-threshold"])
     print("\nissue 13 criteria (ensemble vs suv-threshold): " + ", ".join(f"{k} {'yes' if v else 'NO'}"
                                                                           for k, v in crit.items()))
+    crit_pp = criteria(by_name["ensemble"], by_name["suv-thr + pp"])
+    print("the same against suv-threshold with the models' post-processing: "
+          + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in crit_pp.items()))
     if args.json:
         args.json.write_text(json.dumps({"cohort_seed": args.cohort_seed, "split": args.split, "seeds": args.seeds,
                                          "overrides": overrides, "train_s": times, "results": results,
-                                         "criteria": crit, "per_seed": per_seed}, indent=1))
+                                         "criteria": crit, "criteria_vs_postprocessed_baseline": crit_pp,
+                                         "postprocess": args.postprocess, "per_seed": per_seed}, indent=1))
     return 0
 
 

@@ -122,6 +122,7 @@ for _path, _rule in {
     "network.init_checkpoint": TEXT, "network.image_channels": number(1, integer=True),
     "data.spacing": numbers(3, 0, lo_open=True, none=True, allow=("auto",)),
     "data.ct_window": numbers(2), "data.pet_clip": numbers(2, 0, allow=("auto",)),
+    "data.pet_scale": choice("linear", "log"),
     "data.roi": numbers(3, 1, integer=True), "data.pos": number(0), "data.neg": number(0),
     "data.num_crops": number(1, integer=True), "data.batch_size": number(1, integer=True),
     "data.cache_rate": number(0, 1), "data.num_workers": number(0, integer=True),

@@ -31,6 +31,7 @@ import numpy as np
 from petclick.io.clickfile import Clicks
 from petclick.postprocess.components import CONNECTIVITY, clicks_inside, components
 
+GROW_MODES = ("missed", "always", "always-suv")
 UNBOUNDED_FRACTION = 0.5  # an iso-contour filling more of the ball than this is flat uptake, not a lesion
 
 
@@ -85,16 +86,20 @@ def _nearest_d2(points: list, box: tuple[slice, ...], spacing: np.ndarray) -> np
 
 def enforce_clicks(mask: np.ndarray, clicks: Clicks, pet: np.ndarray, spacing: Sequence[float],
                    prob: np.ndarray | None = None, low: float = 0.2, max_radius_mm: float = 40.0,
-                   min_radius_mm: float = 0.0, suv_fraction: float = 0.41, peak_radius_mm: float = 5.0) -> np.ndarray:
-    """Grow at missed tumour clicks, then cut at covered background clicks (see the module docstring)."""
+                   min_radius_mm: float = 0.0, suv_fraction: float = 0.41, peak_radius_mm: float = 5.0,
+                   grow: str = "missed") -> np.ndarray:
+    """Grow at missed tumour clicks (`grow: always`: at every tumour click; `always-suv`: at every
+    tumour click by the SUV iso-contour), then cut at covered background clicks (module docstring)."""
+    if grow not in GROW_MODES:
+        raise ValueError(f"click_consistency.grow must be one of {GROW_MODES}, got {grow!r}")
     out = np.array(mask, bool, copy=True)
     spacing = np.asarray(spacing, float)
     tumour = clicks_inside(clicks.tumor, out.shape)
     background = clicks_inside(clicks.background, out.shape)
     for p in tumour:
-        if not out[p]:
-            box, region = grow_region(p, pet, prob, spacing, low, max_radius_mm, min_radius_mm, suv_fraction,
-                                      peak_radius_mm)
+        if grow != "missed" or not out[p]:
+            box, region = grow_region(p, pet, None if grow == "always-suv" else prob, spacing, low, max_radius_mm,
+                                      min_radius_mm, suv_fraction, peak_radius_mm)
             out[box] |= region
     covered = [q for q in background if out[q]]
     if not covered:

@@ -2,7 +2,7 @@
 
     {"format": "petclick-checkpoint-1", "state_dict": ..., "network": {"name", "kwargs"},
      "in_channels": 4, "out_channels": 1,
-     "preprocess": {"spacing", "ct_window", "pet_clip", "crop_body", "roi", "encoding", "max_clicks"},
+     "preprocess": {"spacing", "ct_window", "pet_clip", "pet_scale", "crop_body", "roi", "encoding", "max_clicks"},
      "infer": {"roi", "overlap", "sw_batch_size", "mode", "amp"},
      "algo", "fold", "repeat", "epoch", "best_metric", "metrics"}
 

@@ -2,12 +2,14 @@
 
     NaN/infinite CT -> -1000 HU, PET -> 0 SUV (what petclick.io.images does when a command reads a
     case; training reads files through MONAI, so it is repeated here) -> [Spacingd when `spacing`
-    is set] -> CT window [lo, hi] HU -> [0, 1] -> PET clip [0, c] SUV -> [0, 1] -> concatenate
+    is set] -> CT window [lo, hi] HU -> [0, 1] -> PET clip [0, c] SUV -> [0, 1] (`pet_scale` linear,
+    or log: petclick.runtime.petscale) -> concatenate
     (CT, PET) into `image` -> crop to the body bounding box (CT above the window's lower bound; the
     whole image when no voxel is, e.g. an all-air CT)
 
 A `preprocess` dict (stored in every checkpoint) describes it: {"spacing": None | [sx, sy, sz],
-"ct_window": [lo, hi], "pet_clip": [0, c], "crop_body": bool}. The image keeps a MetaTensor affine
+"ct_window": [lo, hi], "pet_clip": [0, c], "pet_scale": "linear" | "log", "crop_body": bool}; a
+checkpoint written before `pet_scale` existed reads as linear. The image keeps a MetaTensor affine
 through every step, which is how clicks (world coordinates) and predictions find their way back
 to the PET grid.
 """
@@ -35,8 +37,11 @@ from monai.transforms import (
 )
 from monai.config import KeysCollection
 
+from petclick.core.errors import InputError
+from petclick.runtime.petscale import PET_SCALES, LogScaleIntensityd
+
 DEFAULT_PREPROCESS: dict[str, Any] = {"spacing": None, "ct_window": [-250.0, 250.0], "pet_clip": [0.0, 10.0],
-                                      "crop_body": True}
+                                      "pet_scale": "linear", "crop_body": True}
 
 
 def preprocess_config(pre: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -47,6 +52,9 @@ def preprocess_config(pre: Mapping[str, Any] | None) -> dict[str, Any]:
     out["ct_window"] = [float(v) for v in out["ct_window"]]
     out["pet_clip"] = [float(v) for v in out["pet_clip"]]
     out["crop_body"] = bool(out["crop_body"])
+    out["pet_scale"] = str(out["pet_scale"]).strip().lower()
+    if out["pet_scale"] not in PET_SCALES:
+        raise InputError("data.pet_scale", f"unknown PET scaling {out['pet_scale']!r}; choose one of {', '.join(PET_SCALES)}")
     return out
 
 
@@ -107,7 +115,10 @@ def preprocess_transforms(pre: Mapping[str, Any], label_key: str | None = None) 
     lo, hi = pre["ct_window"]
     out.append(ScaleIntensityRanged(keys="image", a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True))
     p0, p1 = pre["pet_clip"]
-    out.append(ScaleIntensityRanged(keys="pet", a_min=p0, a_max=p1, b_min=0.0, b_max=1.0, clip=True))
+    if pre["pet_scale"] == "log":
+        out.append(LogScaleIntensityd(keys="pet", lo=p0, hi=p1))
+    else:
+        out.append(ScaleIntensityRanged(keys="pet", a_min=p0, a_max=p1, b_min=0.0, b_max=1.0, clip=True))
     out += [ConcatItemsd(keys=["image", "pet"], name="image", dim=0), DeleteItemsd(keys="pet")]
     if pre["crop_body"]:
         crop_keys = ["image"] + ([label_key] if label_key else [])

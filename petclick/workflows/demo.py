@@ -9,7 +9,8 @@ source tree.
    ensemble predictions of the testing split) with the `demo` preset, in this process, with
    CMD_PREFIX set to this Python so the training subprocesses find petclick;
 3. run the 11-step interactive protocol on the testing split: the ensemble of every checkpoint
-   (5 folds x 4 repeats = 20) against the `suv-threshold` baseline;
+   (5 folds x 4 repeats = 20) against the `suv-threshold` baseline, both post-processed as
+   `petclick predict` and `gc` ship their masks (petclick.postprocess defaults: click consistency);
 4. print where the report is, and the time each stage took (also in <out>/demo_timing.json).
 """
 
@@ -111,11 +112,14 @@ def run_demo(out: Path, data: Path | None = None, input_template: Path = INPUT_T
     elif not work_dir.is_dir():
         raise InputError(work_dir, "--skip-train needs a trained work_dir from an earlier run")
     t = time.time()
+    from petclick.postprocess import make_config
     from petclick.workflows.interactive import InteractiveJob, run_interactive
 
     report = out / "report"
+    # every predictor's masks post-processed as `petclick predict` and `gc` ship them (click consistency)
     code = run_interactive(InteractiveJob(predictor=str(work_dir), compare=["suv-threshold"], datalist=datalist,
-                                          dataroot=data, split="testing", out=report, device=device))
+                                          dataroot=data, split="testing", out=report, device=device,
+                                          postprocess=make_config()))
     times["interactive"] = time.time() - t
     times["total"] = sum(times.values())
     atomic_write_text(out / "demo_timing.json", json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1) + "\n")
