@@ -248,3 +248,24 @@ def test_postprocessed_predictor_in_the_protocol():
     assert len(rows) == 11 and wrapped._tracer_for[1] == "fdg"
     for k, (mask, clicks) in masks.items():
         assert all(mask[p] for p in clicks.tumor) and not any(mask[q] for q in clicks.background)
+
+
+def test_click_consistency_grow_modes_for_a_clicked_lesion_the_mask_undersegments():
+    """grow: missed leaves a covered click alone; always grows the model's prob >= low region; always-suv
+    joins the SUV iso-contour; anything else is refused."""
+    pet = np.full(SHAPE, 0.5, np.float32)
+    pet[10:18, 10:18, 10:18] = 8.0                     # the lesion, 8^3 voxels
+    prob = np.zeros(SHAPE, np.float32)
+    prob[12:16, 12:16, 12:16] = 0.9                    # the model's too-small mask inside it
+    prob[11:17, 11:17, 11:17] = np.maximum(prob[11:17, 11:17, 11:17], 0.3)
+    mask = prob >= 0.5
+    clicks = Clicks([(13, 13, 13)], [])
+    kw = dict(prob=prob, low=0.2, suv_fraction=0.41)
+    assert enforce_clicks(mask, clicks, pet, (2, 2, 2), **kw).sum() == 4 ** 3
+    assert enforce_clicks(mask, clicks, pet, (2, 2, 2), grow="always", **kw).sum() == 6 ** 3
+    out = enforce_clicks(mask, clicks, pet, (2, 2, 2), grow="always-suv", **kw)
+    assert out.sum() == 8 ** 3 and out[10:18, 10:18, 10:18].all()
+    with pytest.raises(ValueError, match="grow"):
+        enforce_clicks(mask, clicks, pet, (2, 2, 2), grow="sometimes", **kw)
+    cfg = make_config({"click_consistency": {"grow": "always-suv"}})
+    assert cfg["click_consistency"]["grow"] == "always-suv" and DEFAULT_CONFIG["click_consistency"]["grow"] == "missed"
