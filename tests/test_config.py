@@ -27,7 +27,7 @@ def test_missing_keys_come_from_the_preset_and_read_both_ways(tmp_path):
     assert isinstance(cfg, BundleConfig) and isinstance(cfg, dict)
     assert cfg.training.lr == cfg["training"]["lr"] == 0.5 and cfg["training"].get("lr") == 0.5
     # every key the file lacks is the demo preset's, the one place defaults are stated
-    assert cfg["training"]["num_epochs"] == DEMO["training"]["num_epochs"] == 25
+    assert cfg["training"]["num_epochs"] == DEMO["training"]["num_epochs"] == 45
     assert cfg.data.roi == DEMO["data"]["roi"] and cfg.clicks.max_clicks == MAX_CLICKS
     assert cfg.clicks.encoding == DEFAULT_ENCODING and cfg.training.device is None
     assert dict(cfg["augment"]) == DEMO["augment"]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import binary_dilation
 
+from petclick.core.errors import InputError
 from petclick.cli import main as cli_main
 from petclick.io.clickfile import read_clicks
 from petclick.io.datalist import entry_case_id, load_datalist, parse_case_id, resolve_entry
@@ -257,5 +258,5 @@ def test_min_test_cases_split_holds_whole_patients_of_both_tracers_and_a_negativ
         assert plan_cohort(24, seed, "mixed", 0.4, min_test_cases=8) == (planned, test_cases)
         # the cases themselves do not depend on the split rule
         assert plan_cohort(24, seed, "mixed", 0.4)[0] == planned
-    with pytest.raises(ValueError, match="keep 2 patients"):
+    with pytest.raises(InputError, match="keep 2 patients"):
         plan_cohort(4, 0, "mixed", 0.4, min_test_cases=4)

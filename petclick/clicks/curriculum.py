@@ -40,8 +40,9 @@ CONFIG_KEYS = ("count", "paired", "samplers", "interior_power", "background")
 BACKGROUNDS = ("patch", "case")
 SOURCE = "clicks.curriculum"
 #: A curriculum config's defaults: the presets' `clicks.curriculum`, plus the interior sampler's power
-#: and the background rule (`patch` unless the preset says otherwise).
-DEFAULT_CONFIG: dict[str, Any] = {"interior_power": 2.0, "background": "patch", **copy.deepcopy(CLICKS["curriculum"])}
+#: and the background rule: `patch` for a curriculum built on its own (it needs no BackgroundThresholdd);
+#: a bundle config carries the presets' `case`.
+DEFAULT_CONFIG: dict[str, Any] = {**copy.deepcopy(CLICKS["curriculum"]), "interior_power": 2.0, "background": "patch"}
 
 
 def count_distribution(spec: str | Sequence[float], max_clicks: int = MAX_CLICKS) -> np.ndarray:

@@ -24,8 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=DEMO_COHORT["seed"], help=f"cohort seed (default {DEMO_COHORT['seed']})")
     p.add_argument("--shape", type=int, nargs=3, default=DEMO_COHORT["shape"], metavar=("X", "Y", "Z"),
                    help="phantom grid (default %(default)s)")
-    p.add_argument("--min-test-cases", type=int, default=DEMO_COHORT["min_test_cases"],
-                   help="testing split: whole patients holding at least this many cases (default %(default)s)")
+    p.add_argument("--min-test-cases", type=int, default=None,
+                   help=f"testing split: whole patients holding at least this many cases (default: "
+                        f"{DEMO_COHORT['min_test_cases']} for the embedded {DEMO_COHORT['cases']}-case cohort, "
+                        f"else about 20%% of the patients)")
     p.add_argument("--folds", type=int, default=None, help="num_fold override (default: input.yaml's, 5)")
     p.add_argument("--repeats", type=int, default=None, help="num_repeats override (default: input.yaml's, 4)")
     p.add_argument("--preset", choices=["demo", "autopet"], default=None, help="preset override (default: input.yaml's, demo)")
@@ -37,7 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    run_demo(args.out, args.data, args.input, args.cases, args.seed, args.shape, args.min_test_cases,
+    min_test = args.min_test_cases
+    if min_test is None and args.cases == DEMO_COHORT["cases"]:
+        min_test = DEMO_COHORT["min_test_cases"]
+    run_demo(args.out, args.data, args.input, args.cases, args.seed, args.shape, min_test,
              folds=args.folds, repeats=args.repeats, preset=args.preset, device=args.device,
              skip_train=args.skip_train, prepare_only=args.prepare_only)
     return 0

@@ -93,12 +93,13 @@ def _test_patients(planned: list[PlannedCase], min_cases: int, rng: np.random.Ge
     """Whole patients for testing: taken alternately from each tracer's shuffled patients until they
     hold >= `min_cases` cases; if none of their cases is negative, the last one taken is swapped for the
     next patient (same tracer first) who has a negative case, and taking goes on. Leaves >= 2 patients
-    for training; ValueError when the cohort is too small for that."""
+    for training; InputError when the cohort is too small for that."""
     by_patient: dict[str, list[PlannedCase]] = {}
     for c in planned:
         by_patient.setdefault(c.patient, []).append(c)
     if min_cases < 1 or len(by_patient) < 3 or sum(len(v) for v in by_patient.values()) - min_cases < 2:
-        raise ValueError(f"cannot hold out >= {min_cases} test cases of {len(planned)} and keep 2 patients for training")
+        raise InputError("--min-test-cases", f"cannot hold out >= {min_cases} test cases of {len(planned)} "
+                                             "and keep 2 patients for training")
     pools = [list(rng.permutation(sorted(p for p, cs in by_patient.items() if cs[0].tracer == t)))
              for t in TRACERS]
     pools = [p for p in pools if p]

@@ -43,7 +43,7 @@ def search_fold(cfg: Mapping[str, Any]) -> tuple[Path, dict[str, Any]]:
     from petclick.networks import save_arch_code, search_dints_topology
     from petclick.networks.dints_arch import resolve_arch_code
     from petclick.networks.factory import network_kwargs
-    from petclick.training.data import fold_files, train_dataset, train_loader
+    from petclick.training.data import batch_stage, fold_files, train_dataset, train_loader
     from petclick.training.loop import describe
 
     if cfg["network"]["name"] != "dints":
@@ -57,6 +57,10 @@ def search_fold(cfg: Mapping[str, Any]) -> tuple[Path, dict[str, Any]]:
     roi = [int(r) for r in cfg["data"]["roi"]]
     seed = int(cfg["training"].get("seed", 0))
     loader = train_loader(cfg, train_dataset(cfg, files.train, roi), seed)
+    stage = batch_stage(cfg)  # data.batch_transforms: the click channels are made on the batch, as in training
+    if stage is not None:
+        stage.set_random_state(seed)
+        loader = _staged(loader, stage, device)
     t0 = time.time()
     code = search_dints_topology(
         loader, describe(cfg)["in_channels"], 1, roi, int(s.get("num_epochs", 40)),
@@ -69,6 +73,19 @@ def search_fold(cfg: Mapping[str, Any]) -> tuple[Path, dict[str, Any]]:
     path = save_arch_code(code, arch_code_path(cfg))
     log.info("dints search: %d epochs in %.1f s, code -> %s", int(s.get("num_epochs", 40)), time.time() - t0, path)
     return path, code
+
+
+class _staged:
+    """A loader whose batches go through the training's batch stage (re-iterable, like the loader)."""
+
+    def __init__(self, loader: Any, stage: Any, device: str):
+        self.loader, self.stage, self.device = loader, stage, device
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        return (self.stage(batch, self.device) for batch in self.loader)
 
 
 def use_arch_code(hyper_file: str | Path, code_path: str | Path) -> Path:
