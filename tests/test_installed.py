@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from petclick.config.presets import DEMO
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -88,7 +90,7 @@ def test_demo_first_stage_in_an_empty_folder_writes_only_under_out(installed, tm
     for fold in (0, 1):
         hyper = yaml.safe_load((run / "work_dir" / f"segresnet_{fold}" / "configs" / "hyper_parameters.yaml").read_text())
         assert hyper["fold"] == fold and hyper["preset"] == "demo" and hyper["network"]["name"] == "segresnet"
-        assert hyper["data"]["roi"] == [32, 32, 40] and hyper["training"]["num_epochs"] == 25
+        assert hyper["data"]["roi"] == [32, 32, 40] and hyper["training"]["num_epochs"] == DEMO["training"]["num_epochs"]
     copied = run / "work_dir" / "algorithm_templates" / "segresnet" / "scripts" / "algo.py"
     assert copied.read_text() == (templates / "segresnet" / "scripts" / "algo.py").read_text()
 
