@@ -125,6 +125,18 @@ def auc(curve: list[float]) -> float:
     return auc_trapezoid(curve)
 
 
+def kept_checkpoints(seed_dir: Path, folds: int) -> dict[str, Any]:
+    """The checkpoints train_all wrote under `seed_dir` ({fold: [model.pt by repeat]})."""
+    out = {}
+    for fold in range(folds):
+        paths = sorted((seed_dir / f"segresnet_{fold}" / "model").glob("repeat*/model.pt"),
+                       key=lambda p: int(p.parent.name[6:]))
+        if not paths:
+            raise SystemExit(f"{seed_dir / f'segresnet_{fold}'}: no checkpoints to rescore")
+        out[fold] = paths
+    return {"checkpoints": out, "train_s": float("nan")}
+
+
 def evaluate(ckpts: dict[int, list[Path]], datalist: Path, split: str, pp: dict | None = None) -> dict[str, list[dict]]:
     """Protocol rows of the ensemble and the single checkpoint (see module docstring)."""
     from petclick.inference.predictor import EnsemblePredictor
@@ -218,10 +230,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, help="keep the trained folds here (default: a temporary folder)")
     ap.add_argument("--threads", type=int, help="torch threads (default: the recipe's training.num_threads)")
     ap.add_argument("--json", type=Path, help="write curves, AUCs and criteria here")
+    ap.add_argument("--rescore", action="store_true",
+                    help="score the checkpoints kept in --work by an earlier run (e.g. under another --postprocess), "
+                         "without training")
     ap.add_argument("--postprocess", default="default", metavar="default|off|FILE.yaml",
                     help="the models' post-processing: default = what petclick predict, gc and the demo apply "
                          "(click consistency); off = prob >= 0.5")
     args = ap.parse_args(argv)
+    if args.rescore and args.work is None:
+        ap.error("--rescore needs --work, the folder of an earlier run")
     from petclick.postprocess import RULES, make_config
 
     pp = (make_config(None, **{r: False for r in RULES}) if args.postprocess == "off"
@@ -243,9 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for seed in args.seeds:
             seed_dir = work / f"seed{seed}"
-            shutil.rmtree(seed_dir, ignore_errors=True)
-            trained = train_all(datalist, seed_dir, seed, overrides, user, args.folds)
-            times.append(trained["train_s"])
+            if args.rescore:
+                trained = kept_checkpoints(seed_dir, args.folds)
+            else:
+                shutil.rmtree(seed_dir, ignore_errors=True)
+                trained = train_all(datalist, seed_dir, seed, overrides, user, args.folds)
+                times.append(trained["train_s"])
             rows = evaluate(trained["checkpoints"], datalist, args.split, pp)
             for k in ("ensemble", "single"):
                 per_seed[k].append(curves(rows[k]))
@@ -269,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     n_neg = sum(1 for e in entries if not any(r["case"] == e.get("case") and r["gt_ml"] > 0 for r in base_rows))
     print(f"\ncohort seed {args.cohort_seed} ({args.cases} cases {tuple(args.shape)}), {args.split} split: "
           f"{len(entries)} cases ({n_neg} without lesions; tracers "
-          f"{sorted({str(e.get('tracer')) for e in entries})}); training {np.mean(times):.0f} s per seed; "
+          f"{sorted({str(e.get('tracer')) for e in entries})}); training {f'{np.mean(times):.0f} s' if times else 'not run (--rescore)'} per seed; "
           f"overrides {overrides or 'none'}; models post-processed: {args.postprocess}")
     print_table(results, len(args.seeds))
     by_name = {r["name"]: r for r in results}

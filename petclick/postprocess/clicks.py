@@ -3,8 +3,11 @@
 After this rule every tumour click lies inside the output and no background click does (a voxel
 clicked as both keeps the tumour click: the reader's positive click wins).
 
-Grow (a tumour click outside the mask) - the voxels added are, within a ball of `max_radius_mm`
-around the click and connected (18) to it:
+Grow - at a tumour click outside the mask (`grow: missed`), at every tumour click by the steps
+below (`always`), or at every tumour click by the SUV iso-contour (step 2, then 3; `always-suv`,
+the pipeline's default: the lesion a reader clicked gets at least its 41%-of-peak extent, the
+delineation readers use, joined to what the model found) - the voxels added are, within a ball of
+`max_radius_mm` around the click and connected (18) to it:
 1. the voxels with `prob >= low` when the click's own probability reaches `low`; otherwise
 2. the voxels with SUV >= `suv_fraction` x the peak SUV near the click (the PET iso-contour
    delineation readers use, 41% of the peak by default; the peak is the maximum within
