@@ -34,7 +34,7 @@ from petclick.metrics.aggregate import auc_trapezoid
 from petclick.metrics.lesion import LesionScorer
 from petclick.postprocess import RULES, make_config, postprocess, resolve_tracer
 from petclick.inference.predictors import get_predictor
-from petclick.workflows.predict import read_prediction_clicks
+from petclick.io.clickfile import Clicks, read_clicks
 from petclick.workflows.predict.cases import tracer_from_id
 
 STEPS = tuple(range(11))
@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     n_calls, predict_s = 0, 0.0
     for n, e in enumerate(entries):
         case = load_case(e["image"], e["pet"], e["label"])
-        clicks = read_prediction_clicks(e.get("clicks"), case.shape)
+        clicks = read_clicks(e["clicks"], case.shape) if e.get("clicks") else Clicks()
         tracer = e.get("tracer") or tracer_from_id(e["case"])
         tracer = resolve_tracer(tracer, case)
         probs, secs = probabilities(predictor, case, clicks, args.cache, e["case"])

@@ -38,7 +38,7 @@ def make_bundle(tiny_cohort, tiny_datastats):
 
     from petclick.core.yamlio import write_yaml
 
-    bundles = Path(__file__).resolve().parent.parent / "bundles"
+    bundles = Path(__file__).resolve().parent.parent / "petclick" / "bundles"
 
     def make(root: Path, fold: int = 0, template: str = "segresnet", **user) -> Path:
         bundle = Path(root) / f"{template}_{fold}"

@@ -25,7 +25,7 @@ def test_autorunner_two_folds_two_repeats(tiny_cohort, tmp_path, monkeypatch):
 
     work = tmp_path / "work_dir"
     cfg = {"modality": "CT", "extra_modalities": {"pet": "pet"}, "datalist": str(tiny_cohort),
-           "dataroot": str(tiny_cohort.parent), "templates_path_or_url": str(REPO / "bundles"), "algos": ["segresnet"],
+           "dataroot": str(tiny_cohort.parent), "templates_path_or_url": str(REPO / "petclick" / "bundles"), "algos": ["segresnet"],
            "work_dir": str(work), "num_fold": 2, "sigmoid": True, "preset": "demo", "num_repeats": 2,
            "overrides": {"training": {"num_epochs": 1, "num_iterations_per_epoch": 2}}}
     write_yaml(tmp_path / "input.yaml", cfg)

@@ -41,10 +41,10 @@ def _testing_case(tiny_cohort) -> dict:
 def test_scripts_mirror_segresnet_and_algo_class(algo):
     import importlib.util
 
-    seg = sorted(p.name for p in (REPO / "bundles" / "segresnet").rglob("*") if p.is_file())
-    mine = sorted(p.name for p in (REPO / "bundles" / algo).rglob("*") if p.is_file())
+    seg = sorted(p.name for p in (REPO / "petclick" / "bundles" / "segresnet").rglob("*") if p.is_file())
+    mine = sorted(p.name for p in (REPO / "petclick" / "bundles" / algo).rglob("*") if p.is_file())
     assert set(seg) <= set(mine) and set(mine) - set(seg) <= {"search.py"}
-    spec = importlib.util.spec_from_file_location(f"{algo}_algo_t", REPO / "bundles" / algo / "scripts" / "algo.py")
+    spec = importlib.util.spec_from_file_location(f"{algo}_algo_t", REPO / "petclick" / "bundles" / algo / "scripts" / "algo.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     from petclick.auto3dseg.algo import PetclickBundleAlgo
@@ -182,7 +182,7 @@ def autorunner(tiny_cohort, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("autorunner")
     work = tmp_path / "work_dir"
     cfg = {"modality": "CT", "datalist": str(tiny_cohort), "dataroot": str(tiny_cohort.parent),
-           "templates_path_or_url": str(REPO / "bundles"), "algos": ["dints", "swinunetr"], "work_dir": str(work),
+           "templates_path_or_url": str(REPO / "petclick" / "bundles"), "algos": ["dints", "swinunetr"], "work_dir": str(work),
            "num_fold": 2, "sigmoid": True, "preset": "demo", "num_repeats": 1,
            "overrides": {"training": {"num_epochs": 1, "num_iterations_per_epoch": 1}},
            "algo_overrides": {"dints": {"network": {"kwargs": TINY["dints"]},

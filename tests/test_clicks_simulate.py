@@ -220,9 +220,9 @@ def test_cli_bad_images(case, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("payload, message", [
-    ({"tumor": [[40, 1, 1]], "background": []}, "tumor[0] click [40, 1, 1] lies outside"),
-    ({"tumor": [[-1, 1, 1]]}, "negative"),
-    ({"tumor": [[1.5, 1, 1]]}, "non-integer"),
+    ({"tumor": [[40, 1, 1]], "background": []}, "click tumor[0] [40, 1, 1] lies outside"),
+    ({"tumor": [[-1, 1, 1]]}, "click tumor[0] [-1, 1, 1] lies outside"),
+    ({"tumor": [[1.5, 1, 1]]}, "fractional (1.5)"),
     ({"clicks": [[1, 1, 1]]}, "schema"),
     ({"tumor": [[1, 1, 1]] * 3 + [[2, 3, 4]]}, "exceed the budget of 3 (first one over it: tumor[3] [2, 3, 4])"),
     ({"points": [{"point": [1, 1, 1], "name": "lesion"}]}, "points[0]"),

@@ -24,6 +24,17 @@ def test_committed_datalist_matches_the_generated_demo_cohort(tmp_path):
 def test_input_yaml_points_at_the_embedded_cohort_and_bundles():
     cfg = yaml.safe_load((REPO / "input.yaml").read_text())
     assert cfg["datalist"] == "./datalist.json" and cfg["dataroot"] == "./phantoms"
-    assert cfg["templates_path_or_url"] == "./bundles" and cfg["preset"] == "demo"
+    assert cfg["templates_path_or_url"] == "./petclick/bundles" and cfg["preset"] == "demo"
     assert cfg["sigmoid"] is True and cfg["num_fold"] == 5 and cfg["num_repeats"] == 4
-    assert (REPO / "bundles" / "segresnet" / "scripts" / "algo.py").is_file()
+    assert (REPO / cfg["templates_path_or_url"] / "segresnet" / "scripts" / "algo.py").is_file()
+
+
+def test_one_copy_of_the_bundles_and_the_input_template():
+    """The repository's input.yaml is petclick's packaged template (a link), and the templates exist
+    only inside the package."""
+    from petclick.config.packaged import BUNDLES, INPUT_TEMPLATE, bundle_names
+
+    assert (REPO / "input.yaml").resolve() == INPUT_TEMPLATE.resolve()
+    assert BUNDLES.resolve() == (REPO / "petclick" / "bundles").resolve()
+    assert bundle_names() == ["dints", "segresnet", "swinunetr"]
+    assert not (REPO / "bundles").exists()

@@ -13,7 +13,7 @@ from petclick.cli import main
 from petclick.core.errors import InputError
 from petclick.io.sitk import affine_from_sitk, array_from_sitk, load_mha, read_sitk, save_mha, sitk_from_array
 from petclick.workflows.gc import discover_gc_inputs
-from petclick.io.clickfile import Clicks, write_clicks
+from petclick.io.clickfile import Clicks, read_clicks, write_clicks
 from petclick.phantoms import generate_case
 
 
@@ -123,14 +123,21 @@ def test_gc_pairs_several_images_by_name_and_survives_bad_clicks(tmp_path, phant
         discover_gc_inputs(root)
 
 
-def test_gc_fractional_click_coordinates_are_rounded(tmp_path, caplog):
-    from petclick.workflows.predict.inputs import read_prediction_clicks
-    path = tmp_path / "lesion-clicks.json"
-    path.write_text(json.dumps({"points": [{"point": [3.4, 4.0, 5.6], "name": "tumor"}]}))
-    assert read_prediction_clicks(path, (32, 28, 40), round_coordinates=True).tumor == [(3, 4, 6)]
-    assert "rounded" in caplog.text
-    with pytest.raises(InputError, match="non-integer coordinate"):
-        read_prediction_clicks(path, (32, 28, 40))
+def test_gc_fractional_click_coordinates_are_dropped_like_every_bad_entry(tmp_path, phantom, caplog):
+    """One rule everywhere: a fractional index is not a voxel index (strict: error; gc: entry dropped)."""
+    root = tmp_path / "input"
+    write_gc_input(root, phantom, None)
+    (root / "lesion-clicks.json").write_text(json.dumps({"points": [
+        {"point": [3.4, 4.0, 5.6], "name": "tumor"}, {"point": [3, 4, 5], "name": "tumor"}]}))
+    assert main(["gc", "--input", str(root), "--output", str(tmp_path / "o"), "--models", "suv-threshold"]) == 0
+    assert "dropped points[0] [3.4, 4.0, 5.6]: coordinate 0 (i) is fractional (3.4)" in caplog.text
+    report = json.loads((tmp_path / "o" / "petclick-input-report.json").read_text())["jobs"][0]
+    assert report["n_tumor_clicks"] == 1 and report["error"] is None
+    assert report["dropped"] == [{"source": str(root / "lesion-clicks.json"), "entry": "points[0]",
+                                  "click": [3.4, 4.0, 5.6], "reason": "coordinate 0 (i) is fractional (3.4); "
+                                                                      "voxel indices are integers"}]
+    with pytest.raises(InputError, match="fractional"):
+        read_clicks(root / "lesion-clicks.json", phantom.pet.shape)
 
 
 def test_gc_missing_inputs(tmp_path, phantom, capsys):
@@ -155,12 +162,11 @@ def test_gc_models_default_from_environment(monkeypatch, tmp_path):
 
 
 def test_gc_click_json_points_are_pet_indices(tmp_path, phantom):
-    """A gc points file with a click outside the volume: dropped with a warning under drop-outside, the others used."""
-    from petclick.workflows.predict.inputs import read_prediction_clicks
+    """A gc points file with a click outside the volume: dropped with a warning, the others used."""
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"version": {"major": 1, "minor": 0}, "type": "Multiple points", "points": [
         {"point": [3, 4, 5], "name": "tumor"}, {"point": [3, 4, 400], "name": "background"}]}))
-    clicks = read_prediction_clicks(path, phantom.pet.shape, "drop-outside")
+    clicks = read_clicks(path, phantom.pet.shape, policy="lenient")
     assert clicks.tumor == [(3, 4, 5)] and clicks.background == []
 
 

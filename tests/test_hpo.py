@@ -212,7 +212,7 @@ def hpo_setup(tiny_cohort, tmp_path_factory):
     root = tmp_path_factory.mktemp("hpo")
     (root / "input.yaml").write_text(yaml.safe_dump({
         "modality": "CT", "datalist": str(tiny_cohort), "dataroot": str(tiny_cohort.parent),
-        "templates_path_or_url": str(REPO / "bundles"), "algos": ["segresnet"], "num_fold": 5, "sigmoid": True,
+        "templates_path_or_url": str(REPO / "petclick" / "bundles"), "algos": ["segresnet"], "num_fold": 5, "sigmoid": True,
         "preset": "demo", "num_repeats": 4}))
     (root / "space.yaml").write_text(yaml.safe_dump(SPACE, sort_keys=False))
     return root

@@ -53,10 +53,10 @@ def test_integer_valued_floats_are_accepted():
         ("{not json", "malformed JSON"),
         ('[1, 2]', "JSON object"),
         ('{"lesions": []}', "unknown click-file schema"),
-        ('{"tumor": [[1, 2]], "background": []}', "3 voxel indices"),
-        ('{"tumor": [[1.5, 2, 3]], "background": []}', "non-integer"),
-        ('{"tumor": [[-1, 2, 3]], "background": []}', "negative"),
-        ('{"tumor": [["a", 2, 3]], "background": []}', "non-numeric"),
+        ('{"tumor": [[1, 2]], "background": []}', "has 2 coordinates; a click has 3"),
+        ('{"tumor": [[1.5, 2, 3]], "background": []}', "fractional (1.5)"),
+        ('{"tumor": [[-1, 2, 3]], "background": []}', "outside the volume (negative index)"),
+        ('{"tumor": [["a", 2, 3]], "background": []}', "is a string ('a'), not a number"),
         ('{"tumor": {"a": 1}}', "must be a list"),
         ('{"points": [{"point": [1, 2, 3], "name": "lesion"}]}', "expected 'tumor' or 'background'"),
         ('{"points": [{"name": "tumor"}]}', "'point' and 'name'"),
@@ -72,7 +72,7 @@ def test_malformed_click_files_name_file_and_problem(tmp_path, payload, message)
 
 def test_click_outside_volume_and_budget(tmp_path):
     path = write_clicks(tmp_path / "c.json", Clicks([(1, 2, 3), (9, 2, 3)], []))
-    with pytest.raises(InputError, match=r"tumor\[1\] click \[9, 2, 3\] lies outside the volume of shape \(9, 10, 10\)"):
+    with pytest.raises(InputError, match=r"click tumor\[1\] \[9, 2, 3\] lies outside the volume of shape \(9, 10, 10\)"):
         read_clicks(path, shape=(9, 10, 10))
     with pytest.raises(InputError, match="exceed the budget of 1"):
         validate_clicks(read_clicks(path), budget=1, source=path)

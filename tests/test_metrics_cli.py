@@ -129,7 +129,7 @@ def test_evaluate_nothing_to_score_and_missing_folder(tmp_path, capsys):
     save_volume(tmp_path / "gt" / "fdg_a_1.nii.gz", mask(A), AFFINE)
     (tmp_path / "pred").mkdir()
     rc = cli_main(["evaluate", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred"), "--out", str(tmp_path / "r")])
-    assert rc == 1
+    assert rc == 2 and "no case could be evaluated (1 skipped; first: fdg_a_1:" in capsys.readouterr().err
     s = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert s["n_evaluated"] == 0 and s["n_skipped"] == 1 and s["overall"]["dice_auc"]["mean"] is None
     rc = cli_main(["evaluate", "--gt", str(tmp_path / "nope"), "--pred", str(tmp_path / "pred"), "--out", str(tmp_path / "r")])
@@ -149,3 +149,67 @@ def test_coronal_mip_reader_orientation(affine, col_of_i0):
     cols, rows = view.points([(0, 3, 0)])
     assert (cols[0], rows[0]) == (col_of_i0, 5)
     assert view.aspect == pytest.approx(1.5)
+
+
+def test_evaluate_autopet_v_protocol(tmp_path, capsys):
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    save_volume(gt / "fdg_a_1.nii.gz", mask(A, B), AFFINE)               # two lesions
+    for k in range(6):                                                    # B found from step 3 on
+        save_volume(pred / f"fdg_a_1_pred{k}.nii.gz", mask(A) if k < 3 else mask(A, B), AFFINE)
+    save_volume(gt / "fdg_neg_1.nii.gz", mask(), AFFINE)                 # lesion-free, empty predictions
+    for k in range(6):
+        save_volume(pred / f"fdg_neg_1_pred{k}.nii.gz", mask(), AFFINE)
+    save_volume(gt / "psma_fp_1.nii.gz", mask(), AFFINE)                 # lesion-free, one false positive
+    save_volume(pred / "psma_fp_1.nii.gz", mask(C), AFFINE)
+    save_volume(gt / "psma_b_1.nii.gz", mask(A), AFFINE)                 # single prediction: A plus a FP
+    save_volume(pred / "psma_b_1.nii.gz", mask(A, C), AFFINE)
+    save_volume(pred / "psma_b_1_pred0.nii.gz", mask(A), AFFINE)         # an incomplete step set wins: skipped
+    out = tmp_path / "report"
+    args = ["evaluate", "--gt", str(gt), "--pred", str(pred), "--out", str(out), "--protocol", "autopet-v"]
+    assert cli_main(args) == 0
+    console = capsys.readouterr().out
+    assert "evaluated 3 of 4 cases" in console and "AUC-DMM, mean over cases with lesions" in console
+
+    header = (out / "cases.csv").read_text().splitlines()[0].split(",")
+    assert header[header.index("dice") + 1] == "dmm" and {"dmm_tp", "dmm_fp", "dmm_fn"} <= set(header)
+    rows = read_cases_csv(out / "cases.csv")
+    by = {(r["case"], r["step"]): r for r in rows}
+    assert len(rows) == 18 and max(r["step"] for r in rows) == 5
+    assert by[("fdg_a_1", 2)]["dmm"] == pytest.approx(2 / 3) and by[("fdg_a_1", 2)]["dmm_fn"] == 1
+    assert by[("fdg_a_1", 3)]["dmm"] == 1.0 and by[("fdg_a_1", 3)]["dice"] == 1.0
+    assert by[("fdg_neg_1", 0)]["dice"] == 1.0 and math.isnan(by[("fdg_neg_1", 0)]["dmm"])
+    assert by[("psma_fp_1", 4)]["dice"] == 0.0 and by[("psma_fp_1", 4)]["dmm_fp"] == 1
+    s = json.loads((out / "summary.json").read_text())
+    assert s["protocol"] == "autopet-v" and s["n_steps"] == 6
+    assert "psma_b_1_pred1.nii.gz" in s["skipped"][0]["reason"]
+    auc_a = auc_of([2 / 3] * 3 + [1.0] * 3)
+    assert s["overall"]["dice_auc"]["n"] == 3                          # lesion-free cases count in Dice
+    assert s["overall"]["dmm_auc"]["n"] == 1 and s["overall"]["dmm_auc"]["mean"] == pytest.approx(auc_a)
+    agg = s["auc_dmm"]
+    assert agg["mean_over_cases_with_lesions"]["value"] == pytest.approx(auc_a)
+    assert agg["pooled_f1_per_tracer"]["fdg"]["auc"] == pytest.approx(auc_a)
+    assert agg["pooled_f1_per_tracer"]["psma"]["auc"] is None          # psma: no lesion anywhere, F1 undefined
+    assert agg["pooled_f1_mean_over_tracers"]["value"] == pytest.approx(auc_a)
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+    # the step count is a parameter: 5 steps leave fdg_a_1_pred5 unexpected
+    assert cli_main(args + ["--steps", "5", "--out", str(tmp_path / "r5")]) == 0
+    s5 = json.loads((tmp_path / "r5" / "summary.json").read_text())
+    assert any("unexpected step 5" in x["reason"] for x in s5["skipped"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        cli_main(args + ["--steps", "1"])
+    assert exc.value.code == 2 and "at least 2 steps" in capsys.readouterr().err
+
+
+def auc_of(values):
+    return sum(values) - (values[0] + values[-1]) / 2
+
+
+def test_evaluate_autopet_iv_keeps_its_columns(folders):
+    out = folders / "iv"
+    assert cli_main(["evaluate", "--gt", str(folders / "gt"), "--pred", str(folders / "pred"), "--out", str(out)]) == 0
+    header = (out / "cases.csv").read_text().splitlines()[0]
+    assert "dmm" not in header and header.startswith("case,tracer,step,dice,fpv_ml,fnv_ml")
+    s = json.loads((out / "summary.json").read_text())
+    assert "auc_dmm" not in s and "protocol" not in s and "dmm_auc" not in s["overall"]

@@ -11,10 +11,11 @@ import pytest
 
 from petclick.cli import main
 from petclick.core.errors import InputError
-from petclick.io.clickfile import Clicks, write_clicks
+from petclick.inference.predictors import SuvThresholdPredictor
+from petclick.io.clickfile import Clicks, read_clicks, write_clicks
 from petclick.io.images import Volume, save_volume
 from petclick.phantoms import generate_case
-from petclick.workflows.predict import PredictSettings, Runner, plan_budget, read_prediction_clicks, single_case, tta_passes
+from petclick.workflows.predict import PredictSettings, Runner, plan_budget, single_case, tta_passes
 from petclick.workflows.predict.inputs import load_prediction_case, resample_to
 
 
@@ -161,25 +162,24 @@ def test_ct_on_other_grid_is_resampled_onto_pet(tmp_path, phantom, caplog):
     np.testing.assert_allclose(out.array[1:-1, 1:-1, 1:-1], phantom.ct[1:-1, 1:-1, 1:-1], atol=1e-2)
 
 
-def test_clicks_outside_dropped_with_names_and_empty_file(tmp_path, caplog):
+def test_clicks_outside_refused_by_default_dropped_with_names_when_asked(tmp_path, phantom, caplog):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"tumor": [[1, 2, 3], [40, 2, 3], [-1, 0, 0]], "background": [[5, 5, 99]]}))
     with pytest.raises(InputError, match=r"c.json: click tumor\[1\] \[40, 2, 3\] lies outside the volume"):
-        read_prediction_clicks(path, (32, 28, 40))
-    clicks = read_prediction_clicks(path, (32, 28, 40), "drop-outside")
+        read_clicks(path, (32, 28, 40))
+    clicks = read_clicks(path, (32, 28, 40), policy="drop-outside")
     assert clicks.tumor == [(1, 2, 3)] and clicks.background == []
-    assert "3 click(s) outside" in caplog.text
-    assert "tumor[1] [40, 2, 3]" in caplog.text and "tumor[2] [-1, 0, 0]" in caplog.text
+    assert "3 click(s) outside" in caplog.text and "tumor[1] [40, 2, 3]" in caplog.text and "tumor[2] [-1, 0, 0]" in caplog.text
     assert "background[0] [5, 5, 99]" in caplog.text
-    for text in ("", "  \n", "{}", '{"tumor": [], "background": []}',
-                 '{"version": {"major": 1, "minor": 0}, "type": "Multiple points", "points": []}'):
-        path.write_text(text)
-        assert len(read_prediction_clicks(path, (32, 28, 40))) == 0
-    path.write_text("{bad json")
-    with pytest.raises(InputError, match="c.json: malformed JSON"):
-        read_prediction_clicks(path, (32, 28, 40))
-    with pytest.raises(InputError, match="click file not found"):
-        read_prediction_clicks(tmp_path / "none.json", (32, 28, 40))
+    ct, pet, _ = write_case(tmp_path, phantom, None)
+    bad = tmp_path / "outside.json"
+    bad.write_text(json.dumps({"tumor": [[1, 2, 3], [999, 2, 3]]}))
+    settings = PredictSettings(progress=False, click_policy="drop-outside")
+    Runner(SuvThresholdPredictor(), settings).run([single_case(ct, pet, bad)], tmp_path / "o")
+    assert json.loads((tmp_path / "o" / "predict.json").read_text())["cases"][0]["n_tumor_clicks"] == 1
+    assert main(["predict", "--models", "suv-threshold", "--ct", str(ct), "--pet", str(pet), "--clicks", str(bad),
+                 "--no-progress", "--out", str(tmp_path / "o2")]) == 2
+    assert not (tmp_path / "o2" / "predict.json").exists()
 
 
 def test_missing_inputs_are_clear_errors(tmp_path, phantom, capsys):

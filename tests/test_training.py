@@ -15,7 +15,7 @@ from petclick.core.errors import InputError
 from petclick.core.yamlio import apply_overrides, read_yaml, write_yaml
 
 REPO = Path(__file__).resolve().parent.parent
-TEMPLATE = REPO / "bundles" / "segresnet"
+TEMPLATE = REPO / "petclick" / "bundles" / "segresnet"
 
 
 # ---------------------------------------------------------------------------- config layers

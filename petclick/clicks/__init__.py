@@ -1,4 +1,8 @@
-"""Click logic: official-compatible simulation, training curricula, error-driven clicks, encodings, geometry."""
+"""Click logic: official-compatible simulation, training curricula, error-driven clicks, encodings, geometry.
+
+autoPET V's corrective scribbles live in petclick.clicks.strokes and petclick.clicks.scribbles (import them
+directly: they pull in scikit-image and networkx, which the click pipeline does not need).
+"""
 
 from petclick.clicks.curriculum import (ClickCurriculum, SimulateTrainingClicks, SimulateTrainingClicksd,
                                         count_distribution)

@@ -21,6 +21,7 @@ curriculum to each training patch after augmentation and writes data["clicks"] =
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any, Hashable, Mapping, Sequence
 
@@ -28,15 +29,15 @@ import numpy as np
 from monai.transforms import MapTransform, Randomizable, Transform
 
 from petclick.clicks.simulate import Components, background_threshold, clicks_for_components, exceeds
+from petclick.config.presets import CLICKS, MAX_CLICKS
 from petclick.core.errors import InputError
 
-MAX_CLICKS = 10
 COUNT_PRESETS = ("uniform", "log", "full")
 SAMPLERS = ("official", "interior")
 CONFIG_KEYS = ("count", "paired", "samplers", "interior_power")
 SOURCE = "clicks.curriculum"
-DEFAULT_CONFIG: dict[str, Any] = {"count": "log", "paired": False, "samplers": {"official": 0.8, "interior": 0.2},
-                                  "interior_power": 2.0}
+#: A curriculum config's defaults: the presets' `clicks.curriculum`, plus the interior sampler's power.
+DEFAULT_CONFIG: dict[str, Any] = {**copy.deepcopy(CLICKS["curriculum"]), "interior_power": 2.0}
 
 
 def count_distribution(spec: str | Sequence[float], max_clicks: int = MAX_CLICKS) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Click encodings: turn tumour/background clicks into extra network input channels.
 
-Encodings (chosen by a plain YAML mapping, see `encoder_from_config`):
+Encodings (chosen by a plain YAML mapping, see `encoder_from_config`; each is one ClickKernel entry
+of the KERNELS registry below, so a new encoding is one entry plus its YAML name):
 
 - ``edt``: a ball of radius ``radius`` whose value falls linearly from 1 at the click to 0 at its rim.
 - ``disk``: the binary ball of radius ``radius`` (1 inside, 0 outside).
@@ -20,14 +21,17 @@ the same code runs on CPU and CUDA tensors. Click positions may be sub-voxel (fl
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_dst_type
 
-ENCODINGS = ("edt", "disk", "gaussian")
+from petclick.config.presets import DEFAULT_ENCODING
+from petclick.core.registry import Registry
+
 CHANNEL_MODES = ("two", "signed")
 UNITS = ("voxel", "mm")
 GAUSSIAN_NORMS = ("peak", "unit")
@@ -56,6 +60,31 @@ def _positive(name: str, value: Any) -> float:
     return v
 
 
+@dataclass(frozen=True)
+class ClickKernel:
+    """One click encoding: the value at squared distance `d2` (in the kernel's unit) before the
+    support mask, the support radius, the unit its size is given in, and whether each click's kernel
+    is normalised to sum 1."""
+
+    values: Callable[[torch.Tensor, "EncodeClicks"], torch.Tensor]
+    support: Callable[["EncodeClicks"], float]
+    unit: Callable[["EncodeClicks"], str]
+    unit_sum: Callable[["EncodeClicks"], bool] = lambda enc: False
+
+
+#: The click encodings by YAML name (`clicks.encoding.encoding`), in registration order.
+KERNELS: Registry[ClickKernel] = Registry("click encoding")
+KERNELS.register("edt", ClickKernel(values=lambda d2, enc: torch.clamp(1.0 - torch.sqrt(d2) / enc.radius, min=0.0),
+                                    support=lambda enc: enc.radius, unit=lambda enc: enc.radius_unit))
+KERNELS.register("disk", ClickKernel(values=lambda d2, enc: torch.ones_like(d2),
+                                     support=lambda enc: enc.radius, unit=lambda enc: enc.radius_unit))
+KERNELS.register("gaussian", ClickKernel(values=lambda d2, enc: torch.exp(-d2 / (2.0 * enc.sigma * enc.sigma)),
+                                         support=lambda enc: enc.truncate * enc.sigma, unit=lambda enc: enc.sigma_unit,
+                                         unit_sum=lambda enc: enc.gaussian_norm == "unit"))
+#: Registered encoding names.
+ENCODINGS = KERNELS.names()
+
+
 def spacing_of(image: Any) -> tuple[float, float, float]:
     """Voxel spacing (mm) from a MetaTensor's affine: the norms of its first three columns; 1 otherwise."""
     affine = getattr(image, "affine", None)
@@ -74,11 +103,16 @@ class EncodeClicks(Transform):
     image's dtype and on its device.
     """
 
-    def __init__(self, encoding: str = "edt", radius: float = 5.0, radius_unit: str = "voxel",
+    def __init__(self, encoding: str | None = None, radius: float = 5.0, radius_unit: str = "voxel",
                  sigma: float = 3.0, sigma_unit: str = "voxel", gaussian_norm: str = "peak",
-                 truncate: float = 3.0, channels: str = "two", combine: str = "max",
+                 truncate: float = 3.0, channels: str | None = None, combine: str = "max",
                  spacing: Sequence[float] | None = None) -> None:
-        self.encoding = _choice("encoding", encoding, ENCODINGS)
+        encoding = DEFAULT_ENCODING["encoding"] if encoding is None else encoding
+        channels = DEFAULT_ENCODING["channels"] if channels is None else channels
+        if encoding not in KERNELS:
+            raise ValueError(f"unknown click encoding {encoding!r}; expected one of {list(KERNELS.names())}")
+        self.encoding = str(encoding)
+        self.kernel = KERNELS.get(encoding)
         self.radius = _positive("radius", radius)
         self.radius_unit = _choice("radius_unit", radius_unit, UNITS)
         self.sigma = _positive("sigma", sigma)
@@ -98,14 +132,13 @@ class EncodeClicks(Transform):
     # ------------------------------------------------------------------ geometry of one kernel
     def _unit_scale(self, image: Any) -> tuple[float, float, float]:
         """Length of one voxel step along each axis, in the unit the radius/sigma is given in."""
-        unit = self.sigma_unit if self.encoding == "gaussian" else self.radius_unit
-        if unit == "voxel":
+        if self.kernel.unit(self) == "voxel":
             return (1.0, 1.0, 1.0)
         return self.spacing if self.spacing is not None else spacing_of(image)  # type: ignore[return-value]
 
     def _support(self) -> float:
         """Radius of each click's support (same unit as radius/sigma)."""
-        return self.truncate * self.sigma if self.encoding == "gaussian" else self.radius
+        return float(self.kernel.support(self))
 
     def support_boxes(self, points: Any, shape: Sequence[int], image: Any = None) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
         """The voxel box (lo, hi), hi exclusive, clipped to `shape`, outside which each click's encoding
@@ -146,14 +179,8 @@ class EncodeClicks(Transform):
         sq = [((coords[a] - pts[:, a, None]) * scale[a]) ** 2 for a in range(3)]
         d2 = sq[0][:, :, None, None] + sq[1][:, None, :, None] + sq[2][:, None, None, :]  # (N, Wx, Wy, Wz)
         inside = d2 <= support * support + 1e-6
-        if self.encoding == "edt":
-            vals = torch.clamp(1.0 - torch.sqrt(d2) / self.radius, min=0.0)
-        elif self.encoding == "disk":
-            vals = inside.to(torch.float32)
-        else:
-            vals = torch.exp(-d2 / (2.0 * self.sigma * self.sigma))
-        vals = vals * inside
-        if self.encoding == "gaussian" and self.gaussian_norm == "unit":
+        vals = self.kernel.values(d2, self) * inside
+        if self.kernel.unit_sum(self):
             # normalise over the whole (unclipped) kernel so each click sums to 1 away from borders
             vals = vals / vals.flatten(1).sum(1).clamp_min(1e-12)[:, None, None, None]
         valid = [(coords[a] >= 0) & (coords[a] <= shape[a] - 1) for a in range(3)]
@@ -253,7 +280,7 @@ class EncodeClicksd(MapTransform):
     entry afterwards (its ragged arrays do not collate into batches).
     """
 
-    def __init__(self, image_key: str = "image", clicks_key: str = "clicks", encoding: str = "edt",
+    def __init__(self, image_key: str = "image", clicks_key: str = "clicks", encoding: str | None = None,
                  drop_clicks: bool = False, allow_missing_keys: bool = False, **kwargs: Any) -> None:
         super().__init__([image_key], allow_missing_keys)
         self.image_key = image_key

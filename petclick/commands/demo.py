@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from petclick.workflows.demo import DEMO_COHORT, REPO, run_demo
+from petclick.config.packaged import INPUT_TEMPLATE
+from petclick.workflows.demo import DEMO_COHORT, run_demo
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,10 +14,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Generates the phantom cohort if missing, runs MONAI AutoRunner with input.yaml "
                                    "(preset demo: 5 folds x 4 repeats = 20 checkpoints), then the 11-step interactive "
                                    "protocol on the testing split against the suv-threshold baseline.")
-    p.add_argument("--out", type=Path, default=Path("demo"), help="output folder: work_dir/, report/, input.yaml (default ./demo)")
+    p.add_argument("--out", type=Path, default=Path("demo"),
+                   help="output folder: phantoms/, work_dir/, report/, input.yaml (default ./demo)")
     p.add_argument("--data", type=Path, default=None,
-                   help="phantom cohort folder (default: <repo>/phantoms, what input.yaml names; generated when missing)")
-    p.add_argument("--input", type=Path, default=REPO / "input.yaml", help="AutoRunner input template (default: the repo's input.yaml)")
+                   help="phantom cohort folder (default: <out>/phantoms; generated when missing)")
+    p.add_argument("--input", type=Path, default=INPUT_TEMPLATE,
+                   help="AutoRunner input template (default: petclick's, petclick/bundles/input.yaml)")
     p.add_argument("--cases", type=int, default=DEMO_COHORT["cases"], help=f"phantom cases (default {DEMO_COHORT['cases']})")
     p.add_argument("--seed", type=int, default=DEMO_COHORT["seed"], help=f"cohort seed (default {DEMO_COHORT['seed']})")
     p.add_argument("--shape", type=int, nargs=3, default=DEMO_COHORT["shape"], metavar=("X", "Y", "Z"),
@@ -26,12 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", choices=["demo", "autopet"], default=None, help="preset override (default: input.yaml's, demo)")
     p.add_argument("--device", default="cpu", help="device of the interactive evaluation (cpu, cuda)")
     p.add_argument("--skip-train", action="store_true", help="reuse <out>/work_dir and only evaluate")
+    p.add_argument("--prepare-only", action="store_true",
+                   help="stop after generating the cohort and writing <out>/input.yaml (what AutoRunner would run)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    default_cohort = [args.cases, args.seed, list(args.shape)] == [DEMO_COHORT["cases"], DEMO_COHORT["seed"], DEMO_COHORT["shape"]]
-    data = args.data or (REPO / "phantoms" if default_cohort else args.out / "phantoms")
-    run_demo(args.out, data, args.input, args.cases, args.seed, args.shape, folds=args.folds, repeats=args.repeats,
-             preset=args.preset, device=args.device, skip_train=args.skip_train)
+    run_demo(args.out, args.data, args.input, args.cases, args.seed, args.shape, folds=args.folds, repeats=args.repeats,
+             preset=args.preset, device=args.device, skip_train=args.skip_train, prepare_only=args.prepare_only)
     return 0

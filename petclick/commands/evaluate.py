@@ -1,4 +1,9 @@
-"""`petclick evaluate`: score saved predictions (steps 0..10 or one per case) against ground truth."""
+"""`petclick evaluate`: score saved predictions (steps 0..N-1 or one per case) against ground truth.
+
+`--protocol autopet-iv` (default): Dice, FPV, FNV over 11 steps. `--protocol autopet-v`: Dice
+(1 when both masks are empty), DMM, FPV, FNV over 6 steps by default (`--steps`), with AUC-DMM
+aggregated both ways in summary.json.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +13,31 @@ from pathlib import Path
 
 from petclick.core.errors import InputError
 from petclick.io.datalist import resolve_entry
-from petclick.io.images import check_same_grid, load_volume
-from petclick.metrics.cohort import datalist_entries, run_cases, tracer_of
+from petclick.io.images import check_same_grid, checked_pet, load_volume
+from petclick.metrics.cohort import datalist_entries, require_evaluated, run_cases, tracer_of
+from petclick.metrics.editions import EDITIONS
 from petclick.metrics.files import evaluate_case_files, find_ground_truth, find_predictions, step_files
 from petclick.metrics.plots import save_case_mip
 from petclick.metrics.report import format_summary, write_report
 
 log = logging.getLogger(__name__)
-FINAL = 10
+
+
+def _steps(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"an AUC needs at least 2 steps, got {text}")
+    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="Dice/FPV/FNV per step, AUCs and plots for saved predictions",
-                       description="Score <case>_pred<k>.nii.gz (k = 0..10) or <case>.nii.gz predictions "
-                                   "against <case>.nii.gz ground truth; writes cases.csv, summary.json, "
-                                   "curves.png and mip/<case>.png into --out.")
+    p = sub.add_parser("evaluate", help="Dice/FPV/FNV (and DMM for autopet-v) per step, AUCs and plots for saved predictions",
+                       description="Score <case>_pred<k>.nii.gz (k = 0..N-1) or <case>.nii.gz predictions "
+                                   "against <case>.nii.gz ground truth (paired by case id); writes cases.csv, "
+                                   "summary.json, curves.png and mip/<case>.png into --out.")
     p.add_argument("--gt", required=True, type=Path, help="ground-truth folder: <case>.nii.gz (labelsTr layout)")
     p.add_argument("--pred", required=True, type=Path, help="prediction folder: <case>_pred<k>.nii.gz or <case>.nii.gz")
     p.add_argument("--out", required=True, type=Path, help="report folder")
@@ -30,6 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataroot", type=Path, default=None, help="root of the datalist's relative paths (default: its folder)")
     p.add_argument("--images", type=Path, default=None, help="folder of <case>_0001.nii.gz PET files for the MIPs (imagesTr layout)")
     p.add_argument("--no-mip", action="store_true", help="skip the per-case MIP pictures")
+    p.add_argument("--protocol", choices=sorted(EDITIONS), default="autopet-iv",
+                   help="autopet-iv: Dice/FPV/FNV, 11 steps; autopet-v: Dice (empty/empty = 1), DMM, FPV, FNV, "
+                        "6 steps (default autopet-iv)")
+    p.add_argument("--steps", type=_steps, default=None,
+                   help="number of steps N (files k = 0..N-1; default 11 for autopet-iv, 6 for autopet-v)")
     p.set_defaults(func=run)
 
 
@@ -45,6 +65,8 @@ def _pet_path(case: str, images: Path | None, entry: dict | None, dataroot: Path
 
 
 def run(args: argparse.Namespace) -> int:
+    n_steps = args.steps or EDITIONS[args.protocol].n_steps
+    final = n_steps - 1
     gts = find_ground_truth(args.gt)
     preds = find_predictions(args.pred)
     entries = datalist_entries(args.datalist)
@@ -57,17 +79,18 @@ def run(args: argparse.Namespace) -> int:
         nonlocal n_mips
         if case not in preds:
             raise InputError(args.pred / f"{case}_pred0.nii.gz",
-                             f"no prediction for {case} (<case>_pred0..10.nii.gz or <case>.nii.gz)")
+                             f"no prediction for {case} (<case>_pred0..{final}.nii.gz or <case>.nii.gz)")
         if case not in gts:
             raise InputError(args.gt / f"{case}.nii.gz", f"no ground truth for predicted case {case}")
-        files = step_files(case, preds[case], args.pred)
+        files = step_files(case, preds[case], args.pred, n_steps)
         tracer = tracer_of(case, entries.get(case))
-        rows, gt_vol, kept = evaluate_case_files(case, gts[case], files, tracer, keep_steps=(0, FINAL))
+        rows, gt_vol, kept = evaluate_case_files(case, gts[case], files, tracer, n_steps, keep_steps=(0, final),
+                                                 protocol=args.protocol)
         pet_path = _pet_path(case, args.images, entries.get(case), dataroot) if want_mip else None
         if pet_path is not None:
-            pet = load_volume(pet_path)
+            pet = checked_pet(load_volume(pet_path))
             check_same_grid(gt_vol, pet, "PET")
-            panels = {"prediction": kept[FINAL]} if files[0][0] is None else {"step 0": kept[0], f"step {FINAL}": kept[FINAL]}
+            panels = {"prediction": kept[final]} if files[0][0] is None else {"step 0": kept[0], f"step {final}": kept[final]}
             save_case_mip(mip_dir / f"{case}.png", pet.array, pet.affine, gt_vol.array, panels, tracer=tracer,
                           title=f"{case} ({tracer})")
             n_mips += 1
@@ -78,8 +101,11 @@ def run(args: argparse.Namespace) -> int:
     cases = sorted(set(gts) | set(preds))
     rows, skipped = run_cases((c, lambda c=c: one(c)) for c in cases)
     meta = {"command": "evaluate", "gt": str(args.gt), "pred": str(args.pred), "predictor": str(args.pred.name)}
-    summary = write_report(args.out, rows, skipped, meta)
+    if args.protocol != "autopet-iv":
+        meta.update(protocol=args.protocol, n_steps=n_steps)
+    summary = write_report(args.out, rows, skipped, meta, n_steps, args.protocol)
     print(format_summary(summary))
     print(f"wrote {args.out}/cases.csv, summary.json" + (", curves.png" if rows else "")
           + (f", {n_mips} MIPs in mip/" if n_mips else ""))
-    return 0 if summary["n_evaluated"] else 1
+    require_evaluated(summary, args.gt if not cases else None)
+    return 0

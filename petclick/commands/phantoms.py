@@ -6,45 +6,20 @@ import argparse
 import json
 from pathlib import Path
 
+from petclick.commands.argtypes import bounded
 from petclick.core.errors import InputError
 from petclick.phantoms.case import MIN_SHAPE
 from petclick.phantoms.cohort import TRACER_CHOICES, generate_cohort
 
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
+_fraction = bounded(float, 0.0, 1.0, message="must be a fraction between 0 and 1")
+_positive_int = bounded(int, 1)
+_mm = bounded(float, 0.0, lo_open=True, message="spacing must be > 0 mm")
 
 
 def _size(text: str) -> int:
     value = _positive_int(text)
     if value < MIN_SHAPE:
         raise argparse.ArgumentTypeError(f"each size must be >= {MIN_SHAPE} voxels, got {text}")
-    return value
-
-
-def _mm(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"spacing must be > 0 mm, got {text}")
     return value
 
 

@@ -8,19 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from petclick.clicks.simulate import simulate_clicks
+from petclick.commands.argtypes import bounded
 from petclick.core.errors import InputError
 from petclick.io.clickfile import read_clicks, write_clicks
-from petclick.io.images import check_binary, check_same_grid, load_volume
+from petclick.io.images import check_binary, check_same_grid, checked_pet, load_volume
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+_non_negative_int = bounded(int, 0)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    pet = load_volume(args.pet)
+    pet = checked_pet(load_volume(args.pet))
     label = load_volume(args.label)
     check_same_grid(pet, label, "label")
     check_binary(label)

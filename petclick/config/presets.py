@@ -13,11 +13,15 @@ from typing import Any
 
 from petclick.core.errors import InputError
 
+#: The challenge's click budget: up to 10 tumour and 10 background clicks (steps k = 0..10).
+MAX_CLICKS = 10
+#: The click encoding of a config or checkpoint that names none (petclick.clicks.encoding reads it).
+DEFAULT_ENCODING: dict[str, Any] = {"encoding": "edt", "channels": "two"}
 #: Click settings shared by both presets (clicks issue defaults: `log` count, `edt` encoding).
 CLICKS: dict[str, Any] = {
-    "max_clicks": 10,
+    "max_clicks": MAX_CLICKS,
     "curriculum": {"count": "log", "paired": False, "samplers": {"official": 0.8, "interior": 0.2}},
-    "encoding": {"encoding": "edt", "channels": "two"},
+    "encoding": dict(DEFAULT_ENCODING),
     "val_steps": [0, 5, 10],
 }
 
@@ -50,6 +54,7 @@ AUTOPET: dict[str, Any] = {
         "ds_weights": "halving",       # deep-supervision weights 1/2^i
         "seed": 0,
         "grad_clip": 12.0,
+        "device": None,                # null: cuda when available, else cpu (inference.yaml's `device` is inference's)
     },
     "infer": {"roi": None, "overlap": 0.625, "sw_batch_size": 1, "mode": "gaussian", "amp": True,
               "incremental": "exact",        # re-inference after clicks: naive | exact | local (petclick.inference.engine)

@@ -13,7 +13,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("runtime",),                            # preprocessing, click input, sliding window, checkpoints
     ("training", "inference"),               # the training loop; predictors and ensembles
     ("auto3dseg",),                          # MONAI Auto3DSeg glue (BundleAlgo, analysis, ensemble)
-    ("workflows",),                          # jobs: demo, interactive evaluation, predict, gc, hpo
+    ("workflows", "bundles"),                # jobs: demo, interactive evaluation, predict, gc, hpo; the
+                                             # Auto3DSeg templates' scripts (package data, copied by AutoRunner)
     ("commands",),                           # the `petclick` subcommands (argument parsing)
     ("cli", "__main__"),                     # the command-line entry
 )

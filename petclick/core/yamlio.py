@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from petclick.core.atomic import atomic_write_text
 from petclick.core.errors import InputError
 
 
@@ -71,7 +72,7 @@ def write_yaml(path: str | Path, data: Mapping[str, Any], header: str = "") -> P
     _Dumper.add_representer(list, _list)
     _Dumper.add_representer(tuple, _list)
     text = yaml.dump(_plain(data), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
-    path.write_text((header.rstrip() + "\n" if header else "") + text)
+    atomic_write_text(path, (header.rstrip() + "\n" if header else "") + text)
     return path
 
 

@@ -32,8 +32,7 @@ from petclick.io.clickfile import Clicks, read_clicks
 from petclick.io.clickpolicy import BUDGET, ClickPolicy, policy_from_flags
 from petclick.io.images import load_case, save_volume
 from petclick.runtime.checkpoint import find_checkpoints
-from petclick.config.bundle import config_files
-from petclick.core.yamlio import read_yaml
+from petclick.config.bundle import merge_bundle_files
 
 log = logging.getLogger(__name__)
 CT_SUFFIX = re.compile(r"_0000(\.nii(\.gz)?)$")
@@ -82,10 +81,7 @@ class BundleInferer:
     ensemble step passes `rank`, `image_save_func`, ...) are ignored."""
 
     def __init__(self, config_file: str | Sequence[str] | None = None, **override: Any):
-        cfg: dict[str, Any] = {}
-        for f in sorted(config_files(config_file), key=lambda p: p.name != "hyper_parameters.yaml"):
-            if f.suffix in (".yaml", ".yml", ".json") and f.is_file():
-                cfg = {**read_yaml(f), **cfg} if f.name == "inference.yaml" else {**cfg, **read_yaml(f)}
+        cfg, _ = merge_bundle_files(config_file)  # inference.yaml over hyper_parameters.yaml, as everywhere
         cfg.update({k: v for k, v in override.items()
                     if k in ("k", "device", "checkpoints", "tta_flip_axes", "drop_outside")})
         root = cfg.get("ckpt_path") or (Path(cfg["bundle_root"]) / "model" if cfg.get("bundle_root") else None)

@@ -2,11 +2,20 @@
 
     <root>/imagesTr/<case>_0000.nii.gz   CT      <root>/imagesTr/<case>_0001.nii.gz   PET
     <root>/labelsTr/<case>.nii.gz        lesions <root>/clicks/<case>_clicks.json     clicks
+
+A case is any id with a CT, a PET or a label file; `build_datalist` validates what it lists
+(`validate_entry`): CT, PET and label present (a missing CT is an error like a missing PET),
+every file readable to its last voxel and 3D, all on the PET's grid, labels binary, PET and CT
+values as every command treats them (petclick.io.images: all-zero PET or all-NaN CT refused, NaN
+voxels reported as repaired on load), click files valid for the PET's shape. The first bad case
+raises InputError naming the file; with `skipped` a list instead collects every bad case with
+its reason and leaves it out.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 from collections import defaultdict
@@ -17,8 +26,15 @@ from typing import Iterable, Sequence
 import nibabel as nib
 import numpy as np
 
+from petclick.core.atomic import atomic_write_text, is_temp_name
 from petclick.core.errors import InputError
-from petclick.io.images import AFFINE_ATOL_MM
+from petclick.io.clickfile import read_clicks
+from petclick.io.images import AFFINE_ATOL_MM, check_binary, check_same_grid, ct_value_count, load_volume, pet_value_counts
+from petclick.io.jsonfile import read_json, require_plain
+
+log = logging.getLogger(__name__)
+MAX_DATALIST_BYTES = 256 << 20
+CHANNELS = {"_0000": "CT", "_0001": "PET"}
 
 CASE_ID = re.compile(r"^(?P<tracer>fdg|psma)_(?P<patient>[^_]+)_(?P<date>.+)$", re.IGNORECASE)
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -50,20 +66,40 @@ def _find(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def _nifti_stem(path: Path) -> str | None:
+    if is_temp_name(path.name) or path.name.startswith("."):
+        return None
+    for suffix in NIFTI_SUFFIXES:
+        if path.name.endswith(suffix):
+            return path.name[: -len(suffix)]
+    return None
+
+
 def find_cases(dataroot: Path, images: str = "imagesTr") -> list[str]:
-    """Case ids of every `<case>_0000.nii[.gz]` (CT) in `dataroot/images`; duplicates raise InputError."""
-    folder = dataroot / images
+    """Case ids of every `<case>_0000` (CT) or `<case>_0001` (PET) NIfTI in `dataroot/images`, so
+    a case missing either file is still found (and reported); a file present both as .nii and
+    .nii.gz raises InputError."""
+    folder = Path(dataroot) / images
     if not folder.is_dir():
         raise InputError(folder, "folder not found (expected the autoPET layout: imagesTr/, labelsTr/)")
-    seen: dict[str, Path] = {}
+    seen: dict[tuple[str, str], Path] = {}
     for p in sorted(folder.iterdir()):
-        for suffix in NIFTI_SUFFIXES:
-            if p.name.endswith("_0000" + suffix):
-                case = p.name[: -len("_0000" + suffix)]
-                if case in seen:
-                    raise InputError(p, f"duplicate case id {case!r} (also {seen[case].name})")
-                seen[case] = p
-    return list(seen)
+        stem = _nifti_stem(p)
+        if stem is None or stem[-5:] not in CHANNELS:
+            continue
+        key = (stem[:-5], stem[-5:])
+        if key in seen:
+            raise InputError(p, f"duplicate case id {key[0]!r} (also {seen[key].name})")
+        seen[key] = p
+    return list(dict.fromkeys(case for case, _ in seen))
+
+
+def label_cases(dataroot: Path, labels: str = "labelsTr") -> list[str]:
+    """Case ids of the `<case>.nii[.gz]` files in `dataroot/labels` (none when the folder is absent)."""
+    folder = Path(dataroot) / labels
+    if not folder.is_dir():
+        return []
+    return list(dict.fromkeys(s for p in sorted(folder.iterdir()) if (s := _nifti_stem(p)) is not None))
 
 
 def _header_grid(path: Path):
@@ -81,7 +117,7 @@ def case_entry(dataroot: Path, case: str, images: str = "imagesTr", labels: str 
     ct = _find(dataroot / images, f"{case}_0000")
     pet = _find(dataroot / images, f"{case}_0001")
     if ct is None:
-        raise InputError(dataroot / images / f"{case}_0000.nii.gz", "missing CT file for case")
+        raise InputError(dataroot / images / f"{case}_0000.nii.gz", f"missing CT file for case {case}")
     if pet is None:
         raise InputError(dataroot / images / f"{case}_0001.nii.gz", f"missing PET file for case {case}")
     entry = {"image": str(ct.relative_to(dataroot)), "pet": str(pet.relative_to(dataroot))}
@@ -147,60 +183,114 @@ def assign_folds(case_ids: Sequence[str], num_folds: int = 5, seed: int = 0) -> 
     return folds
 
 
+def validate_entry(dataroot: str | Path, entry: dict) -> None:
+    """Read every file of a datalist entry (see the module docstring); InputError names the first bad file."""
+    e = resolve_entry(entry, dataroot)
+    pet = load_volume(e["pet"])
+    n_nan_pet, n_neg = pet_value_counts(pet)
+    ct = load_volume(e["image"])
+    check_same_grid(pet, ct, "CT")
+    n_nan_ct = ct_value_count(ct)
+    if n_nan_pet or n_neg:
+        log.warning("%s: %d NaN/infinite and %d negative SUV voxel(s) set to 0 when read (by every command and "
+                    "by training)", pet.path, n_nan_pet, n_neg)
+    if n_nan_ct:
+        log.warning("%s: %d NaN/infinite CT voxel(s) set to -1000 HU (air) when read (by every command and by "
+                    "training)", ct.path, n_nan_ct)
+    del ct
+    for key, what in (("label", "label"), ("organs", "organ map")):
+        if key in e:
+            vol = load_volume(e[key])
+            check_same_grid(pet, vol, what)
+            if key == "label":
+                check_binary(vol)
+    if "clicks" in e:
+        read_clicks(e["clicks"], pet.array.shape)
+
+
+def _entry_or_skip(make, case: str, split: str, check_data: bool, dataroot: Path, skipped: list | None) -> dict | None:
+    try:
+        entry = make()
+        if check_data:
+            validate_entry(dataroot, entry)
+        return entry
+    except InputError as exc:
+        if skipped is None:
+            raise
+        skipped.append({"case": case, "split": split, "file": exc.source, "reason": exc.problem})
+        log.warning("skipped %s: %s", case, exc)
+        return None
+
+
 def build_datalist(dataroot: str | Path, clicks_dir: str | Path | None = None, num_folds: int = 5, seed: int = 0,
-                   test_cases: Iterable[str] = (), check_geometry: bool = True) -> dict:
-    """Datalist of an autoPET-layout folder: `training` with folds, `testing` from `test_cases` and imagesTs/."""
+                   test_cases: Iterable[str] = (), check_geometry: bool = True, check_data: bool = True,
+                   skipped: list | None = None) -> dict:
+    """Datalist of an autoPET-layout folder: `training` with folds, `testing` from `test_cases` and imagesTs/.
+
+    check_data: read every file through (validate_entry); else only headers are compared
+    (check_geometry). skipped: collect bad cases here ({case, split, file, reason}) instead of raising.
+    """
     dataroot = Path(dataroot)
     if clicks_dir is None and (dataroot / "clicks").is_dir():
         clicks_dir = dataroot / "clicks"
     clicks_dir = None if clicks_dir is None else Path(clicks_dir)
-    cases = find_cases(dataroot)
+    cases = list(dict.fromkeys(find_cases(dataroot) + label_cases(dataroot)))
     if not cases:
         raise InputError(dataroot / "imagesTr", "no <case>_0000.nii.gz files found")
     test_set = set(test_cases)
     missing = test_set - set(cases)
     if missing:
         raise InputError(dataroot, f"test cases not found: {sorted(missing)}")
-    train_ids = [c for c in cases if c not in test_set]
-    folds = assign_folds(train_ids, num_folds, seed)
+    kw = {"clicks_dir": clicks_dir, "check_geometry": check_geometry and not check_data}
     training = []
-    for case in train_ids:
-        entry = case_entry(dataroot, case, clicks_dir=clicks_dir, check_geometry=check_geometry)
-        entry["fold"] = folds[case]
-        training.append(entry)
-    testing = [case_entry(dataroot, c, clicks_dir=clicks_dir, check_geometry=check_geometry) for c in cases if c in test_set]
+    for case in (c for c in cases if c not in test_set):
+        entry = _entry_or_skip(lambda: case_entry(dataroot, case, **kw), case, "training", check_data, dataroot, skipped)
+        if entry is not None:
+            training.append(entry)
+    folds = assign_folds([e["case"] for e in training], num_folds, seed)
+    for entry in training:
+        entry["fold"] = folds[entry["case"]]
+    tests = [(c, "imagesTr", "labelsTr") for c in cases if c in test_set]
     if (dataroot / "imagesTs").is_dir():
-        for case in find_cases(dataroot, "imagesTs"):
-            labels = "labelsTs" if (dataroot / "labelsTs").is_dir() else None
-            testing.append(case_entry(dataroot, case, images="imagesTs", labels=labels, clicks_dir=clicks_dir,
-                                      check_geometry=check_geometry))
+        labels = "labelsTs" if (dataroot / "labelsTs").is_dir() else None
+        tests += [(c, "imagesTs", labels) for c in find_cases(dataroot, "imagesTs")]
+    testing = []
+    for case, images, labels in tests:
+        entry = _entry_or_skip(lambda: case_entry(dataroot, case, images=images, labels=labels, **kw), case,
+                               "testing", check_data, dataroot, skipped)
+        if entry is not None:
+            testing.append(entry)
+    if not training and not testing:
+        raise InputError(dataroot, f"every case is bad ({len(skipped or [])} skipped): nothing to list")
     return {"name": dataroot.name, "num_folds": num_folds, "training": training, "testing": testing}
 
 
 def write_datalist(datalist: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(datalist, indent=1) + "\n")
-    return path
+    return atomic_write_text(path, json.dumps(datalist, indent=1) + "\n")
 
 
 def load_datalist(path: str | Path) -> dict:
     """Read a datalist JSON and check its schema: required keys per entry and unique case ids."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "datalist not found")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"malformed JSON ({exc})") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("training", []), list):
+    data, notes = read_json(path, MAX_DATALIST_BYTES, "datalist")
+    for note in notes:
+        log.warning("%s: %s", path, note)
+    require_plain(data, path)
+    if data is ... or not isinstance(data, dict) or not isinstance(data.get("training", []), list):
         raise InputError(path, "datalist must be an object with a 'training' list")
     seen: set[str] = set()
     for split in ("training", "testing"):
+        if not isinstance(data.get(split, []), list):
+            raise InputError(path, f"'{split}' must be a list of entries")
         for n, entry in enumerate(data.get(split, [])):
+            if not isinstance(entry, dict):
+                raise InputError(path, f"{split}[{n}] must be an object with 'image' and 'pet' paths")
             for key in ("image", "pet"):
                 if key not in entry:
                     raise InputError(path, f"{split}[{n}] lacks the '{key}' key")
+            for key in ("image", "pet", "label", "clicks", "organs"):
+                if key in entry and not (isinstance(entry[key], str) and entry[key]):
+                    raise InputError(path, f"{split}[{n}].{key} must be a file path, got {entry[key]!r}")
             case = entry_case_id(entry)
             if case in seen:
                 raise InputError(path, f"duplicate case id {case!r} in {split}[{n}]")
@@ -226,3 +316,16 @@ def resolve_entry(entry: dict, dataroot: str | Path) -> dict:
         if key in out and isinstance(out[key], str) and not Path(out[key]).is_absolute():
             out[key] = str(Path(dataroot) / out[key])
     return out
+
+
+def split_fold(entries: Sequence[dict], fold: int, source: str | Path) -> tuple[list[dict], list[dict]]:
+    """(training, validation) entries of cross-validation fold `fold`: validation is the fold's
+    entries, training every other fold's. The one fold rule of petclick (fill_template_config counts
+    a fold's training cases with it, the training loop trains on them): an entry without a `fold`
+    is an InputError naming `source` and the entry, never silently counted on either side."""
+    train, val = [], []
+    for n, entry in enumerate(entries):
+        if "fold" not in entry:
+            raise InputError(source, f"training[{n}] ({entry_case_id(entry)}) lacks a 'fold'")
+        (val if int(entry["fold"]) == int(fold) else train).append(entry)
+    return train, val

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from petclick.core.atomic import atomic_path
 from petclick.core.errors import InputError
-from petclick.io.images import Volume
+from petclick.io.images import Volume, load_volume
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
@@ -100,6 +101,17 @@ def save_mha(path: str | Path, array: np.ndarray, reference: sitk.Image | None =
              affine: np.ndarray | None = None, compress: bool = True) -> Path:
     """Write an (i, j, k) array as .mha with the reference image's geometry (or the affine's)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(sitk_from_array(array, reference, affine), str(path), useCompression=compress)
+    if path.suffix.lower() == ".mhd":
+        raise ValueError(f"{path}: write .mha (one file); a .mhd header and its raw file cannot be renamed as one")
+    image = sitk_from_array(array, reference, affine)
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=compress)
     return path
+
+
+def read_image(path: str | Path) -> Volume:
+    """A 3D image as a Volume: NIfTI (.nii, .nii.gz) through nibabel, anything else through SimpleITK."""
+    path = Path(path)
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        return load_volume(path)
+    return load_mha(path)

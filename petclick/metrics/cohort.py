@@ -34,6 +34,18 @@ def run_cases(items: Iterable[tuple[str, Callable[[], list[dict]]]]) -> tuple[li
     return rows, skipped
 
 
+def require_evaluated(summary: dict, source=None) -> None:
+    """Raise InputError (exit 2) when no case could be evaluated: every case was skipped for bad
+    input (the first reason is named; all are in summary.json), or there were none (`source`)."""
+    if summary["n_evaluated"]:
+        return
+    if summary["skipped"]:
+        first = summary["skipped"][0]
+        raise InputError(None, f"no case could be evaluated ({len(summary['skipped'])} skipped; first: "
+                               f"{first['case']}: {first['reason']})")
+    raise InputError(source, "no case to evaluate")
+
+
 def datalist_entries(path: str | Path | None) -> dict[str, dict]:
     """Every entry of a datalist (all splits) by case id; empty without a datalist."""
     if path is None:

@@ -1,12 +1,14 @@
 """Scoring saved predictions against ground-truth files (what `petclick evaluate` reads).
 
     GT DIR:   <case>.nii.gz                          (the labelsTr layout)
-    PRED DIR: <case>_pred<k>.nii.gz, k = 0..10       (one file per protocol step)
+    PRED DIR: <case>_pred<k>.nii.gz, k = 0..N-1      (one file per protocol step; N = 11 for
+                                                      autopet-iv, 6 by default for autopet-v)
           or  <case>.nii.gz                          (one prediction, for a model that ignores clicks)
 
-A single prediction is scored once and taken as the same for all 11 steps (its AUC is 10x the
-metric, its final value the metric), so it sits in the same tables and curves as interactive runs.
-When both layouts exist for a case the step files are used.
+A single prediction is scored once and taken as the same for all N steps (its AUC is N-1 times
+the metric, its final value the metric), so it sits in the same tables and curves as interactive
+runs. When both layouts exist for a case the step files are used. Files are paired with ground
+truth by case id (the file name), never by position in separately sorted lists.
 """
 
 from __future__ import annotations
@@ -16,16 +18,19 @@ from pathlib import Path
 
 import numpy as np
 
+from petclick.core.atomic import is_temp_name
 from petclick.core.errors import InputError
 from petclick.io.images import Volume, check_same_grid, load_volume
 from petclick.metrics.aggregate import N_STEPS
-from petclick.metrics.lesion import LesionScorer
+from petclick.metrics.editions import edition
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 STEP_FILE = re.compile(r"^(?P<case>.+)_pred(?P<step>\d+)$")
 
 
 def _stem(path: Path) -> str | None:
+    if is_temp_name(path) or path.name.startswith("."):
+        return None                      # a run killed mid-write leaves only such dot-files
     for suffix in NIFTI_SUFFIXES:
         if path.name.endswith(suffix):
             return path.name[: -len(suffix)]
@@ -88,11 +93,12 @@ def require_binary(volume: Volume, what: str) -> np.ndarray:
 
 
 def evaluate_case_files(case: str, gt_path: Path, files: list[tuple[int | None, Path]], tracer: str = "unknown",
-                        n_steps: int = N_STEPS, keep_steps: tuple[int, ...] = ()) -> tuple[list[dict], Volume, dict]:
-    """Score one case's prediction files; returns (rows, GT volume, {step: mask} for `keep_steps`)."""
+                        n_steps: int = N_STEPS, keep_steps: tuple[int, ...] = (),
+                        protocol: str = "autopet-iv") -> tuple[list[dict], Volume, dict]:
+    """Score one case's prediction files with the edition's metrics; returns (rows, GT volume, {step: mask} for `keep_steps`)."""
     gt_vol = load_volume(gt_path, dtype=None)
     gt = require_binary(gt_vol, "ground truth")
-    score = LesionScorer(gt, gt_vol.spacing)
+    score = edition(protocol).scorer(gt, gt_vol.spacing)
     rows: list[dict] = []
     kept: dict[int, np.ndarray] = {}
     for step, path in files:

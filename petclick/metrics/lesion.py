@@ -16,6 +16,7 @@ many predictions (the protocol's 11 steps).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import cc3d
@@ -26,8 +27,6 @@ from petclick.core.boxes import bounding_box
 from petclick.io.images import voxel_volume_ml
 
 CONNECTIVITY = 18
-
-
 
 
 def label_components(mask: np.ndarray, connectivity: int = CONNECTIVITY) -> tuple[np.ndarray, int]:
@@ -41,6 +40,34 @@ def label_components(mask: np.ndarray, connectivity: int = CONNECTIVITY) -> tupl
     data = np.ascontiguousarray(mask).view(np.uint8)
     labels, n = cc3d.connected_components(data, connectivity=connectivity, return_N=True, max_labels=n_fg)
     return labels, int(n)
+
+
+@dataclass(frozen=True)
+class LabelledMask:
+    """A mask's connected components, labelled once inside its bounding box.
+
+    `labels` (1..n, 0 = background) covers `box`; `sizes[k]` is the voxel count of component k
+    (sizes[0] = 0). An empty mask has box None, n 0 and sizes [0].
+    """
+
+    box: tuple[slice, ...] | None
+    labels: np.ndarray | None
+    n: int
+    sizes: np.ndarray
+
+    @property
+    def voxels(self) -> int:
+        return int(self.sizes.sum())
+
+
+def label_mask(mask: np.ndarray, connectivity: int = CONNECTIVITY) -> LabelledMask:
+    """Label a boolean mask inside its bounding box (components never leave it)."""
+    box = bounding_box(mask)
+    if box is None:
+        return LabelledMask(None, None, 0, np.zeros(1, np.int64))
+    sub = mask[box]
+    labels, n = label_components(sub, connectivity)
+    return LabelledMask(box, labels, n, np.bincount(labels[sub], minlength=n + 1))
 
 
 def _unmatched_voxels(labels: np.ndarray, n: int, own: np.ndarray, overlap: np.ndarray) -> tuple[int, int]:
@@ -67,28 +94,32 @@ class LesionScorer:
         self.gt = gt if gt.dtype == bool else gt != 0
         self.connectivity = connectivity
         self.voxel_ml = voxel_volume_ml(spacing)
-        self.box = bounding_box(self.gt)
-        self.n_gt, self.n_lesions = 0, 0
+        self.components = label_mask(self.gt, connectivity)
+        self.box, self.n_lesions = self.components.box, self.components.n
+        self.n_gt = self.components.voxels
         if self.box is not None:
-            self.g = self.gt[self.box]
-            self.n_gt = int(np.count_nonzero(self.g))
-            self.labels, self.n_lesions = label_components(self.g, connectivity)
-            self.sizes = np.bincount(self.labels[self.g], minlength=self.n_lesions + 1)
+            self.g, self.labels, self.sizes = self.gt[self.box], self.components.labels, self.components.sizes
 
     def __call__(self, pred: np.ndarray) -> dict[str, float]:
+        pred = self.check_prediction(pred)
+        return self.score(pred, label_mask(pred, self.connectivity))
+
+    def check_prediction(self, pred: np.ndarray) -> np.ndarray:
+        """The prediction as a boolean mask of the ground truth's shape (ValueError otherwise)."""
         pred = np.asarray(pred)
         if pred.shape != self.gt.shape:
             raise ValueError(f"prediction shape {pred.shape} differs from ground-truth shape {self.gt.shape}")
-        pred = pred if pred.dtype == bool else pred != 0
+        return pred if pred.dtype == bool else pred != 0
+
+    def score(self, pred: np.ndarray, components: LabelledMask) -> dict[str, float]:
+        """Metrics of a boolean prediction whose components (`label_mask(pred)`) are already labelled."""
         vox = self.voxel_ml
-        pbox = bounding_box(pred)
+        pbox = components.box
         # False positives: predicted components (labelled inside their box) with no GT voxel.
-        n_pred = n_comp = fp_vox = n_fp = 0
+        n_pred, n_comp, fp_vox, n_fp = components.voxels, components.n, 0, 0
         if pbox is not None:
             p = pred[pbox]
-            n_pred = int(np.count_nonzero(p))
-            lp, n_comp = label_components(p, self.connectivity)
-            fp_vox, n_fp = _unmatched_voxels(lp, n_comp, p, p & self.gt[pbox])
+            fp_vox, n_fp = _unmatched_voxels(components.labels, n_comp, p, p & self.gt[pbox])
         if self.box is None:
             return _result(np.nan, fp_vox * vox, np.nan, 0.0, n_pred * vox, 0, n_comp, n_fp, 0)
         # False negatives and Dice: every overlap voxel lies inside the GT box.

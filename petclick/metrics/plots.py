@@ -15,12 +15,15 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from petclick.core.atomic import atomic_path
+
 GT_COLOR = "#0072B2"  # blue (Okabe-Ito palette: readable with red-green colour blindness)
 PRED_COLOR = "#D55E00"  # vermillion
 TUMOR_CLICK_COLOR = "#D55E00"
 BACKGROUND_CLICK_COLOR = "#009E73"
 SUV_MAX = {"fdg": 7.0, "psma": 10.0}
-PANELS = (("dice", "Dice"), ("fpv", "false-positive volume (mL)"), ("fnv", "false-negative volume (mL)"))
+PANEL_LABELS = {"dice": "Dice", "dmm": "DMM (lesion F1 at IoU >= 0.1)", "fpv": "false-positive volume (mL)",
+                "fnv": "false-negative volume (mL)"}
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -29,18 +32,30 @@ def _new_figure(width: float, height: float) -> Figure:
     return fig
 
 
+def _save(fig: Figure, path: str | Path) -> Path:
+    """Save a figure atomically (the format from the final name's suffix)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png")
+    return path
+
+
 def _nan(values: Sequence) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
-def plot_curves(path: str | Path, series: Mapping[str, dict], title: str = "") -> Path:
-    """Mean Dice, FPV and FNV against the number of clicks, each with its interquartile band.
+def plot_curves(path: str | Path, series: Mapping[str, dict], title: str = "",
+                step_label: str = "clicks of each kind (step)") -> Path:
+    """Mean of each metric (Dice, FPV, FNV; DMM too under autopet-v) against the step, with its interquartile band.
 
-    `series` maps a legend label to per-step statistics as aggregate.per_step_stats returns them.
+    `series` maps a legend label to per-step statistics as aggregate.per_step_stats returns them;
+    one panel per metric they hold.
     """
-    fig = _new_figure(13, 4)
-    axes = fig.subplots(1, 3)
-    for ax, (metric, label) in zip(axes, PANELS):
+    metrics = [m for m in PANEL_LABELS if m in next(iter(series.values()))]
+    fig = _new_figure(13 * len(metrics) / 3, 4)
+    axes = np.atleast_1d(fig.subplots(1, len(metrics)))
+    for ax, metric in zip(axes, metrics):
+        label = PANEL_LABELS[metric]
         for n, (name, stats) in enumerate(series.items()):
             s = stats[metric]
             x = np.arange(len(s["mean"]))
@@ -48,21 +63,18 @@ def plot_curves(path: str | Path, series: Mapping[str, dict], title: str = "") -
             ax.plot(x, _nan(s["mean"]), "-o", color=colour, ms=3, label=f"{name} mean")
             ax.plot(x, _nan(s["median"]), "--", color=colour, lw=1, label=f"{name} median")
             ax.fill_between(x, _nan(s["q25"]), _nan(s["q75"]), color=colour, alpha=0.15, lw=0)
-        ax.set_xlabel("clicks of each kind (step)")
+        ax.set_xlabel(step_label)
         ax.set_ylabel(label)
-        ax.set_xticks(range(0, 11))
+        ax.set_xticks(range(len(next(iter(series.values()))[metric]["mean"])))
         ax.grid(alpha=0.3)
-        if metric == "dice":
+        if metric in ("dice", "dmm"):
             ax.set_ylim(0, 1)
         else:
             ax.set_ylim(bottom=0)
     axes[0].legend(fontsize=7, loc="lower right")
     fig.suptitle((title + "  " if title else "") + "(lines: mean, dashed: median, band: 25-75th percentile)", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return _save(fig, path)
 
 
 class CoronalView:
@@ -153,7 +165,4 @@ def save_case_mip(path: str | Path, pet: np.ndarray, affine: np.ndarray, gt: np.
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
     fig.suptitle(f"{title}  (coronal PET MIP, SUV 0-{vmax:g})".strip(), fontsize=9)
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return _save(fig, path)

@@ -1,6 +1,7 @@
-"""petclick's segmentation networks (SegResNetDS, DiNTS, SwinUNETR): building from YAML kwargs,
-ROI rules derived from each network, DiNTS architecture search and codes, and loading
-checkpoints trained with fewer input channels."""
+"""petclick's segmentation networks (SegResNetDS, DiNTS, SwinUNETR), one module and NetworkSpec
+each (segresnet.py, dints.py, swinunetr.py; registry in spec.py): building from YAML kwargs, ROI
+rules derived from each network, DiNTS architecture search and codes, and loading checkpoints
+trained with fewer input channels."""
 
 from petclick.networks.channel_expansion import expand_input_channels, load_state_dict
 from petclick.networks.dints_arch import default_arch_code, load_arch_code, save_arch_code, validate_arch_code
@@ -10,6 +11,7 @@ from petclick.networks.factory import (
     as_list,
     build_network,
     network_kwargs,
+    network_spec,
     resolve_network_kwargs,
 )
 from petclick.networks.roi import check_roi, cover_roi, fit_roi, roi_divisor, roi_divisors
@@ -38,6 +40,7 @@ __all__ = [
     "load_arch_code",
     "load_state_dict",
     "network_kwargs",
+    "network_spec",
     "network_summary",
     "resolve_network_kwargs",
     "roi_divisor",

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from petclick.core.atomic import atomic_path, atomic_write_text
 from petclick.core.errors import InputError
 
 NUM_CELL_OPS = 5  # len(monai.networks.nets.dints.Cell.OPS3D)
@@ -140,11 +141,10 @@ def save_arch_code(arch_code: Mapping[str, Any], path: str | Path) -> Path:
     lists (loadable with ``weights_only=True``). Returns the path."""
     path = Path(path)
     code = validate_arch_code(arch_code, source=path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".json":
-        path.write_text(json.dumps(code, indent=1))
-    else:
-        torch.save(code, path)
+        return atomic_write_text(path, json.dumps(code, indent=1))
+    with atomic_path(path) as tmp:
+        torch.save(code, tmp)
     return path
 
 

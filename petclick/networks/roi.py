@@ -1,13 +1,8 @@
 """ROI (patch size) rules derived from each network's downsampling, not per dataset.
 
-* segresnet: the encoder halves the resolution ``len(blocks_down) - 1`` times, so each axis must
-  be a multiple of ``2**(len(blocks_down) - 1)`` (16 for the autopet (1,2,2,4,4)); with
-  ``resolution`` (anisotropic kernels) the per-axis factors come from MONAI's
-  ``scales_for_resolution`` exactly as ``SegResNetDS.shape_factor`` computes them.
-* dints: the stem resamples the input by ``2**d`` (d < num_depths) and, with ``use_downsample``,
-  a stride-2 conv halves once more; the coarsest level is ``2**(num_depths - 1 + use_downsample)``
-  and must be an integer size, so that is the multiple (16 for the autopet 4 depths + stem).
-* swinunetr: patch embedding then four patch mergings: ``patch_size**5`` (32).
+Each network module states its divisors (NetworkSpec.roi_divisors: segresnet 2**(len(blocks_down)
+- 1), or per axis with `resolution`; dints 2**(num_depths - 1 + use_downsample); swinunetr
+patch_size**5); the functions here apply them to a requested ROI and an image.
 
 Instance normalisation fails on a 1-voxel feature map, so an ROI whose every axis equals one
 divisor is too small to train: :func:`fit_roi` then doubles the longest axis.
@@ -15,32 +10,17 @@ divisor is too small to train: :func:`fit_roi` then doubles the longest axis.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 from petclick.core.errors import InputError
-from petclick.networks.factory import check_name, network_kwargs
+from petclick.networks.factory import check_name, network_kwargs, network_spec
 
 
 def roi_divisors(name: str, **kwargs: Any) -> tuple[int, int, int]:
-    """Per-axis multiple that every ROI axis of network `name` (with YAML `kwargs`) must be."""
-    key = check_name(name)
-    kw = network_kwargs(key, **kwargs)
-    if key == "segresnet":
-        n_down = len(kw["blocks_down"]) - 1
-        if kw["resolution"] is not None:
-            from monai.networks.nets.segresnet_ds import scales_for_resolution
-
-            scales = scales_for_resolution(tuple(kw["resolution"]), n_stages=len(kw["blocks_down"]))
-            return tuple(int(math.prod(int(s[a]) for s in scales[:-1])) for a in range(3))  # type: ignore[return-value]
-        return (2**n_down,) * 3
-    if key == "dints":
-        from petclick.networks.dints_arch import resolve_arch_code
-
-        depths = int(resolve_arch_code(kw)["num_depths"])
-        return (2 ** (depths - 1 + int(bool(kw["use_downsample"]))),) * 3
-    patch = int(kw["patch_size"])
-    return (patch**5,) * 3
+    """Per-axis multiple that every ROI axis of network `name` (with YAML `kwargs`) must be (the
+    network module's rule; an unknown name is an InputError listing the known ones)."""
+    spec = network_spec(name)
+    return tuple(int(d) for d in spec.roi_divisors(network_kwargs(spec.name, **kwargs)))  # type: ignore[return-value]
 
 
 def roi_divisor(name: str, **kwargs: Any) -> int:

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from petclick.networks.factory import build_network, check_name, network_kwargs
+from petclick.networks.factory import build_network, network_kwargs, network_spec
 from petclick.networks.roi import roi_divisors
 
 
@@ -18,21 +18,17 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 def network_summary(name: str, in_channels: int = 4, out_channels: int = 1, **kwargs: Any) -> dict[str, Any]:
     """Build network `name` with YAML `kwargs` and report what a user sizing a run needs:
     the resolved kwargs, parameter count, ROI divisors and the smallest trainable ROI."""
-    key = check_name(name)
-    model = build_network(key, in_channels, out_channels, **kwargs)
-    div = roi_divisors(key, **kwargs)
-    kw = network_kwargs(key, **kwargs)
-    if key == "dints":
-        kw["num_blocks"], kw["num_depths"] = model.num_blocks, model.num_depths
-        kw.pop("arch_code", None)
+    spec = network_spec(name)
+    model = build_network(spec.name, in_channels, out_channels, **kwargs)
+    full = network_kwargs(spec.name, **kwargs)
     return {
-        "name": key,
+        "name": spec.name,
         "in_channels": int(in_channels),
         "out_channels": int(out_channels),
-        "kwargs": kw,
+        "kwargs": spec.summary_kwargs(model, full),
         "parameters": count_parameters(model),
-        "roi_divisors": div,
-        "deep_supervision": key == "segresnet" and min(int(kw["dsdepth"]), len(kw["blocks_down"]) - 1) > 1,
+        "roi_divisors": roi_divisors(spec.name, **kwargs),
+        "deep_supervision": spec.deep_supervision(full),
     }
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from petclick.core.atomic import atomic_write_text
 from petclick.core.errors import InputError
 from petclick.io.clickfile import write_clicks
 from petclick.io.datalist import build_datalist, find_cases, write_datalist
@@ -90,7 +91,7 @@ def write_case(out: Path, case: PhantomCase) -> None:
     if case.clicks is not None:
         write_clicks(out / "clicks" / f"{cid}_clicks.json", case.clicks)
     (out / "meta").mkdir(parents=True, exist_ok=True)
-    (out / "meta" / f"{cid}.json").write_text(json.dumps(case.meta, indent=1) + "\n")
+    atomic_write_text(out / "meta" / f"{cid}.json", json.dumps(case.meta, indent=1) + "\n")
 
 
 def generate_cohort(out, cases: int, seed: int, shape=(96, 96, 128), spacing=None, tracer: str = "mixed",
@@ -115,6 +116,7 @@ def generate_cohort(out, cases: int, seed: int, shape=(96, 96, 128), spacing=Non
         write_case(out, case)
         log.info("[%d/%d] %s: %d lesion(s), centre %s", n + 1, len(planned), pc.case_id, len(case.meta["lesions"]),
                  case.meta["centre_name"])
-    (out / "phantoms.json").write_text(json.dumps(request, indent=1) + "\n")
-    datalist = build_datalist(out, test_cases=test_cases, num_folds=NUM_FOLDS, seed=int(seed))
+    atomic_write_text(out / "phantoms.json", json.dumps(request, indent=1) + "\n")
+    datalist = build_datalist(out, test_cases=test_cases, num_folds=NUM_FOLDS, seed=int(seed),
+                              check_data=False)   # the generator's own files, just written
     return write_datalist(datalist, out / "datalist.json")

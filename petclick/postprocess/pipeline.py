@@ -1,13 +1,15 @@
 """The post-processing pipeline: threshold the ensemble's probability, then apply the enabled rules.
 
-Order (each rule sees the previous one's output):
+The rules are the entries of the RULE_REGISTRY below, applied in registration order (each rule sees
+the previous one's output):
 1. `fn_recovery`     add hot, missed components of `prob >= low`             (recovery.py)
 2. `min_volume`      remove components under `min_ml` mL                       (small.py)
 3. `suv_filter`      remove components with SUVmax under the tracer's level   (suv_filter.py)
 4. `merge`           join components closer than `distance_mm`                 (merge.py)
 5. `click_consistency` tumour clicks inside, background clicks outside         (clicks.py)
 Rules 2 and 3 never remove a component that holds a tumour click; rule 5 runs last so that its
-guarantee holds for the final mask.
+guarantee holds for the final mask. A new rule: its module, plus one `RULE_REGISTRY.register`
+entry here at its place in the order (its settings and defaults become YAML keys).
 
 Configuration: a nested dict (or a YAML file of the same shape) merged over DEFAULT_CONFIG;
 `{"suv_filter": {"enabled": true}}` switches one rule on. Defaults: only click consistency is on
@@ -19,11 +21,15 @@ from __future__ import annotations
 
 import copy
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from petclick.core.errors import InputError
+from petclick.core.registry import Registry
+from petclick.core.yamlio import read_yaml
 from petclick.io.clickfile import Clicks
 from petclick.io.images import CaseVolumes
 from petclick.postprocess.clicks import enforce_clicks
@@ -35,16 +41,59 @@ from petclick.postprocess.tracer import classify_tracer
 
 log = logging.getLogger(__name__)
 
-RULES = ("fn_recovery", "min_volume", "suv_filter", "merge", "click_consistency")
-DEFAULT_CONFIG: dict = {
-    "threshold": 0.5,
-    "fn_recovery": {"enabled": False, "low": 0.2, "suv_min": {"fdg": 3.0, "psma": 3.0}},
-    "min_volume": {"enabled": False, "min_ml": 0.5},
-    "suv_filter": {"enabled": False, "suv_min": dict(TRACER_SUV_MIN)},
-    "merge": {"enabled": False, "distance_mm": 5.0},
-    "click_consistency": {"enabled": True, "low": 0.2, "max_radius_mm": 40.0, "min_radius_mm": 0.0,
-                          "suv_fraction": 0.41, "peak_radius_mm": 5.0},
-}
+
+@dataclass(frozen=True)
+class RuleInput:
+    """What a rule may read besides the current mask: the probability, the PET (SUV) and its
+    spacing, the reader's clicks and the case's tracer."""
+
+    prob: np.ndarray
+    pet: np.ndarray
+    spacing: tuple[float, float, float]
+    clicks: Clicks
+    tracer: str
+
+
+@dataclass(frozen=True)
+class PostprocessRule:
+    """One rule: its settings' defaults (`enabled` included) and `apply(mask, RuleInput, settings) -> mask`;
+    `needs_tracer`: the case's tracer is classified when not given."""
+
+    defaults: Mapping[str, Any]
+    apply: Callable[[np.ndarray, RuleInput, Mapping[str, Any]], np.ndarray]
+    needs_tracer: bool = False
+
+
+def _per_tracer(value, tracer: str) -> float:
+    return float(value[tracer] if isinstance(value, dict) else value)
+
+
+#: The post-processing rules, in the order they are applied.
+RULE_REGISTRY: Registry[PostprocessRule] = Registry("post-processing rule")
+RULE_REGISTRY.register("fn_recovery", PostprocessRule(
+    {"enabled": False, "low": 0.2, "suv_min": {"fdg": 3.0, "psma": 3.0}},
+    lambda mask, x, c: recover_false_negatives(mask, x.prob, x.pet, c["low"], _per_tracer(c["suv_min"], x.tracer),
+                                               x.clicks.background), needs_tracer=True))
+RULE_REGISTRY.register("min_volume", PostprocessRule(
+    {"enabled": False, "min_ml": 0.5},
+    lambda mask, x, c: remove_small_components(mask, x.spacing, c["min_ml"], protect=x.clicks.tumor)))
+RULE_REGISTRY.register("suv_filter", PostprocessRule(
+    {"enabled": False, "suv_min": dict(TRACER_SUV_MIN)},
+    lambda mask, x, c: suv_filter(mask, x.pet, _per_tracer(c["suv_min"], x.tracer), protect=x.clicks.tumor),
+    needs_tracer=True))
+RULE_REGISTRY.register("merge", PostprocessRule(
+    {"enabled": False, "distance_mm": 5.0},
+    lambda mask, x, c: merge_close_components(mask, x.spacing, c["distance_mm"])))
+RULE_REGISTRY.register("click_consistency", PostprocessRule(
+    {"enabled": True, "low": 0.2, "max_radius_mm": 40.0, "min_radius_mm": 0.0, "suv_fraction": 0.41,
+     "peak_radius_mm": 5.0},
+    lambda mask, x, c: enforce_clicks(mask, x.clicks, x.pet, x.spacing, prob=x.prob, low=c["low"],
+                                      max_radius_mm=c["max_radius_mm"], min_radius_mm=c["min_radius_mm"],
+                                      suv_fraction=c["suv_fraction"], peak_radius_mm=c["peak_radius_mm"])))
+
+#: Rule names in application order.
+RULES = RULE_REGISTRY.names()
+DEFAULT_CONFIG: dict = {"threshold": 0.5, **{name: copy.deepcopy(dict(rule.defaults)) for name, rule in RULE_REGISTRY.items()}}
 
 
 def _merge(base: dict, override: dict, where: str = "") -> dict:
@@ -54,7 +103,7 @@ def _merge(base: dict, override: dict, where: str = "") -> dict:
             raise InputError(None, f"unknown post-processing setting {where}{key!r}; known: {sorted(base)}")
         if isinstance(base[key], dict) and isinstance(value, dict):
             out[key] = _merge(base[key], value, f"{where}{key}.")
-        elif isinstance(base[key], dict) and key in RULES and isinstance(value, bool):
+        elif isinstance(base[key], dict) and key in RULE_REGISTRY and isinstance(value, bool):
             out[key]["enabled"] = value          # {"merge": true} is short for {"merge": {"enabled": true}}
         else:
             out[key] = value
@@ -66,15 +115,7 @@ def make_config(config: dict | str | Path | None = None, **enable: bool) -> dict
     cfg = copy.deepcopy(DEFAULT_CONFIG)
     if isinstance(config, (str, Path)):
         path = Path(config)
-        if not path.is_file():
-            raise InputError(path, "post-processing config file not found")
-        import yaml
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise InputError(path, f"malformed YAML ({exc})") from exc
-        if not isinstance(loaded, dict):
-            raise InputError(path, "post-processing config must be a mapping of rule names to settings")
+        loaded = read_yaml(path)
         try:
             cfg = _merge(cfg, loaded.get("postprocess", loaded))
         except InputError as exc:
@@ -82,15 +123,10 @@ def make_config(config: dict | str | Path | None = None, **enable: bool) -> dict
     elif config is not None:
         cfg = _merge(cfg, config)
     for rule, on in enable.items():
-        if rule not in RULES:
-            raise InputError(None, f"unknown post-processing rule {rule!r}; known: {RULES}")
+        RULE_REGISTRY.canonical(rule)
         if on is not None:
             cfg[rule]["enabled"] = bool(on)
     return cfg
-
-
-def _per_tracer(value, tracer: str) -> float:
-    return float(value[tracer] if isinstance(value, dict) else value)
 
 
 def resolve_tracer(tracer: str | None, case: CaseVolumes) -> str:
@@ -109,23 +145,11 @@ def postprocess(prob_or_mask: np.ndarray, case: CaseVolumes, clicks: Clicks | No
     prob = np.asarray(prob_or_mask, np.float32)
     if prob.shape != case.shape:
         raise InputError(case.pet.path, f"prediction shape {prob.shape} differs from the PET grid {case.shape}")
-    clicks = clicks or Clicks()
-    pet, spacing = case.pet.array, case.pet.spacing
     mask = prob >= float(cfg["threshold"])
-    needs_tracer = cfg["fn_recovery"]["enabled"] or cfg["suv_filter"]["enabled"]
+    enabled = [(name, rule) for name, rule in RULE_REGISTRY.items() if cfg[name]["enabled"]]
+    needs_tracer = any(rule.needs_tracer for _, rule in enabled)
     tr = resolve_tracer(tracer, case) if needs_tracer else (tracer or "unknown")
-    if cfg["fn_recovery"]["enabled"]:
-        c = cfg["fn_recovery"]
-        mask = recover_false_negatives(mask, prob, pet, c["low"], _per_tracer(c["suv_min"], tr), clicks.background)
-    if cfg["min_volume"]["enabled"]:
-        mask = remove_small_components(mask, spacing, cfg["min_volume"]["min_ml"], protect=clicks.tumor)
-    if cfg["suv_filter"]["enabled"]:
-        mask = suv_filter(mask, pet, _per_tracer(cfg["suv_filter"]["suv_min"], tr), protect=clicks.tumor)
-    if cfg["merge"]["enabled"]:
-        mask = merge_close_components(mask, spacing, cfg["merge"]["distance_mm"])
-    if cfg["click_consistency"]["enabled"]:
-        c = cfg["click_consistency"]
-        mask = enforce_clicks(mask, clicks, pet, spacing, prob=prob, low=c["low"], max_radius_mm=c["max_radius_mm"],
-                              min_radius_mm=c["min_radius_mm"], suv_fraction=c["suv_fraction"],
-                              peak_radius_mm=c["peak_radius_mm"])
+    given = RuleInput(prob=prob, pet=case.pet.array, spacing=case.pet.spacing, clicks=clicks or Clicks(), tracer=tr)
+    for name, rule in enabled:
+        mask = rule.apply(mask, given, cfg[name])
     return mask

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
+from petclick.core.atomic import atomic_path
 from petclick.core.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,8 @@ REQUIRED = ("state_dict", "network", "in_channels", "preprocess")
 def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
     """Write `payload` atomically (temp file then rename), so a kill never leaves half a checkpoint."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"format": FORMAT, **payload}, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, **payload}, tmp)
     return path
 
 

@@ -13,14 +13,12 @@ import torch
 from petclick.runtime.preprocess import PreparedCase
 from petclick.io.clickfile import Clicks
 
-DEFAULT_ENCODING: dict[str, Any] = {"encoding": "edt", "channels": "two"}
-
-
 def click_channels(encoding: Mapping[str, Any] | None) -> int:
-    """Number of click channels an encoding config appends: 1 for `signed`, else 2 (fg, bg)."""
+    """Number of click channels an encoding config appends: 1 for `signed`, else 2 (fg, bg);
+    None: the default encoding (petclick.config.presets.DEFAULT_ENCODING)."""
     from petclick.clicks.encoding import num_click_channels
 
-    return num_click_channels(dict(DEFAULT_ENCODING if encoding is None else encoding))
+    return num_click_channels(None if encoding is None else dict(encoding))
 
 
 def clicks_in_network_space(prepared: PreparedCase, clicks: Clicks) -> dict[str, np.ndarray]:
@@ -42,7 +40,7 @@ class ClickEncoder:
     def __init__(self, encoding: Mapping[str, Any] | None = None):
         from petclick.clicks.encoding import encoderd_from_config
 
-        self.encoding = dict(DEFAULT_ENCODING if encoding is None else encoding)
+        self.encoding = dict(encoding or {})  # empty: the default encoding (petclick.config.presets)
         self.transform = encoderd_from_config(self.encoding, image_key="image", clicks_key="clicks")
 
     def changed_boxes(self, prepared: PreparedCase, before: Clicks, after: Clicks) -> list:

@@ -1,8 +1,10 @@
 """The deterministic preprocessing shared by training (before caching), validation and inference.
 
-    [Spacingd when `spacing` is set] -> CT window [lo, hi] HU -> [0, 1] -> PET clip [0, c] SUV -> [0, 1]
-    -> concatenate (CT, PET) into `image` -> crop to the body bounding box (CT above the window's
-    lower bound)
+    NaN/infinite CT -> -1000 HU, PET -> 0 SUV (what petclick.io.images does when a command reads a
+    case; training reads files through MONAI, so it is repeated here) -> [Spacingd when `spacing`
+    is set] -> CT window [lo, hi] HU -> [0, 1] -> PET clip [0, c] SUV -> [0, 1] -> concatenate
+    (CT, PET) into `image` -> crop to the body bounding box (CT above the window's lower bound; the
+    whole image when no voxel is, e.g. an all-air CT)
 
 A `preprocess` dict (stored in every checkpoint) describes it: {"spacing": None | [sx, sy, sz],
 "ct_window": [lo, hi], "pet_clip": [0, c], "crop_body": bool}. The image keeps a MetaTensor affine
@@ -26,9 +28,12 @@ from monai.transforms import (
     EnsureChannelFirstd,
     EnsureTyped,
     LoadImaged,
+    MapTransform,
     ScaleIntensityRanged,
     Spacingd,
+    Transform,
 )
+from monai.config import KeysCollection
 
 DEFAULT_PREPROCESS: dict[str, Any] = {"spacing": None, "ct_window": [-250.0, 250.0], "pet_clip": [0.0, 10.0],
                                       "crop_body": True}
@@ -45,6 +50,44 @@ def preprocess_config(pre: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+CT_FILL_HU = -1000.0
+PET_FILL_SUV = 0.0
+
+
+class ReplaceNonFinite(Transform):
+    """NaN and +-infinity in an array or tensor -> `value` (other values unchanged)."""
+
+    def __init__(self, value: float) -> None:
+        self.value = float(value)
+
+    def __call__(self, img):
+        if isinstance(img, torch.Tensor):
+            return torch.where(torch.isfinite(img), img, torch.as_tensor(self.value, dtype=img.dtype))
+        arr = np.asarray(img)
+        return np.where(np.isfinite(arr), arr, np.asarray(self.value, dtype=arr.dtype))
+
+
+class ReplaceNonFinited(MapTransform):
+    """Dictionary version of ReplaceNonFinite: one fill value for all `keys`."""
+
+    def __init__(self, keys: KeysCollection, value: float, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.replace = ReplaceNonFinite(value)
+
+    def __call__(self, data):
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.replace(d[key])
+        return d
+
+
+def body_or_everything(ct: torch.Tensor) -> torch.Tensor:
+    """CropForeground's selection: the CT above the window's lower bound, else every voxel (so an
+    all-air CT is not cropped to nothing)."""
+    mask = ct > 0
+    return mask if bool(mask.any()) else torch.ones_like(mask)
+
+
 def load_transforms(keys: Sequence[str]) -> list:
     """Read NIfTI files into channel-first MetaTensors (array order and affine as nibabel gives them)."""
     return [LoadImaged(keys=list(keys), image_only=True, ensure_channel_first=False),
@@ -56,7 +99,8 @@ def preprocess_transforms(pre: Mapping[str, Any], label_key: str | None = None) 
     2-channel `image` in the network's space. Array transforms keep the MetaTensor affine."""
     pre = preprocess_config(pre)
     spatial = ["image", "pet"] + ([label_key] if label_key else [])
-    out: list = [EnsureTyped(keys=spatial, dtype=torch.float32, track_meta=True)]
+    out: list = [EnsureTyped(keys=spatial, dtype=torch.float32, track_meta=True),
+                 ReplaceNonFinited(keys="image", value=CT_FILL_HU), ReplaceNonFinited(keys="pet", value=PET_FILL_SUV)]
     if pre["spacing"] is not None:
         modes = ["bilinear", "bilinear"] + (["nearest"] if label_key else [])
         out.append(Spacingd(keys=spatial, pixdim=pre["spacing"], mode=modes))
@@ -67,8 +111,9 @@ def preprocess_transforms(pre: Mapping[str, Any], label_key: str | None = None) 
     out += [ConcatItemsd(keys=["image", "pet"], name="image", dim=0), DeleteItemsd(keys="pet")]
     if pre["crop_body"]:
         crop_keys = ["image"] + ([label_key] if label_key else [])
-        out.append(CropForegroundd(keys=crop_keys, source_key="image", channel_indices=0, allow_smaller=True,
-                                   margin=1, start_coord_key=None, end_coord_key=None))
+        out.append(CropForegroundd(keys=crop_keys, source_key="image", select_fn=body_or_everything,
+                                   channel_indices=0, allow_smaller=True, margin=1, start_coord_key=None,
+                                   end_coord_key=None))
     return out
 
 

@@ -39,7 +39,7 @@ from monai.transforms import (
 
 from petclick.core.errors import InputError
 from petclick.runtime.preprocess import load_transforms, preprocess_transforms
-from petclick.io.datalist import entry_case_id, load_datalist, resolve_entry
+from petclick.io.datalist import entry_case_id, load_datalist, resolve_entry, split_fold
 
 PET_CHANNEL = 1
 
@@ -89,11 +89,8 @@ def fold_files(datalist: str | Path, dataroot: str | Path, fold: int) -> FoldFil
     for n, e in enumerate(entries):
         if "label" not in e:
             raise InputError(datalist, f"training[{n}] ({entry_case_id(e)}) lacks a 'label'")
-        if "fold" not in e:
-            raise InputError(datalist, f"training[{n}] ({entry_case_id(e)}) lacks a 'fold'")
     resolved = [dict(resolve_entry(e, dataroot), case=entry_case_id(e)) for e in entries]
-    train = [e for e in resolved if int(e["fold"]) != int(fold)]
-    val = [e for e in resolved if int(e["fold"]) == int(fold)]
+    train, val = split_fold(resolved, fold, datalist)
     if not train:
         raise InputError(datalist, f"no training cases outside fold {fold}")
     if not val:
@@ -140,7 +137,7 @@ def train_transforms(cfg: Mapping[str, Any], roi: Sequence[int]) -> tuple[list, 
         RandScaleIntensityd(keys="image", prob=p, factors=float(aug.get("scale_intensity", 0.1))),
         SimulateTrainingClicksd(label_key="label", pet_key=PET_CHANNEL, clicks_key="clicks",
                                 curriculum=dict(clicks.get("curriculum") or {}),
-                                max_clicks=int(clicks.get("max_clicks", 10))),
+                                max_clicks=int(clicks["max_clicks"])),
         EncodeClicksd(image_key="image", clicks_key="clicks", **dict(clicks.get("encoding") or {})),
         DeleteItemsd(keys=["clicks"]),
         EnsureTyped(keys=keys, dtype=torch.float32, track_meta=False),

@@ -26,10 +26,10 @@ def _clean(v: Any) -> Any:
 def run(config_file: str | list | None = None, **override: Any) -> dict[str, Any]:
     """Validate every `model.pt` of the bundle; returns {checkpoint: metrics}."""
     cfg = load_bundle_config(config_file, override)
-    device = init_distributed(cfg.get("training", {}).get("device")).device
+    device = init_distributed(cfg["training"]["device"]).device
     files = fold_files(cfg["datalist"], cfg["dataroot"], int(cfg["fold"]))
     dataset = val_dataset(cfg, files.val)
-    steps = [int(s) for s in cfg["clicks"].get("val_steps", (0, 5, 10))]
+    steps = [int(s) for s in cfg["clicks"]["val_steps"]]
     results: dict[str, Any] = {}
     for path in find_checkpoints(Path(cfg["ckpt_path"])):
         ckpt = read_checkpoint(path)

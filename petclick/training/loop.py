@@ -27,7 +27,7 @@ from petclick.runtime.checkpoint import BEST_NAME, LAST_NAME, save_checkpoint
 from petclick.runtime.clickinput import click_channels
 from petclick.runtime.preprocess import preprocess_config
 from petclick.runtime.window import autocast, infer_config
-from petclick.config.bundle import load_bundle_config
+from petclick.config.bundle import iterations_per_epoch, load_bundle_config
 from petclick.training.data import fold_files, train_dataset, train_loader, val_dataset
 from petclick.training.distributed import DistContext, close_distributed, init_distributed, unwrap
 from petclick.training.loss import build_loss
@@ -45,17 +45,12 @@ def describe(cfg: Mapping[str, Any]) -> dict[str, Any]:
     clicks = cfg["clicks"]
     pre = preprocess_config(cfg["data"])
     pre.update(roi=[int(r) for r in cfg["data"]["roi"]], encoding=dict(clicks.get("encoding") or {}),
-               max_clicks=int(clicks.get("max_clicks", 10)))
+               max_clicks=int(clicks["max_clicks"]))
     name = cfg["network"]["name"]
     return {"network": {"name": name, "kwargs": resolve_network_kwargs(name, cfg["network"].get("kwargs") or {})},
             "in_channels": IMAGE_CHANNELS + click_channels(clicks.get("encoding")), "out_channels": 1,
             "preprocess": pre, "infer": infer_config(cfg.get("infer"), cfg["data"]["roi"]),
             "algo": cfg.get("algo", name), "fold": int(cfg.get("fold", 0))}
-
-
-def iterations_per_epoch(cfg: Mapping[str, Any], n_items: int) -> int:
-    n = cfg["training"].get("num_iterations_per_epoch")
-    return int(n) if n else max(1, math.ceil(n_items / int(cfg["data"].get("batch_size", 1))))
 
 
 def _build_model(cfg: Mapping[str, Any], desc: Mapping[str, Any]) -> torch.nn.Module:
@@ -234,7 +229,7 @@ def _log_to_file(path: Path) -> logging.Handler:
 
 def train_fold(cfg: Mapping[str, Any]) -> dict[int, float]:
     """Train every repeat of the config's fold (or `repeats: [..]` only); returns {repeat: best score}."""
-    ctx = init_distributed(cfg.get("device"))
+    ctx = init_distributed(cfg["training"].get("device"))
     ckpt_path = Path(cfg["ckpt_path"])
     handler = _log_to_file(ckpt_path / "train.log") if ctx.is_main else None
     try:

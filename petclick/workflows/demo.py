@@ -1,6 +1,10 @@
-"""`petclick demo`: the whole job on the embedded phantom cohort, on a CPU in minutes.
+"""`petclick demo`: the whole job on the embedded phantom cohort, on a CPU in minutes, from any
+folder: everything it writes is under `--out` (phantoms included); the bundles and the input
+template are petclick's package data (petclick.config.packaged), so an installed petclick needs no
+source tree.
 
-1. generate the phantom cohort when missing (the cohort the committed datalist.json describes);
+1. generate the phantom cohort into <out>/phantoms when missing (the cohort the repository's
+   datalist.json describes);
 2. run MONAI's AutoRunner (data analysis, one bundle per fold, training of every fold's repeats,
    ensemble predictions of the testing split) with the `demo` preset, in this process, with
    CMD_PREFIX set to this Python so the training subprocesses find petclick;
@@ -19,11 +23,12 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from petclick.config.packaged import BUNDLES, INPUT_TEMPLATE
+from petclick.core.atomic import atomic_write_text
 from petclick.core.errors import InputError
 from petclick.core.yamlio import read_yaml, write_yaml
 
 log = logging.getLogger(__name__)
-REPO = Path(__file__).resolve().parents[2]
 #: The embedded cohort: what the committed datalist.json and input.yaml describe.
 DEMO_COHORT = {"cases": 16, "seed": 7, "shape": [48, 48, 64]}
 
@@ -45,14 +50,20 @@ def ensure_cohort(data: Path, cases: int, seed: int, shape: Sequence[int]) -> Pa
 
 
 def demo_input(template: Path, out: Path, datalist: Path, dataroot: Path, overrides: dict[str, Any]) -> Path:
-    """Write <out>/input.yaml: the template's keys with absolute paths, the work_dir under `out`,
-    the bundles of this repository, and `overrides` (folds, repeats, preset)."""
+    """Write <out>/input.yaml: the template's keys with absolute paths, the work_dir under `out`, and
+    `overrides` (folds, repeats, preset). The templates: petclick's packaged bundles for petclick's
+    own template (or one without the key); for another, its `templates_path_or_url` (a relative path
+    from the template's folder)."""
     cfg = read_yaml(template)
     cfg.update(datalist=str(datalist.resolve()), dataroot=str(dataroot.resolve()),
                work_dir=str((out / "work_dir").resolve()))
-    templates = Path(str(cfg.get("templates_path_or_url", "./bundles")))
-    if not templates.is_absolute():
-        templates = (template.parent / templates).resolve()
+    if template.resolve() == INPUT_TEMPLATE.resolve() or "templates_path_or_url" not in cfg:
+        templates = BUNDLES
+    else:
+        templates = (template.parent / str(cfg["templates_path_or_url"])).resolve()
+        if not templates.is_dir():
+            raise InputError(template, f"templates_path_or_url {cfg['templates_path_or_url']!r}: no such folder "
+                                       f"({templates})")
     cfg["templates_path_or_url"] = str(templates)
     cfg.update({k: v for k, v in overrides.items() if v is not None})
     return write_yaml(out / "input.yaml", cfg, header="# written by `petclick demo` from " + str(template))
@@ -68,17 +79,24 @@ def run_autorunner(input_yaml: Path) -> None:
     AutoRunner(input=str(input_yaml)).run()
 
 
-def run_demo(out: Path, data: Path, input_template: Path, cases: int, seed: int, shape: Sequence[int],
-             folds: int | None = None, repeats: int | None = None, preset: str | None = None,
-             device: str = "cpu", skip_train: bool = False) -> dict[str, float]:
-    """The demo's stages (see module docstring); returns the seconds each took."""
+def run_demo(out: Path, data: Path | None = None, input_template: Path = INPUT_TEMPLATE,
+             cases: int = DEMO_COHORT["cases"], seed: int = DEMO_COHORT["seed"],
+             shape: Sequence[int] = DEMO_COHORT["shape"], folds: int | None = None, repeats: int | None = None,
+             preset: str | None = None, device: str = "cpu", skip_train: bool = False,
+             prepare_only: bool = False) -> dict[str, float]:
+    """The demo's stages (see module docstring); returns the seconds each took. `data`: the cohort
+    folder (default <out>/phantoms); `prepare_only`: stop after the cohort and <out>/input.yaml."""
     times: dict[str, float] = {}
     out.mkdir(parents=True, exist_ok=True)
+    data = out / "phantoms" if data is None else data
     t = time.time()
     datalist = ensure_cohort(data, cases, seed, shape)
     times["phantoms"] = time.time() - t
     input_yaml = demo_input(input_template, out, datalist, data, {"num_fold": folds, "num_repeats": repeats,
                                                                    "preset": preset})
+    if prepare_only:
+        print(f"== cohort {datalist}; AutoRunner input {input_yaml}")
+        return times
     work_dir = out / "work_dir"
     if not skip_train:
         t = time.time()
@@ -94,7 +112,7 @@ def run_demo(out: Path, data: Path, input_template: Path, cases: int, seed: int,
                                           dataroot=data, split="testing", out=report, device=device))
     times["interactive"] = time.time() - t
     times["total"] = sum(times.values())
-    (out / "demo_timing.json").write_text(json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1) + "\n")
+    atomic_write_text(out / "demo_timing.json", json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1) + "\n")
     print("== demo timing (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
     print(f"== ensemble predictions of the testing split: {work_dir / 'ensemble_output'}")
     from petclick.runtime.checkpoint import find_checkpoints

@@ -9,20 +9,27 @@ The container layout (autoPET IV, task 1):
     /output/images/tumor-lesion-segmentation/<uuid>.mha       (uuid = the CT file's stem)
 Grand challenge gives each uploaded image its own uuid, so the CT and PET names usually differ:
 with one CT and one PET they are paired whatever their names; with several, by equal names. The
-output takes the CT's uuid, as the organisers' baseline container does. A missing, empty or
-malformed click file means step 0 (logged); clicks outside the volume follow the click policy of
-every command (petclick.io.clickpolicy: an error by default, `--drop-outside` drops them).
+output takes the CT's uuid, as the organisers' baseline container does.
+
+Clicks are read under the lenient policy (petclick.io.clickpolicy): a challenge job must never
+fail over its clicks. Bad entries are dropped one by one and the good ones used; a file that
+cannot be read at all (missing, malformed JSON, over the size limit) means step 0. Every drop
+goes to stderr and to `<output>/petclick-input-report.json` (per job: the clicks used, each
+dropped entry with its reason, the file error if any).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from petclick.core.atomic import atomic_write_text
 from petclick.core.errors import InputError
-from petclick.io.clickfile import Clicks
+from petclick.io.clickfile import Clicks, read_clicks
+from petclick.io.clickpolicy import ClickPolicy
 from petclick.io.sitk import read_sitk, save_mha
 
 log = logging.getLogger(__name__)
@@ -30,6 +37,7 @@ log = logging.getLogger(__name__)
 CT_DIR, PET_DIR = Path("images/ct"), Path("images/pet")
 CLICKS_FILE = "lesion-clicks.json"
 OUTPUT_DIR = Path("images/tumor-lesion-segmentation")
+REPORT_FILE = "petclick-input-report.json"
 DEFAULT_MODELS = "/opt/algorithm/models"
 MODELS_ENV = "PETCLICK_MODELS"
 
@@ -85,29 +93,39 @@ def default_models() -> str:
     return os.environ.get(MODELS_ENV, DEFAULT_MODELS)
 
 
+def read_job_clicks(job: GcCase, shape) -> tuple[Clicks, dict]:
+    """The job's clicks under the lenient policy and its report entry (clicks used, drops, error)."""
+    drops: list = []
+    error = None
+    try:
+        clicks = read_clicks(job.clicks, shape, policy=ClickPolicy.LENIENT, drops=drops) if job.clicks else Clicks()
+    except InputError as exc:
+        log.error("%s: predicting without clicks (step 0)", exc)
+        clicks, error = Clicks(), str(exc)
+    report = {"uuid": job.uuid, "clicks_file": None if job.clicks is None else str(job.clicks),
+              "n_tumor_clicks": len(clicks.tumor), "n_background_clicks": len(clicks.background),
+              "dropped": [d.to_dict() for d in drops], "error": error}
+    return clicks, report
+
+
 def run_gc(input_dir: str | Path, output_dir: str | Path, runner) -> list[Path]:
     """Predict every grand-challenge job under `input_dir` into `output_dir`; returns the written masks.
 
-    `runner` is a petclick.workflows.predict.Runner (ensemble, time budget, post-processing, click
-    policy). The click file holds this job's clicks (all of them are used); its absence or a
-    malformed file means step 0 (logged). Clicks outside the volume and over the budget go through
-    the runner's click policy like every command's (strict: an error naming the file and the click).
-    Each job is one step of an interactive session.
+    `runner` is a petclick.workflows.predict.Runner (ensemble, time budget, post-processing config). The
+    click file holds this job's clicks (the good ones are used, see the module docstring); its absence
+    means step 0. The input report is written after every job. Each job is one step of an
+    interactive session.
     """
     from petclick.inference.steps import official_clicks, run_steps
-    from petclick.io.clickpolicy import apply_click_policy
     from petclick.postprocess import resolve_tracer
-    from petclick.workflows.predict.inputs import load_prediction_case, read_prediction_clicks
+    from petclick.workflows.predict.inputs import load_prediction_case
 
-    written = []
+    written, reports = [], []
     for job in discover_gc_inputs(input_dir):
         case = load_prediction_case(job.ct, job.pet)
-        try:
-            clicks = read_prediction_clicks(job.clicks, case.shape, policy=None, round_coordinates=True)
-        except InputError as exc:
-            log.error("%s: predicting without clicks (step 0)", exc)
-            clicks = Clicks()
-        clicks = apply_click_policy(clicks, case.shape, job.clicks or CLICKS_FILE, runner.settings.click_policy)
+        clicks, report = read_job_clicks(job, case.shape)
+        reports.append(report)
+        atomic_write_text(Path(output_dir) / REPORT_FILE, json.dumps({"jobs": reports}, indent=1) + "\n")
         log.info("%s: %d tumour and %d background click(s)", job.uuid, len(clicks.tumor), len(clicks.background))
         session = runner.case_session(case, clicks, [None], resolve_tracer(None, case), job.clicks)
         (_, pred), = run_steps(session, [None], official_clicks(clicks))

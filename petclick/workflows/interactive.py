@@ -22,7 +22,7 @@ from petclick.io.clickpolicy import BUDGET, ClickPolicy
 from petclick.io.datalist import entry_case_id, load_datalist, resolve_entry
 from petclick.io.images import load_case
 from petclick.metrics.aggregate import N_STEPS
-from petclick.metrics.cohort import run_cases, tracer_of
+from petclick.metrics.cohort import require_evaluated, run_cases, tracer_of
 from petclick.metrics.plots import plot_curves, save_case_mip
 from petclick.metrics.report import format_summary, write_report, write_summary
 from petclick.workflows.shards import Shards
@@ -132,7 +132,9 @@ def run_interactive(args: InteractiveJob, shards: Shards | None = None) -> int:
         print(format_summary(summary))
     if len(predictors) > 1:
         _write_comparison(args.out, predictors, outs, summaries)
-    return 0 if all(s["n_evaluated"] for s in summaries) else 1
+    for summary in summaries:
+        require_evaluated(summary, args.datalist)
+    return 0
 
 
 def _load(raw: dict, dataroot: Path, case_id: str, args: InteractiveJob):

@@ -38,6 +38,16 @@ class Shards:
         """This rank's items: every world_size-th, starting at its rank."""
         return list(items[self.rank::self.world_size])
 
+    def common(self, value: Any) -> Any:
+        """Rank 0's `value` on every rank (one run id for all ranks' records)."""
+        if self.world_size <= 1:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
     def gather(self, rows: list[dict], order: Sequence[Any], key: str) -> list[dict]:
         """Every rank's rows, in the order of `order` (values of row[key]; a key may own several rows)."""
         if self.world_size <= 1:

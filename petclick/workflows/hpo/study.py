@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from petclick.config.packaged import BUNDLES
 from petclick.core.errors import InputError
 from petclick.workflows.hpo.export import export_best
 from petclick.workflows.hpo.objectives import Objective, get_objective
@@ -61,7 +62,7 @@ def normalized_input(input_path: Path, algo: str, fold: int, work_dir: Path) -> 
         cfg[key] = str(Path(str(cfg[key])).resolve())
     if not Path(cfg["datalist"]).is_file():
         raise InputError(input_path, f"datalist {cfg['datalist']} not found")
-    templates = Path(str(cfg.get("templates_path_or_url", "./bundles"))).resolve()
+    templates = Path(str(cfg.get("templates_path_or_url") or BUNDLES)).resolve()
     if not (templates / algo / "scripts" / "algo.py").is_file():
         raise InputError(input_path, f"no template {algo!r} in {templates} (templates_path_or_url)")
     num_fold = int(cfg.get("num_fold", 5))

@@ -59,17 +59,16 @@ def trial_input(base: Mapping[str, Any], algo: str, fixed: Mapping[str, Any], pa
 def preflight(bundle: Path) -> None:
     """Fail a trial before its training process starts when its generated config is invalid:
     network kwargs, click encoding and click curriculum are built from it (the ROI was already
-    checked against the network's divisor by fill_template_config)."""
+    checked against the network's divisor by fill_template_config); types and ranges by load_bundle_config."""
     from petclick.clicks.curriculum import ClickCurriculum
     from petclick.clicks.encoding import encoder_from_config
-    from petclick.core.yamlio import read_yaml
+    from petclick.config.bundle import HYPER, load_bundle_config
     from petclick.training.loop import describe
 
-    cfg = read_yaml(bundle / "configs" / "hyper_parameters.yaml")
+    cfg = load_bundle_config(bundle / "configs" / HYPER)
     describe(cfg)
-    clicks = cfg.get("clicks") or {}
-    encoder_from_config(clicks.get("encoding"))
-    ClickCurriculum.from_config(clicks.get("curriculum"), max_clicks=int(clicks.get("max_clicks", 10)))
+    encoder_from_config(cfg["clicks"]["encoding"])
+    ClickCurriculum.from_config(cfg["clicks"]["curriculum"], max_clicks=int(cfg["clicks"]["max_clicks"]))
 
 
 class PetclickOptunaGen(OptunaGen):

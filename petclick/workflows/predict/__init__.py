@@ -1,7 +1,7 @@
 """`petclick predict`: case discovery, robust input reading, time-budget planning and the prediction loop.
 
 - cases.py: one CT/PET pair, an autoPET-layout folder or a datalist split -> CaseSpec list
-- inputs.py: read a case and its clicks (images repaired with warnings; clicks under the click policy)
+- inputs.py: read a case on the PET grid through petclick.io's checks (grids resampled, SUV repaired)
 - budget.py: `plan_budget(seconds_per_pass, budget_s, n_models, ...)` -> checkpoints and mirror axes
 - run.py: `Runner(predictor, PredictSettings).run(cases, out)` writes masks (and probabilities),
   each case on an interactive session, cases shared between torchrun ranks
@@ -9,8 +9,8 @@
 
 from petclick.workflows.predict.budget import Plan, plan_budget, tta_passes
 from petclick.workflows.predict.cases import CaseSpec, datalist_cases, folder_cases, single_case
-from petclick.workflows.predict.inputs import load_prediction_case, read_prediction_clicks
+from petclick.workflows.predict.inputs import load_prediction_case
 from petclick.workflows.predict.run import ALL_STEPS, PredictSettings, Runner
 
 __all__ = ["ALL_STEPS", "CaseSpec", "Plan", "PredictSettings", "Runner", "datalist_cases", "folder_cases",
-           "load_prediction_case", "plan_budget", "read_prediction_clicks", "single_case", "tta_passes"]
+           "load_prediction_case", "plan_budget", "single_case", "tta_passes"]

@@ -60,11 +60,11 @@ def folder_cases(root: str | Path, images: str | None = None) -> list[CaseSpec]:
         images = "imagesTs" if (root / "imagesTs").is_dir() else "imagesTr"
     cases = []
     for case in find_cases(root, images):
-        ct = next((root / images / f"{case}_0000{s}" for s in (".nii.gz", ".nii") if (root / images / f"{case}_0000{s}").is_file()))
-        pet = next((root / images / f"{case}_0001{s}" for s in (".nii.gz", ".nii")
-                    if (root / images / f"{case}_0001{s}").is_file()), None)
-        if pet is None:
-            raise InputError(root / images / f"{case}_0001.nii.gz", f"missing PET file for case {case}")
+        ct, pet = (next((root / images / f"{case}{ch}{s}" for s in (".nii.gz", ".nii")
+                         if (root / images / f"{case}{ch}{s}").is_file()), None) for ch in ("_0000", "_0001"))
+        for path, ch, what in ((ct, "_0000", "CT"), (pet, "_0001", "PET")):
+            if path is None:
+                raise InputError(root / images / f"{case}{ch}.nii.gz", f"missing {what} file for case {case}")
         clicks = root / "clicks" / f"{case}_clicks.json"
         cases.append(CaseSpec(case, ct, pet, clicks if clicks.is_file() else None, tracer_from_id(case)))
     if not cases:

@@ -7,19 +7,21 @@ Outputs in `out/` on the PET grid (PET affine):
   probability before post-processing;
 - `predict.json`: the plan (checkpoints, TTA axes, measured seconds per pass), the per-algorithm
   ensemble weights used (`algo_weights`, also inside the plan; null = plain mean), the incremental
-  mode, tracer, seconds and session counters (tiles computed and reused) per case.
+  mode, tracer, seconds and session counters (tiles computed and reused) per case. It is merged per
+  case under a file lock (petclick.io.runrecord), so runs into one folder keep each other's cases,
+  and each case names the run (`runs`: its settings: checkpoints, TTA, post-processing, click
+  policy, incremental mode, ranks) that wrote its files.
+Every file is written atomically (a kill leaves no partial file under a final name).
 
 Each case runs on one petclick.inference.session.InteractiveSession through the one step loop
 (petclick.inference.steps.run_steps): with --all-steps a trained ensemble re-runs only the tiles a
 step's clicks change (mode `exact`, the default for several steps; `naive` for one step).
-Under torchrun each rank predicts its share of the cases (petclick/workflows/shards.py) and
-rank 0 writes the merged predict.json.
+Under torchrun each rank predicts its share of the cases (petclick/workflows/shards.py) and merges
+them into predict.json under one run id.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,16 +31,18 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
+import petclick
 from petclick.core.errors import InputError
 from petclick.inference.session import InteractiveSession
 from petclick.inference.steps import official_clicks, run_steps
-from petclick.io.clickfile import Clicks
+from petclick.io.clickfile import Clicks, read_clicks
 from petclick.io.clickpolicy import ClickPolicy
 from petclick.io.images import CaseVolumes, save_volume
+from petclick.io.runrecord import check_record, merge_cases, new_run_id
 from petclick.postprocess import make_config, resolve_tracer
 from petclick.workflows.predict.budget import DEFAULT_AXES, Plan, plan_budget
 from petclick.workflows.predict.cases import CaseSpec
-from petclick.workflows.predict.inputs import load_prediction_case, read_prediction_clicks
+from petclick.workflows.predict.inputs import load_prediction_case
 from petclick.workflows.shards import Shards
 
 log = logging.getLogger(__name__)
@@ -77,6 +81,7 @@ class Runner:
         self.settings = settings
         self.plan: Plan | None = None
         self.seconds_per_pass: float | None = None
+        self.ranks = 1
         if settings.time_budget_s is not None and not supports_subsets(predictor):
             log.warning("--time-budget ignored: predictor %s has no checkpoints to choose from",
                         getattr(predictor, "name", predictor))
@@ -139,7 +144,7 @@ class Runner:
         """Predict every requested step of one case and write its files; returns its summary row."""
         t0 = time.perf_counter()
         case = load_prediction_case(spec.ct, spec.pet)
-        clicks = read_prediction_clicks(spec.clicks, case.shape, self.settings.click_policy)
+        clicks = read_clicks(spec.clicks, case.shape, policy=self.settings.click_policy) if spec.clicks else Clicks()
         tracer = resolve_tracer(spec.tracer, case)
         steps = [None] if self.settings.steps is None else list(self.settings.steps)
         session = self.case_session(case, clicks, steps, tracer, spec.clicks or spec.case_id)
@@ -156,12 +161,30 @@ class Runner:
                 "n_background_clicks": len(clicks.background), "steps": steps, "files": written,
                 "session": session.counters, "seconds": round(time.perf_counter() - t0, 3)}
 
+    def run_settings(self) -> dict:
+        """What produced this run's files: predictor, checkpoints, plan, TTA, post-processing, clicks."""
+        weights = getattr(self.predictor, "algo_weights", None)
+        ckpts = [str(c) for c in (getattr(self.predictor, "checkpoints", []) or [])]
+        s = self.settings
+        return {"predictor": getattr(self.predictor, "name", type(self.predictor).__name__),
+                "n_checkpoints": len(ckpts), "checkpoints": ckpts, "algo_weights": weights,
+                "plan": None if self.plan is None else {**asdict(self.plan), "algo_weights": weights},
+                "seconds_per_pass": self.seconds_per_pass, "tta_axes": list(s.tta_axes),
+                "time_budget_s": s.time_budget_s, "postprocess": s.postprocess,
+                "click_policy": ClickPolicy.parse(s.click_policy).value,
+                "steps": None if s.steps is None else list(s.steps), "save_prob": s.save_prob,
+                "incremental": self.mode or "exact", "ranks": self.ranks,
+                "petclick_version": petclick.__version__}
+
     def run(self, cases: Sequence[CaseSpec], out: str | Path, shards: Shards | None = None) -> dict:
-        """Predict every case into `out` (under torchrun: this rank's share); writes (rank 0) and
-        returns the predict.json summary of all cases."""
+        """Predict every case into `out` (under torchrun: this rank's share), merging each case into
+        predict.json as it is written; returns this run's summary (its settings and every case)."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         shards = shards or Shards.from_env()
+        self.ranks = shards.world_size
+        record, run_id = out / "predict.json", shards.common(new_run_id())
+        check_record(record)
         mine = shards.share(list(cases))
         n_steps = 1 if self.settings.steps is None else len(self.settings.steps)
         rows = []
@@ -170,17 +193,6 @@ class Runner:
             for spec in mine:
                 bar.set_postfix_str(spec.case_id)
                 rows.append(self.run_case(spec, out, bar))
+                merge_cases(record, run_id, self.run_settings(), rows[-1:])
         rows = shards.gather(rows, [c.case_id for c in cases], key="case")
-        weights = getattr(self.predictor, "algo_weights", None)
-        summary = {"predictor": getattr(self.predictor, "name", type(self.predictor).__name__),
-                   "n_checkpoints": len(getattr(self.predictor, "checkpoints", []) or []),
-                   "algo_weights": weights,
-                   "plan": None if self.plan is None else {**asdict(self.plan), "algo_weights": weights},
-                   "seconds_per_pass": self.seconds_per_pass, "incremental": self.mode or "exact",
-                   "click_policy": ClickPolicy.parse(self.settings.click_policy).value,
-                   "ranks": shards.world_size, "postprocess": self.settings.postprocess, "cases": rows}
-        if shards.is_main:
-            tmp = out / f".predict.json.tmp{os.getpid()}"
-            tmp.write_text(json.dumps(summary, indent=1, default=str) + "\n")
-            tmp.replace(out / "predict.json")
-        return summary
+        return {**self.run_settings(), "run": run_id, "cases": rows}
