@@ -112,6 +112,12 @@ def test_session_cache_masks_honour_clicks_on_the_shown_grid(studies, tmp_path):
     auto, info = cache.infer(L.FLIPPED, _ct(studies, L.FLIPPED), {"tumor": [[16, 14, 20]]}, interactive=False,
                              out_dir=tmp_path)
     assert info["clicks"] == {"tumor": [], "background": []} and info["request"]["computed"]
+    pet_path = studies / "imagesTr" / f"{L.GOOD[1]}_0001.nii.gz"          # --show pet: the PET is the shown image
+    path, info = SessionCache(SuvThresholdPredictor(), show="pet").infer(L.GOOD[1], pet_path, {"tumor": [[5, 6, 7]]},
+                                                                         out_dir=tmp_path)
+    mask, affine = _mask(path)
+    np.testing.assert_allclose(affine, nib.load(str(pet_path)).affine, atol=1e-4)
+    assert mask[5, 6, 7] == 1
 
 
 @pytest.mark.parametrize("case,status,match", [(L.MISMATCHED, 409, r"CT shape \(30, 28, 40\) and PET shape"),
