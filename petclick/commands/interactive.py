@@ -43,10 +43,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from petclick.workflows.shards import Shards
+
+    shards = Shards.from_env(args.device)
+    try:
+        return _run(args, shards)
+    finally:
+        shards.close()
+
+
+def _run(args: argparse.Namespace, shards) -> int:
     return run_interactive(InteractiveJob(
         predictor=args.predictor, datalist=args.datalist, out=args.out, split=args.split, mode=args.mode,
         dataroot=args.dataroot, save_predictions=args.save_predictions, compare=list(args.compare),
         device=args.device, algo_weights=algo_weights(args), suv_threshold=args.suv_threshold, cases=args.cases,
         no_mip=args.no_mip, click_policy=click_policy(args), incremental=args.incremental,
         tile_cache_mb=args.tile_cache_mb,
-        postprocess=None if args.postprocess == "off" and not args.enable else postprocess_config(args)))
+        postprocess=None if args.postprocess == "off" and not args.enable else postprocess_config(args)), shards)

@@ -138,8 +138,11 @@ def run(args: argparse.Namespace) -> int:
                                incremental=args.incremental, tile_cache_mb=args.tile_cache_mb)
     device = resolve_device(args.device)
     shards = Shards.from_env(device)
-    predictor = get_predictor(args.models, device=device, algo_weights=weights)
-    summary = Runner(predictor, settings).run(cases, args.out, shards)
+    try:
+        predictor = get_predictor(args.models, device=device, algo_weights=weights)
+        summary = Runner(predictor, settings).run(cases, args.out, shards)
+    finally:
+        shards.close()
     if shards.is_main:
         n_files = sum(len(r["files"]) for r in summary["cases"])
         print(f"{len(summary['cases'])} case(s), {n_files} mask(s) written to {args.out}"

@@ -4,13 +4,15 @@ Three modes (YAML `infer.incremental` or `--incremental`):
 - `naive`: every prediction re-runs every sliding-window tile of every checkpoint.
 - `exact`: only tiles whose input changed are re-run. A tile's input changed where it overlaps the
   encoding support of a click added or removed (petclick.clicks.encoding `support_boxes`: every
-  encoding is truncated, so supports are finite boxes); the region those tiles cover is re-blended
-  from cached tile outputs (petclick/runtime/tiles.py), the rest of the probability map is kept.
+  encoding is truncated, so supports are finite boxes); the regions those tiles cover (overlapping
+  windows merged) are re-blended from cached tile outputs (petclick/runtime/tiles.py), the rest of
+  the probability map is kept.
   Equals a full recomputation (tests: max |dp| <= 1e-6).
 - `local`: one window per added or removed click, centred on it (the group's ROI), run on that
   crop alone and blended into the previous probabilities with weights that fall from 1 to 0 over
   a quarter window towards sides inside the image; when the mask changes within that margin of
-  such a side, the window grows by half a ROI on that side (at most `max_grow` times).
+  a side, the region widens by one more window centred on those changes and reaching half a
+  window past that side (at most `max_grow` widenings per click; windows blend by their weights).
   Approximate: benchmarks/bench_interactive.py measures its Dice against full recomputation.
 
 Checkpoints are grouped by their input (preprocessing + click encoding) as in EnsemblePredictor;
@@ -38,7 +40,7 @@ from petclick.networks.roi import cover_roi
 from petclick.runtime.clickinput import ClickEncoder, clicks_in_network_space
 from petclick.runtime.grid import integer_shift, to_pet_grid
 from petclick.runtime.preprocess import PreparedCase
-from petclick.runtime.tiles import DEFAULT_CACHE_MB, Box, TileCache, TileCounters, TiledLogits, TileGrid
+from petclick.runtime.tiles import DEFAULT_CACHE_MB, Box, TileCache, TileCounters, TiledLogits, TileGrid, merge_boxes
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +64,14 @@ def _slices(box: Box) -> tuple[slice, ...]:
     return tuple(slice(a, b) for a, b in zip(*box))
 
 
+def _bbox(boxes: Sequence[Box]) -> Box:
+    return (tuple(min(b[0][a] for b in boxes) for a in range(3)), tuple(max(b[1][a] for b in boxes) for a in range(3)))
+
+
 def _union(a: Box | None, b: Box | None) -> Box | None:
     if a is None or b is None:
         return a if b is None else b
     return (tuple(min(p, q) for p, q in zip(a[0], b[0])), tuple(max(p, q) for p, q in zip(a[1], b[1])))
-
-
-def _overlap(a: Box, b: Box) -> bool:
-    return all(p < s and r < q for p, q, r, s in zip(a[0], a[1], b[0], b[1]))
 
 
 @dataclass
@@ -103,10 +105,9 @@ class Group:
 
 @dataclass
 class LocalSettings:
-    """Local mode: window fade margin (fraction of the ROI), growth step (fraction) and growths."""
+    """Local mode: window fade margin (fraction of the ROI) and widenings per click."""
 
     margin: float = 0.25
-    grow: float = 0.5
     max_grow: int = 3
 
 
@@ -215,6 +216,7 @@ class EnsembleEngine:
         clicks = Clicks(list(clicks.tumor), list(clicks.background))
         if self.clicks is not None and _key(clicks) == _key(self.clicks):
             return self.prob, None
+        refused = 0 if self.cache is None else self.cache.refused
         if self.clicks is None:
             changes = self._full(clicks)
         elif self._restore(clicks):
@@ -225,6 +227,10 @@ class EnsembleEngine:
             changes = self._incremental(clicks)
         self.clicks = clicks
         self.prob = self._pet()
+        if self.cache is not None and self.cache.refused > refused:
+            log.warning("tile cache at its limit (%.1f of %.1f MB): %d tile output(s) not kept; they are "
+                        "recomputed when a later click needs them", self.cache.bytes / 2**20,
+                        self.cache.limit / 2**20, self.cache.refused - refused)
         return self.prob, self._pet_box(changes)
 
     def _full(self, clicks: Clicks) -> dict[int, Box]:
@@ -245,15 +251,12 @@ class EnsembleEngine:
                 changes[n] = None
                 continue
             if self.mode == "exact":
-                region = None
-                for m in g.members:
-                    region = _union(region, m.tiled.invalidate(boxes))
-                if region is None:
-                    changes[n] = None
-                    continue
-                saved.append((n, region, g.total[_slices(region)].clone()))
-                g.total[_slices(region)] = self._region_sum(g, region)
-                changes[n] = region
+                regions = merge_boxes(r for m in g.members for r in m.tiled.invalidate(boxes))
+                changes[n] = None
+                for region in regions:
+                    saved.append((n, region, g.total[_slices(region)].clone()))
+                    g.total[_slices(region)] = self._region_sum(g, region)
+                    changes[n] = _union(changes[n], region)
             else:
                 changes[n] = self._local(n, g, self.clicks, clicks, saved)
         self._push(Transition(_key(self.clicks), _key(clicks), saved))
@@ -272,18 +275,7 @@ class EnsembleEngine:
                 size = np.minimum(roi, shape)
                 lo = np.clip(np.floor(np.asarray(p)).astype(int) - size // 2, 0, shape - size)
                 boxes.append((tuple(int(v) for v in lo), tuple(int(v) for v in lo + size)))
-        merged = True
-        while merged:
-            merged = False
-            for i in range(len(boxes)):
-                for j in range(i + 1, len(boxes)):
-                    if _overlap(boxes[i], boxes[j]):
-                        boxes[i] = _union(boxes[i], boxes.pop(j))
-                        merged = True
-                        break
-                if merged:
-                    break
-        return boxes
+        return merge_boxes(boxes)
 
     def _fade(self, box: Box, shape: Sequence[int], margin: np.ndarray, device) -> torch.Tensor:
         """Blending weight over `box`: 1 inside, falling linearly to 0 over `margin` voxels towards
@@ -315,34 +307,59 @@ class EnsembleEngine:
         return acc
 
     def _local(self, n: int, g: Group, before: Clicks, after: Clicks, saved: list) -> Box | None:
+        """Local update of group `n`: per changed click a window, widened window by window (module
+        docstring); returns the region changed (None: none)."""
         shape = np.asarray(g.shape)
-        roi = np.max([m.roi for m in g.members], axis=0)
+        roi = np.minimum(np.max([m.roi for m in g.members], axis=0), shape)
         margin = np.maximum(1, (roi * self.local.margin).astype(int))
-        step = np.maximum(1, (roi * self.local.grow).astype(int))
         weight, changed = g.weight, None
-        for box in self._windows(g, before, after):
+        for first in self._windows(g, before, after):
+            windows, sums = [first], [self._crop_sum(g, first)]
             for grown in range(self.local.max_grow + 1):
-                sl = _slices(box)
+                region = _bbox(windows)
+                sl = _slices(region)
                 old = g.total[sl]
-                fade = self._fade(box, g.shape, margin, g.total.device)
-                new = old * (1 - fade) + self._crop_sum(g, box) * fade
-                flips = (new >= 0.5 * weight) != (old >= 0.5 * weight)
-                lo, hi = list(box[0]), list(box[1])
-                for a in range(3):
-                    near_lo = flips.narrow(a, 0, min(int(margin[a]), flips.shape[a])).any()
-                    near_hi = flips.narrow(a, max(0, flips.shape[a] - int(margin[a])), min(int(margin[a]), flips.shape[a])).any()
-                    if box[0][a] > 0 and bool(near_lo):
-                        lo[a] = max(0, lo[a] - int(step[a]))
-                    if box[1][a] < shape[a] and bool(near_hi):
-                        hi[a] = min(int(shape[a]), hi[a] + int(step[a]))
-                grow = (tuple(lo), tuple(hi)) != box
-                if not grow or grown == self.local.max_grow:
+                num, den = torch.zeros_like(old), torch.zeros_like(old)
+                for w, total in zip(windows, sums):
+                    f = self._fade(w, g.shape, margin, old.device)
+                    inner = tuple(slice(a - r, b - r) for a, b, r in zip(w[0], w[1], region[0]))
+                    num[inner] += f * total
+                    den[inner] += f
+                cover = den.clamp(max=1.0)
+                new = old * (1 - cover) + torch.where(den > 0, num / den.clamp_min(1e-12), old) * cover
+                if grown == self.local.max_grow:
                     break
-                box = (tuple(lo), tuple(hi))
-            saved.append((n, box, old.clone()))
+                flips = (new >= 0.5 * weight) != (old >= 0.5 * weight)
+                extra = [w for w in self._widen(region, flips, shape, roi, margin) if w not in windows]
+                if not extra:
+                    break
+                windows += extra
+                sums += [self._crop_sum(g, w) for w in extra]
+            saved.append((n, region, old.clone()))
             g.total[sl] = new
-            changed = _union(changed, box)
+            changed = _union(changed, region)
         return changed
+
+    @staticmethod
+    def _widen(region: Box, flips: torch.Tensor, shape: np.ndarray, roi: np.ndarray, margin: np.ndarray) -> list[Box]:
+        """One more window per side of `region` inside the image where the mask changed within
+        `margin` of that side: centred on those changes, reaching half a window past the side."""
+        out = []
+        for a in range(3):
+            for side in (0, 1):
+                edge = region[side][a]
+                if (side == 0 and edge <= 0) or (side == 1 and edge >= shape[a]):
+                    continue
+                m = int(min(margin[a], flips.shape[a]))
+                band = flips.narrow(a, 0 if side == 0 else flips.shape[a] - m, m)
+                if not bool(band.any()):
+                    continue
+                idx = torch.nonzero(band).float().mean(0).cpu().numpy()
+                centre = idx + np.asarray(region[0], dtype=float)
+                centre[a] = edge
+                lo = np.clip(np.floor(centre).astype(int) - roi // 2, 0, shape - roi)
+                out.append((tuple(int(v) for v in lo), tuple(int(v) for v in lo + roi)))
+        return out
 
     # ------------------------------------------------------------------ journal
     def _push(self, t: Transition) -> None:

@@ -42,6 +42,7 @@ from petclick.inference.predictors import get_predictor
 from petclick.io.clickfile import Clicks
 from petclick.io.clickpolicy import BUDGET, ClickPolicy, apply_click_policy
 from petclick.io.images import CaseVolumes, Volume, load_volume, save_volume
+from petclick.metrics.protocol import to_mask
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1
@@ -218,7 +219,7 @@ class InteractiveSession:
 
     def _mask(self, prob: np.ndarray, clicks: Clicks) -> np.ndarray:
         if self.postprocess is None:
-            return (prob >= 0.5) if prob.dtype != bool else prob
+            return to_mask(prob, self.case.shape, getattr(self.predictor, "name", "predictor"))
         from petclick.postprocess import postprocess, resolve_tracer
 
         cfg = self.postprocess
@@ -252,6 +253,11 @@ class InteractiveSession:
                          time.perf_counter() - t0)
         self._last, self._last_clicks = out, clicks
         return out
+
+    @property
+    def last(self) -> Prediction | None:
+        """The latest prediction (None before the first)."""
+        return self._last
 
     @property
     def counters(self) -> dict[str, Any]:

@@ -1,6 +1,6 @@
-"""Clicks of a case (PET voxel indices) into the network's input: world coordinates through the PET
-affine, voxel coordinates of the preprocessed image through its affine (clicks outside it are
-dropped by petclick.clicks), then petclick.clicks' encoding appends the click channel(s)."""
+"""Clicks of a case (PET voxel indices) into the network's input: through the PET affine and the
+preprocessed image's affine to voxel coordinates of the network's space (clicks outside it are
+dropped), then petclick.clicks' encoding appends the click channel(s)."""
 
 from __future__ import annotations
 
@@ -22,15 +22,20 @@ def click_channels(encoding: Mapping[str, Any] | None) -> int:
 
 
 def clicks_in_network_space(prepared: PreparedCase, clicks: Clicks) -> dict[str, np.ndarray]:
-    """`{"tumor": (N, 3), "background": (M, 3)}` float voxel coordinates in `prepared.image`."""
-    from petclick.clicks.geometry import clicks_to_voxel, clicks_to_world
+    """`{"tumor": (N, 3), "background": (M, 3)}` float voxel coordinates in `prepared.image`; clicks
+    outside it ([-0.5, size - 0.5) on an axis) dropped, as petclick.clicks.geometry drops them.
 
-    shape = tuple(int(s) for s in prepared.image.shape[1:])
+    One matrix (PET index -> network voxel) applied row by row with elementwise products, so a
+    click maps to the same floats whichever other clicks come with it: an incremental update can
+    then compare click lists exactly."""
+    shape = np.asarray(tuple(int(s) for s in prepared.image.shape[1:]), dtype=np.float64)
+    m = np.linalg.inv(prepared.affine) @ np.asarray(prepared.pet_affine, np.float64)
     out = {}
     for kind in ("tumor", "background"):
         pts = np.asarray(getattr(clicks, kind), dtype=np.float64).reshape(-1, 3)
-        world = clicks_to_world(pts, prepared.pet_affine)
-        out[kind] = np.asarray(clicks_to_voxel(world, prepared.affine, shape), dtype=np.float64).reshape(-1, 3)
+        vox = (pts[:, None, :] * m[None, :3, :3]).sum(-1) + m[:3, 3]
+        keep = np.all((vox >= -0.5) & (vox < shape - 0.5), axis=1)
+        out[kind] = vox[keep]
     return out
 
 

@@ -34,6 +34,25 @@ Box = tuple[tuple[int, int, int], tuple[int, int, int]]  # (lo, hi) voxel corner
 DEFAULT_CACHE_MB = 2048   # tile-cache limit when neither the checkpoints nor the user set one
 
 
+def merge_boxes(boxes: Iterable[Box]) -> list[Box]:
+    """Boxes merged into the bounding boxes of groups that overlap, so that no two results overlap."""
+    out: list[Box] = [(tuple(b[0]), tuple(b[1])) for b in boxes]  # type: ignore[misc]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(out)):
+            for j in range(i + 1, len(out)):
+                a, b = out[i], out[j]
+                if all(p < s and r < q for p, q, r, s in zip(a[0], a[1], b[0], b[1])):
+                    out[i] = (tuple(min(p, q) for p, q in zip(a[0], b[0])), tuple(max(p, q) for p, q in zip(a[1], b[1])))
+                    out.pop(j)
+                    merged = True
+                    break
+            if merged:
+                break
+    return out
+
+
 def scan_interval(image_size: Sequence[int], roi: Sequence[int], overlap: float) -> tuple[int, ...]:
     """MONAI's scan interval: the ROI where it equals the image, else int(roi * (1 - overlap)) (>= 1)."""
     return tuple(int(r) if r == s else max(1, int(r * (1 - float(overlap)))) for s, r in zip(image_size, roi))
@@ -190,10 +209,9 @@ def update_logits(tiled: "TiledLogits", logits: torch.Tensor | None, x: torch.Te
     `boxes` is None), else `logits` with only the region the changed input `boxes` reach re-blended."""
     tiled.set_input(x)
     if logits is None or boxes is None:
-        region = tiled.invalidate(None)
-        return tiled.logits(region)
-    region = tiled.invalidate(boxes)
-    if region is not None:
+        tiled.invalidate(None)
+        return tiled.logits(((0, 0, 0), tiled.grid.shape))
+    for region in tiled.invalidate(boxes):
         logits[tuple(slice(a, b) for a, b in zip(*region))] = tiled.logits(region)
     return logits
 
@@ -225,19 +243,22 @@ class TiledLogits:
             raise ValueError(f"input shape {tuple(x.shape[1:])} differs from the grid's {self.grid.shape}")
         self.x = x
 
-    def invalidate(self, boxes: Sequence[Box] | None) -> Box | None:
+    def invalidate(self, boxes: Sequence[Box] | None) -> list[Box]:
         """Mark the tiles overlapping `boxes` (input regions that changed; None: all of it) as
-        invalid; returns the unmirrored region whose logits may change, None when none may."""
+        invalid; returns the unmirrored regions whose logits may change (each invalid tile's
+        window, clipped to the image, overlapping ones merged; empty when none may change)."""
         if boxes is None:
             tiles = np.arange(len(self.grid))
         else:
             tiles = self.grid.touching([self.grid.flip_box(b, self.flip_axes) for b in boxes])
         if len(tiles) == 0:
-            return None
+            return []
         self._invalid.update(int(t) for t in tiles)
         if self.cache is not None:
             self.cache.drop(self.key, tiles)
-        return self.grid.flip_box(self.grid.bbox(tiles), self.flip_axes)
+        if boxes is None:
+            return [((0, 0, 0), self.grid.shape)]
+        return merge_boxes(self.grid.flip_box(self.grid.bbox([t]), self.flip_axes) for t in tiles)
 
     def _compute(self, indices: Sequence[int]) -> list[torch.Tensor]:
         """Outputs (*roi) of the windows `indices`, run as one batch."""

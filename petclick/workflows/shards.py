@@ -34,6 +34,14 @@ class Shards:
         ctx = init_distributed(device or "cpu")
         return cls(ctx.rank, ctx.world_size)
 
+    def close(self) -> None:
+        """Leave torchrun's process group (after the last gather)."""
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
     def share(self, items: Sequence[Any]) -> list[Any]:
         """This rank's items: every world_size-th, starting at its rank."""
         return list(items[self.rank::self.world_size])

@@ -1,0 +1,234 @@
+"""The interactive engine on the 11-step official protocol: naive vs exact vs local re-inference.
+
+One held-out phantom (default 200x200x326, FDG), its official clicks (10 per kind), an ensemble of
+N demo-preset SegResNet-DS checkpoints, at one or more ROIs. Each (ROI, mode) runs in its own
+process (peak memory = that process's maximum resident set), through the same InteractiveSession
+every petclick command uses. Prints, per ROI and mode: windows per pass, tiles computed over the
+case and over the 10 click steps, the ratio to naive, seconds per click step and per case, peak
+memory (process RSS and tile cache), and the largest difference from naive over the steps
+(max |dp| and the smallest Dice of the masks).
+
+    python benchmarks/bench_interactive.py --out /tmp/bench_interactive --checkpoints 20 \
+        --rois 64x64x96 96x96x160
+
+Checkpoints: `--train-iterations K` (default 16: 2 epochs of the demo preset's 8 iterations; the
+preset itself runs 4) trains each of the N repeats (own seed) with petclick's training loop on two
+other phantoms of the same shape (one for validation, at the end); `--train-iterations 0` saves
+randomly initialised demo networks (self-describing checkpoints) instead. They are kept in
+OUT/models and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+MODES = ("naive", "exact", "local")
+DEMO_NET = {"init_filters": 8, "blocks_down": [1, 1, 1], "dsdepth": 2, "norm": "INSTANCE"}
+
+
+def _shape(text: str) -> list[int]:
+    return [int(v) for v in text.lower().split("x")]
+
+
+def make_models(out: Path, n: int, shape: list[int], iterations: int) -> Path:
+    """N demo-preset checkpoints under out/models (trained briefly, or random with iterations 0)."""
+    models = out / "models"
+    if len(list(models.rglob("model.pt"))) >= n:
+        return models
+    import torch
+
+    from petclick.config.presets import get_preset
+    from petclick.io.images import save_volume
+    from petclick.io.clickfile import write_clicks
+    from petclick.phantoms import generate_case
+
+    cfg = get_preset("demo")
+    cfg["network"]["kwargs"] = dict(DEMO_NET)
+    cfg["data"]["spacing"] = None
+    if iterations == 0:
+        from petclick.runtime.checkpoint import save_checkpoint
+        from petclick.training.loop import _build_model, describe
+
+        cfg.update(fold=0, algo="segresnet")
+        desc = describe(cfg)
+        for r in range(n):
+            torch.manual_seed(r)
+            model = _build_model(cfg, desc)
+            save_checkpoint(models / f"repeat{r}" / "model.pt", {**desc, "state_dict": model.state_dict(), "repeat": r})
+        return models
+    data = out / "train_data"
+    entries = []
+    for fold, seed in ((1, 201), (0, 202)):
+        case = f"fdg_train{seed}_01"
+        ph = generate_case(case, seed, shape=tuple(shape), tracer="fdg")
+        ct = save_volume(data / f"{case}_0000.nii.gz", ph.ct, ph.affine)
+        pet = save_volume(data / f"{case}_0001.nii.gz", ph.pet, ph.affine)
+        label = save_volume(data / f"{case}.nii.gz", ph.label, ph.affine)
+        clicks = write_clicks(data / f"{case}_clicks.json", ph.clicks)
+        entries.append({"image": ct.name, "pet": pet.name, "label": label.name, "clicks": clicks.name,
+                        "tracer": "fdg", "fold": fold})
+    (data / "datalist.json").write_text(json.dumps({"training": entries}, indent=1))
+    per_epoch = int(cfg["training"]["num_iterations_per_epoch"])          # the demo preset's 8
+    epochs = max(1, -(-iterations // per_epoch))
+    cfg["training"].update(num_epochs=epochs, val_every=epochs)             # one validation, at the end
+    cfg["clicks"]["val_steps"] = [10]
+    cfg.update(datalist=str(data / "datalist.json"), dataroot=str(data), fold=0, ckpt_path=str(models),
+               repeats=list(range(n)), algo="segresnet", device="cpu")
+    from petclick.training.loop import train_fold
+
+    t0 = time.time()
+    train_fold(cfg)
+    print(f"trained {n} checkpoints x {iterations} iterations in {time.time() - t0:.0f} s", flush=True)
+    return models
+
+
+def make_case(out: Path, shape: list[int], seed: int) -> Path:
+    """The held-out phantom as NIfTI + clicks under out/case (kept and reused)."""
+    folder = out / f"case_{'x'.join(map(str, shape))}_{seed}"
+    if (folder / "clicks.json").is_file():
+        return folder
+    from petclick.io.clickfile import write_clicks
+    from petclick.io.images import save_volume
+    from petclick.phantoms import generate_case
+
+    ph = generate_case(f"fdg_bench{seed}_01", seed, shape=tuple(shape), tracer="fdg")
+    save_volume(folder / "ct.nii.gz", ph.ct, ph.affine)
+    save_volume(folder / "pet.nii.gz", ph.pet, ph.affine)
+    save_volume(folder / "label.nii.gz", ph.label, ph.affine)
+    write_clicks(folder / "clicks.json", ph.clicks)
+    return folder
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One (ROI, mode): the 11-step official protocol; writes a JSON of per-step figures; naive also
+    writes each step's probability, which the other modes compare with."""
+    import torch
+
+    from petclick.inference.predictor import EnsemblePredictor
+    from petclick.inference.protocol import run_protocol
+    from petclick.inference.session import InteractiveSession
+    from petclick.io.casefiles import load_prediction_case
+    from petclick.io.clickfile import read_clicks
+    from petclick.io.images import load_volume
+    from petclick.runtime.checkpoint import find_checkpoints
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
+    case = load_prediction_case(args.case / "ct.nii.gz", args.case / "pet.nii.gz")
+    case.label = load_volume(args.case / "label.nii.gz")
+    clicks = read_clicks(args.case / "clicks.json", case.shape, policy="strict", budget=10)
+    ckpts = find_checkpoints(args.models)[: args.checkpoints]
+    predictor = EnsemblePredictor(ckpts, roi=_shape(args.roi), sw_batch_size=args.sw_batch_size)
+    session = InteractiveSession(predictor, case, mode=args.mode, tile_cache_mb=args.cache_mb)
+    ref_dir = args.run / "naive_probs"
+    ref_dir.mkdir(parents=True, exist_ok=True)
+    steps = []
+    t_case = time.perf_counter()
+    last = {"t": time.perf_counter(), "c": 0, "r": 0}
+
+    def on_step(step, mask, step_clicks):
+        now, ctr = time.perf_counter(), session.counters
+        prob = session.last.prob
+        row = {"step": step, "seconds": now - last["t"], "tiles_computed": ctr["tiles_computed"] - last["c"],
+               "tiles_reused": ctr["tiles_reused"] - last["r"]}
+        if args.mode == "naive":
+            np.save(ref_dir / f"step{step}.npy", prob)
+        else:
+            ref = np.load(ref_dir / f"step{step}.npy")
+            a, b = mask, ref >= 0.5
+            inter, total = int(np.count_nonzero(a & b)), int(a.sum() + b.sum())
+            row.update(max_dp=float(np.abs(prob - ref).max()), dice=1.0 if total == 0 else 2 * inter / total,
+                       voxels_differ=int(np.count_nonzero(a != b)))
+        steps.append(row)
+        last.update(t=time.perf_counter(), c=ctr["tiles_computed"], r=ctr["tiles_reused"])
+        print(f"  {args.mode} roi {args.roi} step {step}: {row}", flush=True)
+
+    rows = run_protocol(session, case, clicks, mode="official", on_step=on_step)
+    total_s = time.perf_counter() - t_case
+    result = {"mode": args.mode, "roi": args.roi, "checkpoints": len(ckpts), "steps": steps,
+              "seconds_case": total_s, "windows_per_pass": session.engine.tiles_per_pass // len(ckpts),
+              "tiles_per_pass": session.engine.tiles_per_pass, "counters": session.counters,
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+              "cache_peak_mb": 0 if session.engine.cache is None else session.engine.cache.peak_bytes / 2**20,
+              "dice_vs_label": [r["dice"] for r in rows]}
+    (args.run / f"{args.mode}.json").write_text(json.dumps(result, indent=1))
+
+
+def table(out: Path, rois: list[str], modes: list[str]) -> str:
+    lines = ["| ROI | mode | windows/pass | tiles computed: case (steps 1-10) | fewer than naive: case (steps 1-10) | "
+             "s per click step (median) | s per case | peak RSS MB | tile cache MB | max abs dp vs naive | "
+             "min Dice vs naive |", "|" + " --- |" * 11]
+    for roi in rois:
+        res = {m: json.loads((out / f"run_{roi}" / f"{m}.json").read_text()) for m in modes
+               if (out / f"run_{roi}" / f"{m}.json").is_file()}
+        if "naive" not in res:
+            continue
+        def tiles(r):
+            t = [s["tiles_computed"] for s in r["steps"]]
+            return sum(t), sum(t[1:])
+        n_case, n_click = tiles(res["naive"])
+        for m, r in res.items():
+            c, k = tiles(r)
+            secs = float(np.median([s["seconds"] for s in r["steps"][1:]]))
+            dp = max((s.get("max_dp", 0.0) for s in r["steps"]), default=0.0)
+            dice = min((s.get("dice", 1.0) for s in r["steps"]), default=1.0)
+            lines.append(f"| {roi} | {m} | {r['windows_per_pass']} | {c} ({k}) | {n_case / max(c, 1):.1f}x "
+                         f"({n_click / max(k, 1):.1f}x) | {secs:.1f} | {r['seconds_case']:.0f} | "
+                         f"{r['peak_rss_mb']:.0f} | {r['cache_peak_mb']:.1f} | "
+                         f"{'-' if m == 'naive' else f'{dp:.2g}'} | {'-' if m == 'naive' else f'{dice:.4f}'} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("/tmp/bench_interactive"))
+    p.add_argument("--shape", type=_shape, default=[200, 200, 326], help="phantom shape, e.g. 200x200x326")
+    p.add_argument("--seed", type=int, default=101, help="seed of the held-out phantom")
+    p.add_argument("--checkpoints", type=int, default=20)
+    p.add_argument("--train-iterations", type=int, default=16)
+    p.add_argument("--rois", nargs="+", default=["64x64x96", "96x96x160"])
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    p.add_argument("--sw-batch-size", type=int, default=1)
+    p.add_argument("--cache-mb", type=float, default=4096)
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--mode", help=argparse.SUPPRESS)
+    p.add_argument("--roi", help=argparse.SUPPRESS)
+    p.add_argument("--run", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--case", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--models", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    models = make_models(args.out, args.checkpoints, args.shape, args.train_iterations)
+    case = make_case(args.out, args.shape, args.seed)
+    modes = ["naive"] + [m for m in args.modes if m != "naive"]
+    for roi in args.rois:
+        run = args.out / f"run_{roi}"
+        run.mkdir(exist_ok=True)
+        for mode in modes:
+            if (run / f"{mode}.json").is_file():
+                continue
+            cmd = [sys.executable, __file__, "--worker", "--mode", mode, "--roi", roi, "--run", str(run), "--case",
+                   str(case), "--models", str(models), "--checkpoints", str(args.checkpoints),
+                   "--sw-batch-size", str(args.sw_batch_size), "--cache-mb", str(args.cache_mb)]
+            t0 = time.time()
+            subprocess.run(cmd, check=True)
+            print(f"== {roi} {mode}: {time.time() - t0:.0f} s", flush=True)
+    text = table(args.out, args.rois, modes)
+    (args.out / "table.md").write_text(text + "\n")
+    print(f"\n{args.checkpoints} checkpoints, phantom {'x'.join(map(str, args.shape))}, 11-step official protocol\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

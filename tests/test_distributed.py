@@ -1,0 +1,79 @@
+"""`petclick predict` and `petclick interactive` under torchrun: 2 CPU processes (gloo), each rank its
+share of the cases, one merged report equal to a single-process run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from petclick.cli import main
+from petclick.io.clickfile import Clicks, write_clicks
+from petclick.io.images import load_volume, save_volume
+from petclick.metrics.report import read_cases_csv
+
+SHAPE = (16, 16, 12)
+AFFINE = np.diag([2.0, 2.0, 3.0, 1.0])
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dist_cohort")
+    rng = np.random.default_rng(5)
+    entries = []
+    for n in range(5):
+        case = f"fdg_d{n}_2020"
+        pet = np.ones(SHAPE, np.float32) + rng.random(SHAPE, dtype=np.float32)
+        label = np.zeros(SHAPE, np.uint8)
+        lo = rng.integers(1, 8, 3)
+        pet[lo[0]:lo[0] + 4, lo[1]:lo[1] + 4, lo[2]:lo[2] + 3] = 6.0
+        label[lo[0]:lo[0] + 4, lo[1]:lo[1] + 4, lo[2]:lo[2] + 3] = 1
+        save_volume(root / f"{case}_0000.nii.gz", np.zeros(SHAPE, np.float32), AFFINE)
+        save_volume(root / f"{case}_0001.nii.gz", pet, AFFINE)
+        save_volume(root / f"{case}.nii.gz", label, AFFINE)
+        write_clicks(root / f"{case}_clicks.json", Clicks([tuple(int(v) + 1 for v in lo)], [(14, 14, 10)]))
+        entries.append({"image": f"{case}_0000.nii.gz", "pet": f"{case}_0001.nii.gz", "label": f"{case}.nii.gz",
+                        "clicks": f"{case}_clicks.json"})
+    (root / "datalist.json").write_text(json.dumps({"testing": entries}))
+    return root / "datalist.json"
+
+
+def torchrun(args: list[str]) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                    "-m", "petclick", *args], check=True, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _without_timings(summary: dict) -> dict:
+    summary = dict(summary, ranks=None)
+    summary["cases"] = [{k: v for k, v in r.items() if k != "seconds"} for r in summary["cases"]]
+    return summary
+
+
+def test_predict_under_torchrun_equals_one_process(cohort, tmp_path):
+    argv = ["predict", "--models", "suv-threshold", "--datalist", str(cohort), "--all-steps", "--no-progress"]
+    assert main(argv + ["--out", str(tmp_path / "one")]) == 0
+    torchrun(argv + ["--out", str(tmp_path / "two")])
+    one = json.loads((tmp_path / "one" / "predict.json").read_text())
+    two = json.loads((tmp_path / "two" / "predict.json").read_text())
+    assert two["ranks"] == 2 and one["ranks"] == 1
+    assert _without_timings(two) == {**_without_timings(one), "cases": [
+        {**r, "files": [f.replace("/one/", "/two/") for f in r["files"]]} for r in _without_timings(one)["cases"]]}
+    files = sorted(p.name for p in (tmp_path / "one").glob("*.nii.gz"))
+    assert len(files) == 5 * 11 and files == sorted(p.name for p in (tmp_path / "two").glob("*.nii.gz"))
+    for name in files:
+        np.testing.assert_array_equal(load_volume(tmp_path / "one" / name).array, load_volume(tmp_path / "two" / name).array)
+
+
+def test_interactive_under_torchrun_equals_one_process(cohort, tmp_path):
+    argv = ["interactive", "--predictor", "suv-threshold", "--datalist", str(cohort), "--no-mip"]
+    assert main(argv + ["--out", str(tmp_path / "one")]) == 0
+    torchrun(argv + ["--out", str(tmp_path / "two")])
+    assert read_cases_csv(tmp_path / "one" / "cases.csv") == read_cases_csv(tmp_path / "two" / "cases.csv")
+    one = json.loads((tmp_path / "one" / "summary.json").read_text())
+    two = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert one == two and one["n_evaluated"] == 5
