@@ -49,8 +49,10 @@ def torchrun(args: list[str]) -> None:
 
 
 def _without_timings(summary: dict) -> dict:
+    """predict.json without what differs between two runs: seconds, run ids, the rank count."""
     summary = dict(summary, ranks=None)
-    summary["cases"] = [{k: v for k, v in r.items() if k != "seconds"} for r in summary["cases"]]
+    summary["runs"] = [dict(s, ranks=None) for s in summary["runs"].values()]
+    summary["cases"] = [{k: v for k, v in r.items() if k not in ("seconds", "run")} for r in summary["cases"]]
     return summary
 
 
@@ -60,7 +62,7 @@ def test_predict_under_torchrun_equals_one_process(cohort, tmp_path):
     torchrun(argv + ["--out", str(tmp_path / "two")])
     one = json.loads((tmp_path / "one" / "predict.json").read_text())
     two = json.loads((tmp_path / "two" / "predict.json").read_text())
-    assert two["ranks"] == 2 and one["ranks"] == 1
+    assert two["ranks"] == 2 and one["ranks"] == 1 and len(two["runs"]) == 1      # both ranks merged under one run id
     assert _without_timings(two) == {**_without_timings(one), "cases": [
         {**r, "files": [f.replace("/one/", "/two/") for f in r["files"]]} for r in _without_timings(one)["cases"]]}
     files = sorted(p.name for p in (tmp_path / "one").glob("*.nii.gz"))
