@@ -57,25 +57,33 @@ def post(url: str, model: str, image: str, params: dict) -> tuple[float, dict]:
 
 
 def run_mode(args, mode: str, log_dir: Path) -> tuple[float, list[dict]]:
-    rows = []
     extra = ["--scratch", str(log_dir / f"scratch-{mode}"), "--incremental", mode, "--device", args.device]
     with LabelServerProcess(args.studies, args.models, log_dir / f"server-{mode}.log", extra=extra) as server:
-        ids = sorted(requests.get(f"{server.url}/datastore/", params={"output": "all"}, timeout=60).json()["objects"])
-        for image in ids[: args.cases]:
-            clicks = read_click_file(Path(args.studies) / "clicks" / f"{image}_clicks.json")
-            seconds, info = post(server.url, "petclick_auto", image, {})
-            rows.append({"mode": mode, "image": image, "kind": "step 0 (auto, opens the session)", "clicks": 0,
-                         "client_s": seconds, **info["request"], "tiles_per_pass": info["session"].get("tiles_per_pass")})
-            params: dict = {"tumor": [], "background": [], "label": "tumor"}
-            sequence = alternate(clicks.tumor, clicks.background, args.clicks)
-            for n, (kind, point) in enumerate(sequence, 1):
-                params[kind].append(point)
-                seconds, info = post(server.url, "petclick", image, params)
-                rows.append({"mode": mode, "image": image, "kind": "one more click", "clicks": n, "client_s": seconds,
-                             **info["request"], "tiles_per_pass": info["session"].get("tiles_per_pass")})
-            print(f"  {mode} {image}: {1 + len(sequence)} requests", file=sys.stderr)
-        start = server.start_seconds
-    return start, rows
+        try:
+            return server.start_seconds, requests_of(args, mode, server)
+        except Exception:
+            print(f"server log ({server.log}):\n{server.tail()}", file=sys.stderr)
+            raise
+
+
+def requests_of(args, mode: str, server: LabelServerProcess) -> list[dict]:
+    """The auto request and the interactive ones of each timed case (module docstring)."""
+    rows = []
+    ids = sorted(requests.get(f"{server.url}/datastore/", params={"output": "all"}, timeout=60).json()["objects"])
+    for image in ids[: args.cases]:
+        clicks = read_click_file(Path(args.studies) / "clicks" / f"{image}_clicks.json")
+        seconds, info = post(server.url, "petclick_auto", image, {})
+        rows.append({"mode": mode, "image": image, "kind": "step 0 (auto, opens the session)", "clicks": 0,
+                     "client_s": seconds, **info["request"], "tiles_per_pass": info["session"].get("tiles_per_pass")})
+        params: dict = {"tumor": [], "background": [], "label": "tumor"}
+        sequence = alternate(clicks.tumor, clicks.background, args.clicks)
+        for n, (kind, point) in enumerate(sequence, 1):
+            params[kind].append(point)
+            seconds, info = post(server.url, "petclick", image, params)
+            rows.append({"mode": mode, "image": image, "kind": "one more click", "clicks": n, "client_s": seconds,
+                         **info["request"], "tiles_per_pass": info["session"].get("tiles_per_pass")})
+        print(f"  {mode} {image}: {1 + len(sequence)} requests", file=sys.stderr)
+    return rows
 
 
 def summary(rows: list[dict]) -> list[dict]:
@@ -99,11 +107,14 @@ def main(argv=None) -> int:
     ap.add_argument("--clicks", type=int, default=6, help="interactive requests per case, one click more each")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", type=Path, default=None, help="write every request's figures here")
+    ap.add_argument("--logs", type=Path, default=None, help="keep the servers' logs and scratch here (default: a temp dir)")
     args = ap.parse_args(argv)
     rows, starts = [], {}
     with tempfile.TemporaryDirectory(prefix="bench_label_") as tmp:
+        logs = args.logs or Path(tmp)
+        logs.mkdir(parents=True, exist_ok=True)
         for mode in args.modes:
-            starts[mode], mode_rows = run_mode(args, mode, Path(tmp))
+            starts[mode], mode_rows = run_mode(args, mode, logs)
             rows += mode_rows
     table = summary(rows)
     print(f"models: {' '.join(args.models)}; studies: {args.studies}; server start to first /info/: "

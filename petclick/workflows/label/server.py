@@ -10,7 +10,8 @@
   uploaded file or a Slicer session (422: the PET partner of a loose file is unknown), no image (422).
   It is a plain `def`, so FastAPI runs it in its thread pool and /info/ stays answered meanwhile.
 - Errors inside a task: LabelRequestError -> its status, petclick's InputError -> 422,
-  MONAILabelException -> 400; all as {"detail": message}.
+  MONAILabelException -> 400; all as {"detail": message}. Anything else is a bug of the server: a
+  500 whose detail names the exception (Slicer shows it), the traceback in the server's log.
 """
 
 from __future__ import annotations
@@ -92,3 +93,9 @@ async def _input_error(_request, exc: InputError):
 @app.exception_handler(MONAILabelException)
 async def _monailabel_error(_request, exc: MONAILabelException):
     return JSONResponse(status_code=400, content={"detail": exc.msg})
+
+
+@app.exception_handler(Exception)
+async def _server_error(_request, exc: Exception):
+    log.error("internal error: %s: %s", type(exc).__name__, exc)
+    return JSONResponse(status_code=500, content={"detail": f"internal server error: {type(exc).__name__}: {exc}"})
