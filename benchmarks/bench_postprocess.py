@@ -33,8 +33,8 @@ from petclick.io.images import load_case
 from petclick.metrics.aggregate import auc_trapezoid
 from petclick.metrics.lesion import LesionScorer
 from petclick.postprocess import RULES, make_config, postprocess, resolve_tracer
-from petclick.inference.predictors import get_predictor
 from petclick.io.clickfile import Clicks, read_clicks
+from petclick.inference.predictors import get_predictor
 from petclick.workflows.predict.cases import tracer_from_id
 
 STEPS = tuple(range(11))

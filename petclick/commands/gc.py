@@ -8,10 +8,19 @@ import os
 from petclick.commands.predict import add_model_args, algo_weights, click_policy, postprocess_config, resolve_device
 from petclick.core.errors import InputError
 from petclick.inference.predictors import get_predictor
+from petclick.io.clickpolicy import ClickPolicy
 from petclick.workflows.gc import MODELS_ENV, default_models, run_gc
 from petclick.workflows.predict import PredictSettings, Runner
 
 BUDGET_ENV = "PETCLICK_TIME_BUDGET"
+
+
+def gc_click_policy(args: argparse.Namespace) -> ClickPolicy:
+    """The container's click policy: lenient (a job never fails over its clicks) unless
+    --click-policy or --drop-outside asks for another."""
+    if args.click_policy is None and not args.drop_outside:
+        return ClickPolicy.LENIENT
+    return click_policy(args)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,10 +32,10 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise InputError(BUDGET_ENV, f"must be a number of seconds, got {os.environ[BUDGET_ENV]!r}") from exc
     settings = PredictSettings(steps=None, postprocess=postprocess_config(args), time_budget_s=budget,
-                               tta_axes=tuple(args.tta_axes), progress=False, click_policy=click_policy(args),
+                               tta_axes=tuple(args.tta_axes), progress=False, click_policy=gc_click_policy(args),
                                incremental=args.incremental, tile_cache_mb=args.tile_cache_mb)
     runner = Runner(get_predictor(args.models, device=resolve_device(args.device), algo_weights=weights), settings)
-    written = run_gc(args.input, args.output, runner)
+    written = run_gc(args.input, args.output, runner, settings.click_policy)
     for path in written:
         print(path)
     return 0

@@ -1,11 +1,10 @@
-"""Reading one case for prediction: CT and PET on the PET grid, through petclick.io's checks
-(every prediction entry point and the interactive session read cases so).
+"""Reading one case for prediction: CT and PET on the PET grid, through petclick.io's checks (every
+prediction entry point and the interactive session read cases so).
 
 - CT and PET on different grids: the CT is resampled onto the PET grid (trilinear, air outside),
   with a warning: the network's channels must share the PET's voxels.
 - PET and CT values (NaN, negative or all-zero PET, NaN or all-NaN CT): as in every command,
   petclick.io.images.checked_pet / checked_ct (repaired with a warning, or refused naming the file).
-- Missing or unreadable CT or PET: InputError naming the file.
 NIfTI (.nii/.nii.gz) and SimpleITK formats (.mha, .mhd, .nrrd) are read, both into petclick's
 (i, j, k) arrays with a RAS affine.
 """

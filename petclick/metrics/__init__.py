@@ -17,6 +17,6 @@ from petclick.metrics.lesion import LesionScorer, lesion_metrics
 from petclick.metrics.protocol import MODES, protocol_row
 from petclick.metrics.report import read_cases_csv, write_report
 
-__all__ = ["DetectionScorer", "detection_metrics", "LesionScorer", "auc_trapezoid", "case_summary", "cohort_summary",
-           "lesion_metrics", "MODES", "protocol_row",
+__all__ = ["DetectionScorer", "detection_metrics", "LesionScorer", "MODES", "auc_trapezoid", "case_summary",
+           "cohort_summary", "lesion_metrics", "protocol_row",
            "read_cases_csv", "write_report"]

@@ -13,6 +13,7 @@ import torch
 from petclick.runtime.preprocess import PreparedCase
 from petclick.io.clickfile import Clicks
 
+
 def click_channels(encoding: Mapping[str, Any] | None) -> int:
     """Number of click channels an encoding config appends: 1 for `signed`, else 2 (fg, bg);
     None: the default encoding (petclick.config.presets.DEFAULT_ENCODING)."""

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from petclick.core.atomic import atomic_write_text
 from petclick.core.errors import InputError
-from petclick.io.clickfile import Clicks, read_clicks
-from petclick.io.clickpolicy import ClickPolicy
+from petclick.io.clickfile import Clicks, read_click_file
+from petclick.io.clickpolicy import BUDGET, ClickPolicy, apply_click_policy
 from petclick.io.sitk import read_sitk, save_mha
 
 log = logging.getLogger(__name__)
@@ -93,28 +93,32 @@ def default_models() -> str:
     return os.environ.get(MODELS_ENV, DEFAULT_MODELS)
 
 
-def read_job_clicks(job: GcCase, shape) -> tuple[Clicks, dict]:
-    """The job's clicks under the lenient policy and its report entry (clicks used, drops, error)."""
+def read_job_clicks(job: GcCase, shape, policy: ClickPolicy | str = ClickPolicy.LENIENT) -> tuple[Clicks, dict]:
+    """The job's clicks under `policy` (the container's lenient one by default) and its report entry
+    (clicks used, drops, error). A file that cannot be read means step 0; what the policy refuses
+    (outside the volume, over the budget, under strict or drop-outside) is an error."""
     drops: list = []
     error = None
     try:
-        clicks = read_clicks(job.clicks, shape, policy=ClickPolicy.LENIENT, drops=drops) if job.clicks else Clicks()
+        clicks = read_click_file(job.clicks, policy, drops) if job.clicks else Clicks()
     except InputError as exc:
         log.error("%s: predicting without clicks (step 0)", exc)
         clicks, error = Clicks(), str(exc)
+    clicks = apply_click_policy(clicks, shape, job.clicks, policy, BUDGET, drops)
     report = {"uuid": job.uuid, "clicks_file": None if job.clicks is None else str(job.clicks),
               "n_tumor_clicks": len(clicks.tumor), "n_background_clicks": len(clicks.background),
               "dropped": [d.to_dict() for d in drops], "error": error}
     return clicks, report
 
 
-def run_gc(input_dir: str | Path, output_dir: str | Path, runner) -> list[Path]:
+def run_gc(input_dir: str | Path, output_dir: str | Path, runner, policy: ClickPolicy | str = ClickPolicy.LENIENT
+           ) -> list[Path]:
     """Predict every grand-challenge job under `input_dir` into `output_dir`; returns the written masks.
 
     `runner` is a petclick.workflows.predict.Runner (ensemble, time budget, post-processing config). The
-    click file holds this job's clicks (the good ones are used, see the module docstring); its absence
-    means step 0. The input report is written after every job. Each job is one step of an
-    interactive session.
+    click file holds this job's clicks (the good ones are used, see the module docstring; `policy`
+    lenient unless the command line asks otherwise); its absence means step 0. The input report is
+    written after every job. Each job is one step of an interactive session.
     """
     from petclick.inference.steps import official_clicks, run_steps
     from petclick.postprocess import resolve_tracer
@@ -123,7 +127,7 @@ def run_gc(input_dir: str | Path, output_dir: str | Path, runner) -> list[Path]:
     written, reports = [], []
     for job in discover_gc_inputs(input_dir):
         case = load_prediction_case(job.ct, job.pet)
-        clicks, report = read_job_clicks(job, case.shape)
+        clicks, report = read_job_clicks(job, case.shape, policy)
         reports.append(report)
         atomic_write_text(Path(output_dir) / REPORT_FILE, json.dumps({"jobs": reports}, indent=1) + "\n")
         log.info("%s: %d tumour and %d background click(s)", job.uuid, len(clicks.tumor), len(clicks.background))

@@ -42,12 +42,8 @@ class Shards:
             if dist.is_initialized():
                 dist.destroy_process_group()
 
-    def share(self, items: Sequence[Any]) -> list[Any]:
-        """This rank's items: every world_size-th, starting at its rank."""
-        return list(items[self.rank::self.world_size])
-
-    def common(self, value: Any) -> Any:
-        """Rank 0's `value` on every rank (one run id for all ranks' records)."""
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's `value` on every rank (e.g. one run id for all)."""
         if self.world_size <= 1:
             return value
         import torch.distributed as dist
@@ -55,6 +51,10 @@ class Shards:
         box = [value]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def share(self, items: Sequence[Any]) -> list[Any]:
+        """This rank's items: every world_size-th, starting at its rank."""
+        return list(items[self.rank::self.world_size])
 
     def gather(self, rows: list[dict], order: Sequence[Any], key: str) -> list[dict]:
         """Every rank's rows, in the order of `order` (values of row[key]; a key may own several rows)."""

@@ -6,18 +6,18 @@ Outputs in `out/` on the PET grid (PET affine):
 - with `save_prob`, `<case>_prob.nii.gz` / `<case>_prob<k>.nii.gz`: the ensemble's float32
   probability before post-processing;
 - `predict.json`: the plan (checkpoints, TTA axes, measured seconds per pass), the per-algorithm
-  ensemble weights used (`algo_weights`, also inside the plan; null = plain mean), the incremental
-  mode, tracer, seconds and session counters (tiles computed and reused) per case. It is merged per
-  case under a file lock (petclick.io.runrecord), so runs into one folder keep each other's cases,
-  and each case names the run (`runs`: its settings: checkpoints, TTA, post-processing, click
-  policy, incremental mode, ranks) that wrote its files.
+  ensemble weights used (`algo_weights`, also inside the plan; null = plain mean), tracer per case
+  and seconds per case. It is merged per case under a file lock (petclick.io.runrecord), so runs
+  into one folder keep each other's cases, and each case names the run (`runs`: its settings:
+  checkpoints, TTA, post-processing, click policy, incremental mode, ranks) that wrote its files,
+  and its session counters (tiles computed and reused).
 Every file is written atomically (a kill leaves no partial file under a final name).
 
 Each case runs on one petclick.inference.session.InteractiveSession through the one step loop
-(petclick.inference.steps.run_steps): with --all-steps a trained ensemble re-runs only the tiles a
-step's clicks change (mode `exact`, the default for several steps; `naive` for one step).
+(petclick.inference.steps.run_steps): with several steps a trained ensemble re-runs only the tiles
+a step's clicks change (mode `exact`, the default for several steps; `naive` for one step).
 Under torchrun each rank predicts its share of the cases (petclick/workflows/shards.py) and merges
-them into predict.json under one run id.
+them into predict.json under one run id, so the record equals a one-process run's.
 """
 
 from __future__ import annotations
@@ -81,7 +81,6 @@ class Runner:
         self.settings = settings
         self.plan: Plan | None = None
         self.seconds_per_pass: float | None = None
-        self.ranks = 1
         if settings.time_budget_s is not None and not supports_subsets(predictor):
             log.warning("--time-budget ignored: predictor %s has no checkpoints to choose from",
                         getattr(predictor, "name", predictor))
@@ -173,17 +172,17 @@ class Runner:
                 "time_budget_s": s.time_budget_s, "postprocess": s.postprocess,
                 "click_policy": ClickPolicy.parse(s.click_policy).value,
                 "steps": None if s.steps is None else list(s.steps), "save_prob": s.save_prob,
-                "incremental": self.mode or "exact", "ranks": self.ranks,
+                "incremental": self.mode or "exact", "tile_cache_mb": s.tile_cache_mb,
                 "petclick_version": petclick.__version__}
 
     def run(self, cases: Sequence[CaseSpec], out: str | Path, shards: Shards | None = None) -> dict:
         """Predict every case into `out` (under torchrun: this rank's share), merging each case into
-        predict.json as it is written; returns this run's summary (its settings and every case)."""
+        predict.json as it is written (all ranks under one run id); returns the run's summary (its
+        settings and every rank's cases)."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         shards = shards or Shards.from_env()
-        self.ranks = shards.world_size
-        record, run_id = out / "predict.json", shards.common(new_run_id())
+        record, run_id = out / "predict.json", shards.broadcast(new_run_id())
         check_record(record)
         mine = shards.share(list(cases))
         n_steps = 1 if self.settings.steps is None else len(self.settings.steps)
@@ -193,6 +192,6 @@ class Runner:
             for spec in mine:
                 bar.set_postfix_str(spec.case_id)
                 rows.append(self.run_case(spec, out, bar))
-                merge_cases(record, run_id, self.run_settings(), rows[-1:])
+                merge_cases(record, run_id, {**self.run_settings(), "ranks": shards.world_size}, rows[-1:])
         rows = shards.gather(rows, [c.case_id for c in cases], key="case")
-        return {**self.run_settings(), "run": run_id, "cases": rows}
+        return {**self.run_settings(), "ranks": shards.world_size, "run": run_id, "cases": rows}
