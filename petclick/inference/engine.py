@@ -299,8 +299,7 @@ class EnsembleEngine:
         acc = None
         for m in g.members:
             t = m.tiled
-            grid = TileGrid(shape, m.roi, t.grid.overlap, t.grid.mode, t.grid.sigma_scale, device=g.x.device)
-            tl = TiledLogits(t.key, t._model, grid, t.flip_axes, t.sw_batch_size, t.amp, t.amp_dtype, None, self.counters)
+            tl = t.on_grid(TileGrid(shape, m.roi, t.grid.overlap, t.grid.mode, t.grid.sigma_scale, device=g.x.device))
             tl.set_input(crop)
             prob = torch.sigmoid(tl.logits(((0, 0, 0), shape)))
             acc = prob.mul_(m.scale) if acc is None else acc.add_(prob, alpha=m.scale)

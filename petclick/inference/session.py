@@ -136,12 +136,12 @@ class InteractiveSession:
         """A session from a model spec (`get_predictor`'s, or a predictor object) and a case: CT and
         PET files, or CT and PET arrays on one grid with its `affine`."""
         spec: dict[str, Any] = {}
-        if isinstance(models, (str, Path)) or (isinstance(models, (list, tuple)) and all(isinstance(m, (str, Path)) for m in models)):
-            spec = {"models": [str(m) for m in ([models] if isinstance(models, (str, Path)) else models)],
-                    "device": str(device), "algo_weights": None if algo_weights is None else dict(algo_weights),
+        names = [models] if isinstance(models, (str, Path)) else models
+        if isinstance(names, (list, tuple)) and names and all(isinstance(m, (str, Path)) for m in names):
+            spec = {"models": [str(m) for m in names], "device": str(device),
+                    "algo_weights": None if algo_weights is None else dict(algo_weights),
                     "tta_flip_axes": list(tta_flip_axes)}
-            models = get_predictor(spec["models"], device=device, algo_weights=algo_weights, cached=True,
-                                   **({"tta_flip_axes": tuple(tta_flip_axes)} if tta_flip_axes else {}))
+            models = _predictor_from_spec(spec)
         if isinstance(ct, (str, Path)) and isinstance(pet, (str, Path)):
             from petclick.io.casefiles import load_prediction_case
 
@@ -223,7 +223,8 @@ class InteractiveSession:
         from petclick.postprocess import postprocess, resolve_tracer
 
         cfg = self.postprocess
-        if self.tracer is None and (cfg.get("fn_recovery", {}).get("enabled") or cfg.get("suv_filter", {}).get("enabled")):
+        needs_tracer = any(cfg.get(rule, {}).get("enabled") for rule in ("fn_recovery", "suv_filter"))
+        if self.tracer is None and needs_tracer:
             self.tracer = resolve_tracer(None, self.case)
         return postprocess(prob, self.case, clicks, self.tracer, cfg)
 
@@ -290,7 +291,8 @@ class InteractiveSession:
         state = {"version": STATE_VERSION, "mode": self.mode, "history": [c.to_dict() for c in self._history],
                  "last_clicks": None if self._last_clicks is None else self._last_clicks.to_dict(),
                  "postprocess": self.postprocess, "tracer": self.tracer, "click_policy": self.policy.value,
-                 "budget": self.budget, "checkpoints": None if self.checkpoints is None else [str(c) for c in self.checkpoints],
+                 "budget": self.budget,
+                 "checkpoints": None if self.checkpoints is None else [str(c) for c in self.checkpoints],
                  "tta_axes": None if self.tta_axes is None else list(self.tta_axes), "spec": self.spec,
                  "case": fingerprint(self.case), "counters": self.counters}
         return _atomic_write(folder / STATE_FILE, lambda p: p.write_text(json.dumps(state, indent=1) + "\n"))
@@ -311,13 +313,13 @@ class InteractiveSession:
         except json.JSONDecodeError as exc:
             raise InputError(path, f"unreadable session state ({exc})") from exc
         if state.get("version") != STATE_VERSION:
-            raise InputError(path, f"session state version {state.get('version')} (this petclick reads {STATE_VERSION})")
+            raise InputError(path, f"session state version {state.get('version')} "
+                                   f"(this petclick reads {STATE_VERSION})")
         spec = state.get("spec") or {}
         if predictor is None:
             if "models" not in spec:
                 raise InputError(path, "the session was built from a predictor object: pass `predictor`")
-            predictor = get_predictor(spec["models"], device=spec.get("device", "cpu"), algo_weights=spec.get("algo_weights"),
-                                      cached=True, **({"tta_flip_axes": tuple(spec["tta_flip_axes"])} if spec.get("tta_flip_axes") else {}))
+            predictor = _predictor_from_spec(spec)
         if case is None:
             if "pet" not in spec:
                 raise InputError(path, "the session was built from arrays: pass `case`")
@@ -331,17 +333,28 @@ class InteractiveSession:
                     checkpoints=state.get("checkpoints"), tta_axes=state.get("tta_axes"), spec=spec)
         opts.update(kwargs)
         s = cls(predictor, case, **opts)
-        s._history = [Clicks([tuple(p) for p in c["tumor"]], [tuple(p) for p in c["background"]]) for c in state["history"]]
+        s._history = [_clicks_of(c) for c in state["history"]]
         if s.engine is not None and (folder / "engine.pt").is_file():
             s.engine.load_state_dict(torch.load(folder / "engine.pt", map_location="cpu", weights_only=True))
         lc = state.get("last_clicks")
         if lc is not None and (folder / "mask.nii.gz").is_file() and (folder / "prob.npy").is_file():
-            clicks = Clicks([tuple(p) for p in lc["tumor"]], [tuple(p) for p in lc["background"]])
+            clicks = _clicks_of(lc)
             mask = load_volume(folder / "mask.nii.gz", dtype=np.uint8).array
             prob = np.load(folder / "prob.npy")
             s._last = Prediction(mask, prob, None, len(s._history) - 1, clicks, False, 0, 0, 0.0)
             s._last_clicks = clicks
         return s
+
+
+def _predictor_from_spec(spec: Mapping[str, Any]) -> Any:
+    """The predictor a saved or opened session's model spec names (the one loader, cached per process)."""
+    extra = {"tta_flip_axes": tuple(spec["tta_flip_axes"])} if spec.get("tta_flip_axes") else {}
+    return get_predictor(spec["models"], device=spec.get("device", "cpu"), algo_weights=spec.get("algo_weights"),
+                         cached=True, **extra)
+
+
+def _clicks_of(d: Mapping[str, Any]) -> Clicks:
+    return Clicks([tuple(p) for p in d["tumor"]], [tuple(p) for p in d["background"]])
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

@@ -237,6 +237,11 @@ class TiledLogits:
     def model(self) -> torch.nn.Module:
         return self._model if isinstance(self._model, torch.nn.Module) else self._model()
 
+    def on_grid(self, grid: TileGrid, cache: TileCache | None = None) -> "TiledLogits":
+        """The same network, mirroring and settings on another grid (e.g. a crop), sharing the counters."""
+        return TiledLogits(self.key, self._model, grid, self.flip_axes, self.sw_batch_size, self.amp,
+                           self.amp_dtype, cache, self.counters)
+
     def set_input(self, x: torch.Tensor) -> None:
         """The current input (C, *shape) in the image's orientation (not mirrored)."""
         if tuple(x.shape[1:]) != self.grid.shape:
