@@ -192,3 +192,16 @@ def test_fill_template_config_checks_the_merged_values(make_bundle, tmp_path):
     with pytest.raises(InputError, match="training.lr: must be a number > 0") as err:
         make_bundle(tmp_path, overrides={"training": {"num_epochs": 1, "lr": "fast"}})
     assert "input.yaml" in err.value.source and "segresnet" in err.value.source
+
+
+def test_a_new_preset_key_is_known_and_type_checked_from_its_default(monkeypatch):
+    """A feature that adds its default to presets.py needs nothing else: the type comes from the default."""
+    from petclick.config.presets import AUTOPET
+    from petclick.config.schema import check_value, rule_for
+
+    monkeypatch.setitem(AUTOPET["infer"], "cache_mb", 2048)
+    monkeypatch.setitem(AUTOPET["infer"], "engine", "exact")
+    assert rule_for("infer.cache_mb") is not None and rule_for("infer.nothing") is None
+    assert check_value("infer.cache_mb", 512) is None and "integer" in check_value("infer.cache_mb", "big")
+    assert check_value("infer.engine", "local") is None and check_value("infer.engine", 3) is None
+    assert check_value("infer.engine", [1]) is not None

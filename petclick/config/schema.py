@@ -139,6 +139,10 @@ for _path, _rule in {
                                 else f"must be 'halving', 'same' or a list of weights, got {v!r}",
                                 "'halving', 'same' or a list of weights"),
     "training.grad_clip": number(0, lo_open=True, none=True), "training.device": TEXT,
+    # training modes and speed settings (their names are checked where they are used)
+    "training.repeats": TEXT, "training.first_repeat_epochs": number(1, integer=True, none=True),
+    "training.num_threads": number(1, integer=True, allow=("auto",)), "training.channels_last": FLAG,
+    "data.batch_transforms": FLAG,
     "infer.roi": numbers(3, 1, integer=True, none=True), "infer.overlap": number(0, 1, hi_open=True),
     "infer.sw_batch_size": number(1, integer=True), "infer.mode": choice("gaussian", "constant"),
     "infer.amp_dtype": choice("float16", "bfloat16"), "infer.channels_last": FLAG,
@@ -152,8 +156,8 @@ def _inferred(default: Any) -> Rule:
         return FLAG
     if isinstance(default, (int, float)):
         return number(integer=isinstance(default, int) and not isinstance(default, float))
-    if isinstance(default, str):
-        return TEXT
+    if isinstance(default, str):  # a word such as "auto" or "exact": a number may stand for it
+        return of_type((str, int, float), "a word or a number")
     if isinstance(default, (list, tuple)):
         return of_type((list, tuple), "a list")
     if isinstance(default, Mapping):
