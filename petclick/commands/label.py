@@ -1,0 +1,56 @@
+"""`petclick label`: serve petclick's interactive session to 3D Slicer through a MONAI Label server."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+from pathlib import Path
+
+from petclick.core.errors import InputError
+from petclick.inference.engine import MODES as INCREMENTAL_MODES
+from petclick.workflows.label.launch import DEFAULT_HOST, DEFAULT_PORT, serve
+from petclick.workflows.label.options import DEFAULT_SESSIONS, SHOW_CHOICES, LabelOptions, scratch_for
+from petclick.workflows.label.studies import images_folder
+
+log = logging.getLogger(__name__)
+INSTALL_HINT = ("pip install -r requirements-label.txt && pip install --no-deps monailabel==0.8.5 pydicom-seg==0.4.1 "
+                "(README: 3D Slicer)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("label", help="MONAI Label server for 3D Slicer: click-guided segmentation of an autoPET folder",
+                       description="Starts a MONAI Label server over an autoPET-layout folder (imagesTr/<case>_0000 CT, "
+                                   "<case>_0001 PET). Tasks: petclick (tumour/background points, re-inferred "
+                                   "incrementally per image) and petclick_auto (no clicks). The studies folder is "
+                                   "only read.")
+    p.add_argument("--studies", required=True, type=Path, help="autoPET root (its imagesTr/) or an images folder")
+    p.add_argument("--models", required=True, nargs="+", metavar="MODEL",
+                   help="AutoRunner work_dir, bundle folders or .pt checkpoints (all ensembled), or 'suv-threshold'")
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}: this machine only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--device", default="cpu", help="torch device of the ensemble (cpu, cuda, cuda:1)")
+    p.add_argument("--incremental", choices=INCREMENTAL_MODES, default=None,
+                   help="re-inference after a click (default: the checkpoints' infer.incremental, else exact)")
+    p.add_argument("--show", choices=SHOW_CHOICES, default="ct",
+                   help="the image Slicer shows and the points index (default ct; the PET is found by its name)")
+    p.add_argument("--scratch", type=Path, default=None,
+                   help="MONAI Label's datastore files and submitted labels (default ~/.cache/petclick/label/...)")
+    p.add_argument("--sessions", type=int, default=DEFAULT_SESSIONS, help="cases kept in memory (default 4)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("monailabel") is None:
+        raise InputError("monailabel", f"not installed; {INSTALL_HINT}")
+    from petclick.inference.predictors import get_predictor
+
+    options = LabelOptions(models=tuple(str(m) for m in args.models), device=args.device, incremental=args.incremental,
+                           show=args.show, scratch=None if args.scratch is None else str(args.scratch.resolve()),
+                           sessions=args.sessions)
+    images = images_folder(args.studies, options.show)
+    scratch = Path(options.scratch) if options.scratch else scratch_for(images)
+    get_predictor(list(options.models), device=options.device, cached=True)   # a bad model fails here, in one line
+    log.info("petclick label: http://%s:%d/ (MONAI Label server; Ctrl-C stops it)", args.host, args.port)
+    serve(args.studies, options, scratch, host=args.host, port=args.port)
+    return 0

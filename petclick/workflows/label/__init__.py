@@ -1,0 +1,15 @@
+"""`petclick label`: a MONAI Label app that serves petclick's interactive session to 3D Slicer.
+
+Modules without MONAI Label (importable, and tested, in a plain petclick install):
+- options.py: the app's settings (`--conf` strings of MONAI Label <-> LabelOptions)
+- studies.py: an autoPET-layout folder -> its images folder, the shown image's partner (CT <-> PET)
+- requests.py: a request's point lists -> Clicks; bad requests -> LabelRequestError(status, message)
+- sessions.py: one InteractiveSession per image id, kept in-process; a request -> mask file + JSON
+- launch.py: the MONAI_LABEL_* environment and uvicorn start of `petclick label`
+Modules that import monailabel (`pip install -r requirements-label.txt`, then monailabel --no-deps):
+- shims.py: what monailabel 0.8.5 needs to import under torch 2.13.0+cpu and pydicom 3
+- tasks.py: the infer tasks (`petclick`: interactive, DeepEdit-style point lists; `petclick_auto`: step 0)
+- labelapp.py: the MONAILabelApp (datastore over the images folder, the two tasks)
+- server.py: the uvicorn entry (shims, MONAI Label's FastAPI app, the validating /infer route, 4xx handlers)
+- app/main.py: MONAI Label's app folder (`monailabel start_server --app` takes it), thin wiring
+"""
