@@ -3,7 +3,9 @@
 official 11-step protocol on every fold's validation cases (each fold's ensemble of its repeats,
 and its last repeat alone), beside suv-threshold on the same cases.
 
-    python benchmarks/bench_repeats.py --cohort-seed 7 --iterations 560 --first 320 --seeds 0
+    python benchmarks/bench_repeats.py --cohort-seed 7 --seeds 0 --folds 2
+
+Models are scored post-processed as petclick ships them (petclick.postprocess defaults).
 
 Per fold and mode, with R repeats and E iterations per epoch (the demo preset's values):
 - independent: R repeats of iterations / R each;
@@ -39,13 +41,15 @@ def mode_overrides(mode: str, iterations: int, first: int, repeats: int, per_epo
 def main(argv: list[str] | None = None) -> int:
     from petclick.core.yamlio import read_yaml
     from petclick.inference.predictors import SuvThresholdPredictor
+    from petclick.postprocess import make_config
     from petclick.workflows.demo import DEMO_COHORT
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cohort-seed", type=int, default=DEMO_COHORT["seed"])
     ap.add_argument("--modes", nargs="+", default=["independent", "snapshot", "warmstart"])
-    ap.add_argument("--iterations", type=int, default=560, help="training iterations per fold, every mode")
-    ap.add_argument("--first", type=int, default=320, help="iterations of the first repeat (snapshot, warmstart)")
+    ap.add_argument("--iterations", type=int, default=816, help="training iterations per fold, every mode "
+                    "(default: the demo preset's 720 + 3 x 32)")
+    ap.add_argument("--first", type=int, default=720, help="iterations of the first repeat (snapshot, warmstart)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--set", nargs="*", default=[], help="further overrides section#key=value")
@@ -68,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             work = Path(tempfile.mkdtemp(prefix=f"bench_repeats_{mode}_"))
             try:
                 trained = bq.train_all(datalist, work, seed, over, user, args.folds)
-                rows = bq.evaluate(trained["checkpoints"], datalist, "validation")
+                rows = bq.evaluate(trained["checkpoints"], datalist, "validation", make_config())
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             times.append(trained["train_s"])
