@@ -115,7 +115,7 @@ def train_transforms(cfg: Mapping[str, Any], roi: Sequence[int]) -> tuple[list, 
     from petclick.clicks.curriculum import SimulateTrainingClicksd
     from petclick.clicks.encoding import EncodeClicksd
 
-    data, aug, clicks = cfg["data"], cfg.get("augment", {}), cfg["clicks"]
+    data, aug, clicks = cfg["data"], cfg["augment"], cfg["clicks"]
     keys = ["image", "label"]
     from petclick.clicks.curriculum import BackgroundThresholdd
 
@@ -128,16 +128,16 @@ def train_transforms(cfg: Mapping[str, Any], roi: Sequence[int]) -> tuple[list, 
     if data.get("cache_dtype"):
         det.append(CastImaged("image", data["cache_dtype"]))
     rand = [
-        RandCropByPosNegLabeld(keys=keys, label_key="label", spatial_size=list(roi), pos=float(data.get("pos", 1.0)),
-                               neg=float(data.get("neg", 1.0)), num_samples=int(data.get("num_crops", 1)),
+        RandCropByPosNegLabeld(keys=keys, label_key="label", spatial_size=list(roi), pos=float(data["pos"]),
+                               neg=float(data["neg"]), num_samples=int(data["num_crops"]),
                                fg_indices_key="label_fg_indices", bg_indices_key="label_bg_indices"),
         DeleteItemsd(keys=["label_fg_indices", "label_bg_indices"]),
         EnsureTyped(keys="image", dtype=torch.float32, track_meta=True),
         EnsureTyped(keys="label", dtype=torch.float32, track_meta=True),
-        RandAffined(keys=keys, prob=float(aug.get("prob", 0.2)), rotate_range=[_radians(aug.get("rotate_deg", 15.0))] * 3,
-                    scale_range=[float(aug.get("scale", 0.15))] * 3, mode=["bilinear", "nearest"],
+        RandAffined(keys=keys, prob=float(aug["prob"]), rotate_range=[_radians(aug["rotate_deg"])] * 3,
+                    scale_range=[float(aug["scale"])] * 3, mode=["bilinear", "nearest"],
                     padding_mode="zeros", spatial_size=list(roi)),
-        *[RandFlipd(keys=keys, prob=float(aug.get("flip_prob", 0.5)), spatial_axis=a) for a in range(3)],
+        *[RandFlipd(keys=keys, prob=float(aug["flip_prob"]), spatial_axis=a) for a in range(3)],
     ]
     simulate = SimulateTrainingClicksd(label_key="label", pet_key=PET_CHANNEL, clicks_key="clicks",
                                        curriculum=dict(clicks.get("curriculum") or {}),
@@ -161,12 +161,12 @@ def train_transforms(cfg: Mapping[str, Any], roi: Sequence[int]) -> tuple[list, 
 def _intensity(aug: Mapping[str, Any]) -> list[tuple[type, type, dict[str, Any]]]:
     """The intensity augmentation of a training patch: (dictionary transform, array transform, options)
     of smoothing, noise, shift and scale, each applied with probability `prob`."""
-    p = float(aug.get("prob", 0.2))
-    sigma = list(aug.get("smooth_sigma", [0.5, 1.0]))
+    p = float(aug["prob"])
+    sigma = list(aug["smooth_sigma"])
     return [(RandGaussianSmoothd, RandGaussianSmooth, {"sigma_x": sigma, "sigma_y": sigma, "sigma_z": sigma, "prob": p}),
-            (RandGaussianNoised, RandGaussianNoise, {"prob": p, "std": float(aug.get("noise_std", 0.05))}),
-            (RandShiftIntensityd, RandShiftIntensity, {"offsets": float(aug.get("shift", 0.1)), "prob": p}),
-            (RandScaleIntensityd, RandScaleIntensity, {"factors": float(aug.get("scale_intensity", 0.1)), "prob": p})]
+            (RandGaussianNoised, RandGaussianNoise, {"prob": p, "std": float(aug["noise_std"])}),
+            (RandShiftIntensityd, RandShiftIntensity, {"offsets": float(aug["shift"]), "prob": p}),
+            (RandScaleIntensityd, RandScaleIntensity, {"factors": float(aug["scale_intensity"]), "prob": p})]
 
 
 def batch_stage(cfg: Mapping[str, Any]):
@@ -178,7 +178,7 @@ def batch_stage(cfg: Mapping[str, Any]):
     from petclick.training.batch import BatchStage, RandGaussianNoiseTorch
 
     transforms = [(RandGaussianNoiseTorch if array_cls is RandGaussianNoise else array_cls)(**kwargs)
-                  for _, array_cls, kwargs in _intensity(cfg.get("augment", {}))]
+                  for _, array_cls, kwargs in _intensity(cfg["augment"])]
     return BatchStage(transforms, encoder_from_config(dict(cfg["clicks"].get("encoding") or {})))
 
 
@@ -188,7 +188,7 @@ def val_transforms(cfg: Mapping[str, Any]) -> list:
 
 
 def _cache_workers(cfg: Mapping[str, Any]) -> int:
-    return max(1, int(cfg["data"].get("num_workers", 0)))
+    return max(1, int(cfg["data"]["num_workers"]))
 
 
 def train_dataset(cfg: Mapping[str, Any], files: list[dict], roi: Sequence[int], rank: int = 0,
@@ -198,7 +198,7 @@ def train_dataset(cfg: Mapping[str, Any], files: list[dict], roi: Sequence[int],
     if world_size > 1:
         files = partition_dataset(files, num_partitions=world_size, shuffle=True, seed=0, even_divisible=True)[rank]
     items = [{"image": f["image"], "pet": f["pet"], "label": f["label"]} for f in files]
-    return CacheDataset(items, transform=Compose(det + rand), cache_rate=float(cfg["data"].get("cache_rate", 1.0)),
+    return CacheDataset(items, transform=Compose(det + rand), cache_rate=float(cfg["data"]["cache_rate"]),
                         num_workers=_cache_workers(cfg), progress=False)
 
 
@@ -216,6 +216,6 @@ def train_loader(cfg: Mapping[str, Any], dataset: CacheDataset, seed: int) -> Da
     starting the workers again every epoch)."""
     gen = torch.Generator()
     gen.manual_seed(int(seed))
-    workers = int(cfg["data"].get("num_workers", 0))
-    return DataLoader(dataset, batch_size=int(cfg["data"].get("batch_size", 1)), shuffle=True,
+    workers = int(cfg["data"]["num_workers"])
+    return DataLoader(dataset, batch_size=int(cfg["data"]["batch_size"]), shuffle=True,
                       num_workers=workers, generator=gen, drop_last=False, persistent_workers=workers > 0)

@@ -112,19 +112,19 @@ class RepeatTrainer:
         self.mode = repeat_mode(tr)
         self.epochs = repeat_epochs(tr, self.repeat)
         self.iters = iterations_per_epoch(cfg, len(train_ds))
-        self.val_every = max(1, int(tr.get("val_every", 1)))
-        self.seed = int(tr.get("seed", 0)) + 1000 * self.repeat
+        self.val_every = max(1, int(tr["val_every"]))
+        self.seed = int(tr["seed"]) + 1000 * self.repeat
         set_determinism(self.seed)
         self.model = _build_model(cfg, self.desc).to(ctx.device)
         self.net = ctx.wrap(self.model)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=float(tr["lr"]), weight_decay=float(tr["weight_decay"]))
         total = self.epochs * self.iters
-        self.sched = WarmupCosineSchedule(self.opt, warmup_steps=int(tr.get("warmup_epochs", 0)) * self.iters,
+        self.sched = WarmupCosineSchedule(self.opt, warmup_steps=int(tr["warmup_epochs"]) * self.iters,
                                           t_total=max(1, total), warmup_multiplier=0.1)
-        self.amp_dtype = amp_dtype(ctx.device, tr.get("amp", False))
+        self.amp_dtype = amp_dtype(ctx.device, tr["amp"])
         self.amp = self.amp_dtype == torch.float16  # a gradient scaler for float16 only (CUDA)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.channels_last = bool(tr.get("channels_last", False))
+        self.channels_last = bool(tr["channels_last"])
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last_3d)
         self.loss_fn = build_loss(tr)
@@ -236,14 +236,14 @@ class RepeatTrainer:
         resumed run sees the batches of an uninterrupted one; with workers one persistent loader serves
         the rest of the repeat (its workers start once, not every epoch), seeded by its first epoch."""
         self.net.train()
-        if self._stream is None or not int(self.cfg["data"].get("num_workers", 0)):
+        if self._stream is None or not int(self.cfg["data"]["num_workers"]):
             self._stream = self._batches(epoch)
         losses = [self.step(self.batch_stage(next(self._stream))) for _ in range(self.iters)]
         return float(np.mean(losses))
 
     def _validate(self, epoch: int, writer) -> float:
         clicks = self.cfg["clicks"]
-        steps = [int(s) for s in clicks.get("val_steps", (0, 5, 10))]
+        steps = [int(s) for s in clicks["val_steps"]]
         t0 = time.time()
         m = validate(unwrap(self.model), self.val_ds, self.desc["infer"], clicks.get("encoding"), steps, self.ctx.device)
         # independent repeats keep their best validation state; snapshot/warm-start ones their end
@@ -332,7 +332,7 @@ def _log_to_file(path: Path) -> logging.Handler:
 def train_fold(cfg: Mapping[str, Any]) -> dict[int, float]:
     """Train every repeat of the config's fold (or `repeats: [..]` only); returns {repeat: best score}."""
     ctx = init_distributed(cfg["training"].get("device"))
-    threads = apply_threads(cfg["training"], int(cfg["data"].get("num_workers", 0)))
+    threads = apply_threads(cfg["training"], int(cfg["data"]["num_workers"]))
     ckpt_path = Path(cfg["ckpt_path"])
     handler = _log_to_file(ckpt_path / "train.log") if ctx.is_main else None
     try:
