@@ -64,7 +64,8 @@ AUTOPET: dict[str, Any] = {
         "grad_clip": 12.0,
         "device": None,                # null: cuda when available, else cpu (inference.yaml's `device` is inference's)
     },
-    # backend auto: ONNX Runtime on CPU (2.1-3.5x faster at float32), PyTorch on GPU; the GPU options
+    # backend auto: ONNX Runtime on CPU (1.17x faster at float32 idle, 2.1-3.5x when the CPU is shared),
+    # PyTorch on GPU; the GPU options
     # (channels_last, compile, cudnn_benchmark) wait for benchmarks/bench_pass.py on a GPU
     "infer": {"roi": None, "overlap": 0.625, "sw_batch_size": 1, "mode": "gaussian", "amp": True,
               "backend": "auto", "channels_last": False, "compile": "none", "cudnn_benchmark": False,

@@ -7,7 +7,7 @@ tensor, AMP on CUDA, float32 out): MONAI's inferer here and petclick's increment
 ask for (see DEFAULT_INFER):
 
 - backend `auto`: ONNX Runtime on CPU (petclick/runtime/onnxrt.py: 2.1-3.5x faster at float32 on
-  this project's shared CPU), PyTorch on GPU; `torch` / `onnxruntime` force one;
+  this project's CPU when shared, 1.17x when idle), PyTorch on GPU; `torch` / `onnxruntime` force one;
 - PyTorch options: `channels_last` (channels_last_3d memory format), `compile` (torch.compile
   with inductor; `reduce-overhead` adds CUDA graphs), `cudnn_benchmark` (cuDNN autotuning);
 - `make_inferer`'s `buffer_steps`: MONAI's buffered blending (benchmarks only: predictions blend
