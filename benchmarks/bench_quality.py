@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from petclick.config.packaged import BUNDLES, INPUT_TEMPLATE
 METRICS = ("dice", "fpv_ml", "fnv_ml")
@@ -206,11 +205,10 @@ def criteria(model: dict[str, Any], base: dict[str, Any]) -> dict[str, bool]:
 
 
 def _set(values: list[str]) -> dict[str, Any]:
-    out = {}
-    for item in values:
-        key, _, value = item.partition("=")
-        out[key] = yaml.safe_load(value)
-    return out
+    """`--set section#key=value ...` as overrides: the parser `petclick hpo --set` uses (bad items: InputError)."""
+    from petclick.commands.hpo import parse_sets
+
+    return parse_sets(values)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -270,13 +270,10 @@ def threads_matrix(args, variant: str) -> list[dict[str, Any]]:
 
 
 def _set(values: list[str]) -> dict[str, Any]:
-    import yaml
+    """`--set section#key=value ...` as overrides: the parser `petclick hpo --set` uses (bad items: InputError)."""
+    from petclick.commands.hpo import parse_sets
 
-    out = {}
-    for item in values:
-        key, _, value = item.partition("=")
-        out[key] = yaml.safe_load(value)
-    return out
+    return parse_sets(values)
 
 
 def main(argv: list[str] | None = None) -> int:
