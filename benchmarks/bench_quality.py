@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from petclick.config.packaged import BUNDLES, INPUT_TEMPLATE
+
 METRICS = ("dice", "fpv_ml", "fnv_ml")
 STEPS = 11
 
