@@ -16,6 +16,11 @@ simulate_scribbles.py; facts and choices in notes/AUTOPETV.md):
    perfect prediction adds nothing. (The official loop crashes on both steps and scores them 0.)
 5. A case whose label is empty gets no scribble at all.
 
+Strategy per case (`case_strategies`): the challenge uses each strategy on a third of the cases
+and has not published the partition; petclick deals them round-robin (centerline, random,
+boundary) over the cohort's case ids in sorted order, so a cohort's assignment does not depend on
+the datalist's order or on which cases a run (or a torchrun shard) happens to evaluate.
+
 Stroke voxels are listed in C order of (i, j) on their slice k, as the official loop lists them,
 and scribbles accumulate: every step appends its stroke to the previous ones (duplicates kept).
 Slices are labelled one of two ways (`labelling`): "official" (default) makes the official
@@ -30,6 +35,7 @@ component).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import cc3d
 import numpy as np
@@ -217,6 +223,15 @@ def scribble_step(pred: np.ndarray, label: np.ndarray, strategy: str, seed: int 
         return ScribbleStep("tumor", tumor, tumor[0][2], reason="tumour stroke on the largest missed region", **sizes)
     return ScribbleStep("background", background, background[0][2],
                         reason="background stroke on the largest false-positive region", **sizes)
+
+
+#: The round-robin order of `case_strategies`.
+STRATEGY_ORDER = ("centerline", "random", "boundary")
+
+
+def case_strategies(case_ids: Iterable[str]) -> dict[str, str]:
+    """Each case's stroke strategy: round-robin over the sorted case ids (one third each)."""
+    return {c: STRATEGY_ORDER[n % len(STRATEGY_ORDER)] for n, c in enumerate(sorted(set(case_ids)))}
 
 
 def add_scribble(previous: Clicks, step: ScribbleStep) -> Clicks:

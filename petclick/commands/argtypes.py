@@ -23,3 +23,7 @@ def bounded(kind: type, lo: float | None = None, hi: float | None = None, lo_ope
         return value
 
     return parse
+
+
+#: A protocol's step count (`--steps` of evaluate and interactive): an AUC needs two steps.
+steps_count = bounded(int, 2, message="an AUC needs at least 2 steps")

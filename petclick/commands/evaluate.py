@@ -11,6 +11,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from petclick.commands.argtypes import steps_count
 from petclick.core.errors import InputError
 from petclick.io.datalist import resolve_entry
 from petclick.io.images import check_same_grid, checked_pet, load_volume
@@ -21,16 +22,6 @@ from petclick.metrics.plots import save_case_mip
 from petclick.metrics.report import format_summary, write_report
 
 log = logging.getLogger(__name__)
-
-
-def _steps(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"an AUC needs at least 2 steps, got {text}")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", choices=sorted(EDITIONS), default="autopet-iv",
                    help="autopet-iv: Dice/FPV/FNV, 11 steps; autopet-v: Dice (empty/empty = 1), DMM, FPV, FNV, "
                         "6 steps (default autopet-iv)")
-    p.add_argument("--steps", type=_steps, default=None,
+    p.add_argument("--steps", type=steps_count, default=None,
                    help="number of steps N (files k = 0..N-1; default 11 for autopet-iv, 6 for autopet-v)")
     p.set_defaults(func=run)
 

@@ -1,29 +1,45 @@
-"""`petclick interactive`: run predictors through the 11-step protocol on a datalist split and report."""
+"""`petclick interactive`: run predictors through a challenge protocol (autopet-iv clicks, autopet-v
+scribbles) on a datalist split and report."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from petclick.commands.argtypes import steps_count
 from petclick.commands.predict import add_algo_weights_arg, add_session_args, algo_weights, click_policy, postprocess_config
 from petclick.inference.predictors import BUILTIN
 from petclick.postprocess import RULES
+from petclick.clicks.strokes import STRATEGIES
+from petclick.metrics.editions import EDITIONS
 from petclick.metrics.protocol import MODES
 from petclick.workflows.interactive import InteractiveJob, run_interactive
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("interactive", help="run a predictor through the 11-step click protocol and evaluate it",
-                       description="For each case of a datalist split: load CT/PET/label and clicks, run the "
-                                   "predictor with 0..10 clicks of each kind, score every step; writes the "
-                                   "report of `petclick evaluate` into --out.")
+    p = sub.add_parser("interactive", help="run a predictor through the interactive protocol (clicks or scribbles) "
+                                           "and evaluate it",
+                       description="For each case of a datalist split: load CT/PET/label (and clicks), run the "
+                                   "predictor through the protocol's steps and score every step; writes the report "
+                                   "of `petclick evaluate` into --out. autopet-iv: 0..10 clicks of each kind. "
+                                   "autopet-v: an initial prediction, then one corrective scribble per step drawn "
+                                   "on the previous prediction's largest error (the official rule); Dice, DMM, FPV, "
+                                   "FNV and both AUC-DMM aggregations.")
     p.add_argument("--predictor", required=True, help=f"built-in name ({', '.join(BUILTIN)}) or a trained model "
                                                       "(AutoRunner work_dir, bundle folder or checkpoint)")
     p.add_argument("--datalist", required=True, type=Path)
     p.add_argument("--split", default="testing", help="datalist split to run (default: testing)")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--mode", choices=MODES, default="official",
-                   help="official: the click file's first k clicks; error-driven: clicks placed on each step's errors")
+    p.add_argument("--protocol", choices=sorted(EDITIONS), default="autopet-iv",
+                   help="autopet-iv: 11 click steps (default); autopet-v: corrective scribbles, 6 steps by default")
+    p.add_argument("--steps", type=steps_count, default=None,
+                   help="number of steps N, 0..N-1 (default 11 for autopet-iv, 6 for autopet-v: initial + 5 corrections)")
+    p.add_argument("--mode", choices=MODES, default=None,
+                   help="official (autopet-iv default): the click file's first k clicks; error-driven: clicks placed "
+                        "on each step's errors; scribbles (autopet-v, its only mode)")
+    p.add_argument("--strategy", choices=sorted(STRATEGIES), default=None,
+                   help="autopet-v stroke strategy for every case (default: centerline, random, boundary dealt "
+                        "round-robin over the sorted case ids, a third each)")
     p.add_argument("--dataroot", type=Path, default=None, help="root of the datalist's relative paths (default: its folder)")
     p.add_argument("--save-predictions", action="store_true", help="write <case>_pred<k>.nii.gz into OUT/predictions/")
     p.add_argument("--compare", nargs="+", default=[], metavar="NAME_OR_MODEL",
@@ -58,5 +74,5 @@ def _run(args: argparse.Namespace, shards) -> int:
         dataroot=args.dataroot, save_predictions=args.save_predictions, compare=list(args.compare),
         device=args.device, algo_weights=algo_weights(args), suv_threshold=args.suv_threshold, cases=args.cases,
         no_mip=args.no_mip, click_policy=click_policy(args), incremental=args.incremental,
-        tile_cache_mb=args.tile_cache_mb,
+        tile_cache_mb=args.tile_cache_mb, protocol=args.protocol, steps=args.steps, strategy=args.strategy,
         postprocess=None if args.postprocess == "off" and not args.enable else postprocess_config(args)), shards)

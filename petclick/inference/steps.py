@@ -9,7 +9,10 @@ predicts; a step whose clicks equal the previous step's computes nothing.
 - `official_clicks(clicks)`: step k the first k of each kind (None: all of them);
 - `error_driven_clicks(label)`: step 0 none; then the previous step's clicks plus one tumour click
   in the largest missed lesion and one background click in the largest false-positive component
-  of the previous step's mask (petclick.clicks.error_driven.next_error_clicks).
+  of the previous step's mask (petclick.clicks.error_driven.next_error_clicks);
+- `scribble_clicks(label, strategy)` (autoPET V): step 0 none; then the previous step's scribbles
+  plus one corrective stroke on the previous step's largest axial error component, every stroke
+  voxel a point (petclick.clicks.scribbles.scribble_step, seed 42 as the official loop).
 """
 
 from __future__ import annotations
@@ -43,6 +46,22 @@ def error_driven_clicks(label: np.ndarray, next_clicks: Callable[[np.ndarray, np
         c = previous.clicks
         return Clicks(c.tumor + ([tuple(map(int, new["tumor"]))] if new.get("tumor") is not None else []),
                       c.background + ([tuple(map(int, new["background"]))] if new.get("background") is not None else []))
+    return at
+
+
+def scribble_clicks(label: np.ndarray, strategy: str, seed: int | None = None) -> ClicksAt:
+    """Step 0: no scribbles; each later step appends the corrective stroke of the previous step's
+    errors (nothing on a perfect prediction or a lesion-free label, so the step computes nothing)."""
+    from petclick.clicks.scribbles import add_scribble, scribble_step
+    from petclick.clicks.strokes import DEFAULT_SEED
+
+    gt = np.asarray(label) != 0
+    seed = DEFAULT_SEED if seed is None else int(seed)
+
+    def at(step, previous: Prediction | None) -> Clicks:
+        if previous is None:
+            return Clicks()
+        return add_scribble(previous.clicks, scribble_step(previous.mask, gt, strategy, seed))
     return at
 
 

@@ -9,6 +9,9 @@ Modes:
   missed lesion and one background click in the largest false-positive component of that step's
   prediction (petclick.clicks.error_driven.next_error_clicks), as a reader correcting the model
   would; step k therefore holds at most k clicks of each kind.
+- scribbles (autoPET V, the only mode of the `autopet-v` protocol): step 0 gets nothing; each
+  later step adds one corrective stroke (every stroke voxel a point) on the previous prediction's
+  largest axial error component (petclick.clicks.scribbles.scribble_step).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 from petclick.core.errors import InputError
 from petclick.io.clickfile import Clicks
 
-MODES = ("official", "error-driven")
+MODES = ("official", "error-driven", "scribbles")
 THRESHOLD = 0.5
 
 

@@ -1,5 +1,10 @@
-"""The interactive evaluation job: predictors through the 11-step protocol on a datalist split,
-scored and reported (what `petclick interactive` and `petclick demo` run).
+"""The interactive evaluation job: predictors through a challenge edition's protocol on a
+datalist split, scored and reported (what `petclick interactive` and `petclick demo` run).
+
+`protocol`: autopet-iv (11 click steps, official or error-driven) or autopet-v (initial
+prediction plus corrective scribble steps, `steps` in all, 6 by default; each case's stroke
+strategy from petclick.clicks.scribbles.case_strategies over the split's case ids, or `strategy`
+for all; DMM and both AUC-DMM aggregations in the report).
 
 Each case runs on an interactive session (petclick.inference.protocol.run_protocol), with the
 job's incremental mode, tile-cache limit, click policy and post-processing (default off: the
@@ -21,14 +26,13 @@ from petclick.io.clickfile import read_clicks
 from petclick.io.clickpolicy import BUDGET, ClickPolicy
 from petclick.io.datalist import entry_case_id, load_datalist, resolve_entry
 from petclick.io.images import load_case
-from petclick.metrics.aggregate import N_STEPS
 from petclick.metrics.cohort import require_evaluated, run_cases, tracer_of
 from petclick.metrics.plots import plot_curves, save_case_mip
 from petclick.metrics.report import format_summary, write_report, write_summary
+from petclick.metrics.editions import edition
 from petclick.workflows.shards import Shards
 
 log = logging.getLogger(__name__)
-FINAL = N_STEPS - 1
 
 
 @dataclass
@@ -39,7 +43,7 @@ class InteractiveJob:
     datalist: Path
     out: Path
     split: str = "testing"
-    mode: str = "official"
+    mode: str | None = None
     dataroot: Path | None = None
     save_predictions: bool = False
     compare: list[str] = field(default_factory=list)
@@ -52,6 +56,19 @@ class InteractiveJob:
     incremental: str | None = None
     tile_cache_mb: float | None = None
     postprocess: dict | None = None
+    protocol: str = "autopet-iv"
+    steps: int | None = None
+    strategy: str | None = None
+
+    @property
+    def n_steps(self) -> int:
+        """Steps per case: `steps`, else the edition's count."""
+        return edition(self.protocol).n_steps if self.steps is None else int(self.steps)
+
+    @property
+    def run_mode(self) -> str:
+        """The protocol mode: `mode`, else the edition's first (official; scribbles for autopet-v)."""
+        return edition(self.protocol).modes[0] if self.mode is None else self.mode
 
     def session_options(self) -> dict:
         """Keyword arguments of each case's InteractiveSession."""
@@ -92,6 +109,12 @@ def run_interactive(args: InteractiveJob, shards: Shards | None = None) -> int:
         if missing:
             raise InputError(args.datalist, f"cases not in split {args.split!r}: {sorted(missing)}")
     dataroot = args.dataroot or args.datalist.parent
+    ed = edition(args.protocol)
+    if args.run_mode not in ed.modes:
+        raise InputError("--mode", f"the {args.protocol} protocol runs {list(ed.modes)}, not {args.run_mode!r}")
+    if args.n_steps < 2:
+        raise InputError("--steps", f"an AUC needs at least 2 steps, got {args.n_steps}")
+    strategies = _strategies(args, data[args.split])
     names = [args.predictor, *args.compare]
     predictors = [_make(n, args, weights) for n in names]
     used: set[str] = set()
@@ -111,7 +134,7 @@ def run_interactive(args: InteractiveJob, shards: Shards | None = None) -> int:
             continue
         log.info("[%d/%d] %s", n, len(entries), case_id)
         for predictor, out, (rows, skipped) in zip(predictors, outs, results):
-            fn = _case_runner(predictor, case, clicks, case_id, tracer, out, args)
+            fn = _case_runner(predictor, case, clicks, case_id, tracer, out, args, strategies.get(case_id))
             case_rows, case_skipped = run_cases([(case_id, fn)])
             rows.extend(case_rows)
             skipped.extend(case_skipped)
@@ -121,14 +144,16 @@ def run_interactive(args: InteractiveJob, shards: Shards | None = None) -> int:
         return 0
     summaries = []
     for predictor, name, out, (rows, skipped) in zip(predictors, names, outs, results):
-        meta = {"command": "interactive", "predictor": predictor.name, "predictor_arg": name, "mode": args.mode,
+        meta = {"command": "interactive", "predictor": predictor.name, "predictor_arg": name, "mode": args.run_mode,
                 "datalist": str(args.datalist), "split": args.split,
                 "algo_weights": getattr(predictor, "algo_weights", None), "click_policy":
                 ClickPolicy.parse(args.click_policy).value, "incremental": args.incremental,
                 "postprocess": args.postprocess is not None}
-        summary = write_report(out, rows, skipped, meta)
+        if args.protocol != "autopet-iv":
+            meta.update(protocol=args.protocol, n_steps=args.n_steps, strategies=strategies)
+        summary = write_report(out, rows, skipped, meta, args.n_steps, args.protocol)
         summaries.append(summary)
-        print(f"== {predictor.name} ({args.mode}) -> {out}")
+        print(f"== {predictor.name} ({args.protocol}, {args.run_mode}) -> {out}")
         print(format_summary(summary))
     if len(predictors) > 1:
         _write_comparison(args.out, predictors, outs, summaries)
@@ -143,30 +168,46 @@ def _load(raw: dict, dataroot: Path, case_id: str, args: InteractiveJob):
         raise InputError(args.datalist, f"{case_id}: the {args.split!r} entry has no 'label', so it cannot be scored")
     case = load_case(entry["image"], entry["pet"], entry["label"])
     clicks = None
-    if "clicks" in entry:
+    if "clicks" in entry and args.run_mode != "scribbles":   # scribbles come from the errors, not a file
         clicks = read_clicks(entry["clicks"], shape=case.shape, policy=args.click_policy, budget=BUDGET)
-    elif args.mode == "official":
+    elif args.run_mode == "official":
         raise InputError(args.datalist, f"{case_id}: the entry has no 'clicks' file, needed by the official protocol")
     return case, clicks
 
 
-def _case_runner(predictor, case, clicks, case_id: str, tracer: str, out: Path, args: InteractiveJob):
+def _strategies(args: InteractiveJob, entries: list[dict]) -> dict[str, str]:
+    """Stroke strategy per case of the split (scribbles mode; empty otherwise)."""
+    if args.run_mode != "scribbles":
+        return {}
+    ids = [entry_case_id(e) for e in entries]
+    if args.strategy is not None:
+        return {c: args.strategy for c in ids}
+    from petclick.clicks.scribbles import case_strategies
+
+    return case_strategies(ids)
+
+
+def _case_runner(predictor, case, clicks, case_id: str, tracer: str, out: Path, args: InteractiveJob,
+                 strategy: str | None = None):
     """A closure running the protocol on one case, drawing its MIP from the step-0 and final masks."""
+    final = args.n_steps - 1
+
     def fn():
         masks, used = {}, {}
 
         def keep(step, mask, step_clicks):
-            if step in (0, FINAL):
+            if step in (0, final):
                 masks[f"step {step}"] = mask
                 used[f"step {step}"] = step_clicks.to_dict()
 
         save_dir = out / "predictions" if args.save_predictions else None
-        rows = run_protocol(predictor, case, clicks, mode=args.mode, case_id=case_id, tracer=tracer,
-                            save_dir=save_dir, on_step=None if args.no_mip else keep,
-                            session={**args.session_options(), "tracer": tracer if tracer in ("fdg", "psma") else None})
+        rows = run_protocol(predictor, case, clicks, mode=args.run_mode, steps=range(args.n_steps), case_id=case_id,
+                            tracer=tracer, save_dir=save_dir, on_step=None if args.no_mip else keep,
+                            session={**args.session_options(), "tracer": tracer if tracer in ("fdg", "psma") else None},
+                            protocol=args.protocol, strategy=strategy or "centerline")
         if not args.no_mip:
             save_case_mip(out / "mip" / f"{case_id}.png", case.pet.array, case.affine, case.label.array, masks,
-                          clicks=used, tracer=tracer, title=f"{case_id} ({tracer}) - {predictor.name}, {args.mode}")
+                          clicks=used, tracer=tracer, title=f"{case_id} ({tracer}) - {predictor.name}, {args.run_mode}")
         return rows
     return fn
 
@@ -180,7 +221,8 @@ def _write_comparison(out: Path, predictors, outs, summaries) -> None:
     series = {name: s["per_step"] for name, s in zip(table, summaries) if s["n_evaluated"]}
     if series:
         plot_curves(out / "compare_curves.png", series, title="comparison")
-    keys = ("dice_auc", "fpv_auc", "fnv_auc", "dice_final", "fpv_final", "fnv_final")
+    keys = tuple(k for k in ("dice_auc", "dmm_auc", "fpv_auc", "fnv_auc", "dice_final", "dmm_final", "fpv_final",
+                             "fnv_final") if all(k in row for row in table.values()))
     print("== comparison (cohort means; Dice/FNV over cases with lesions)")
     print(f"{'predictor':<24}" + "".join(f"{k:>12}" for k in keys))
     for name, row in table.items():
