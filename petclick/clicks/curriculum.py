@@ -16,7 +16,11 @@ Counts are drawn from a distribution over 0..max_clicks (10). Location samplers:
 - `interior`: a component drawn with probability proportional to its volume, then a voxel inside
   it with probability proportional to EDT ** interior_power (rising towards the core); tumour on
   the lesions, background on the same high-uptake non-lesion regions.
-Every EDT is computed inside a component's bounding box only. `SimulateTrainingClicksd` applies a
+Every EDT is computed inside a component's bounding box only.
+
+`kind` chooses the curriculum (the CURRICULA registry, `curriculum_from_config`): `clicks` (the
+default, this module's ClickCurriculum) or `scribbles` (autoPET V corrective scribbles on the
+patch, petclick.clicks.scribble_curriculum, with its own keys). `SimulateTrainingClicksd` applies a
 curriculum to each training patch after augmentation and writes data["clicks"] =
 {"tumor": (N, 3) float64, "background": (M, 3) float64} in the patch's voxel coordinates.
 """
@@ -33,10 +37,11 @@ from monai.transforms import MapTransform, Randomizable, Transform
 from petclick.clicks.simulate import Components, background_threshold, clicks_for_components, exceeds
 from petclick.config.presets import CLICKS, MAX_CLICKS
 from petclick.core.errors import InputError
+from petclick.core.registry import Registry
 
 COUNT_PRESETS = ("uniform", "log", "full")
 SAMPLERS = ("official", "interior")
-CONFIG_KEYS = ("count", "paired", "samplers", "interior_power", "background")
+CONFIG_KEYS = ("kind", "count", "paired", "samplers", "interior_power", "background")
 BACKGROUNDS = ("patch", "case")
 SOURCE = "clicks.curriculum"
 #: A curriculum config's defaults: the presets' `clicks.curriculum`, plus the interior sampler's power
@@ -141,6 +146,11 @@ class ClickCurriculum:
     def max_clicks(self) -> int:
         return len(self.probs) - 1
 
+    @property
+    def capacity(self) -> int:
+        """Clicks of a kind a patch can get (the packed click array's slots)."""
+        return self.max_clicks
+
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | "ClickCurriculum" | None = None,
                     max_clicks: int = MAX_CLICKS) -> "ClickCurriculum":
@@ -149,6 +159,8 @@ class ClickCurriculum:
         if isinstance(config, ClickCurriculum):
             return config
         config = dict(config or {})
+        if config.pop("kind", "clicks") != "clicks":
+            raise InputError(SOURCE, "not a click curriculum (kind must be 'clicks'); use curriculum_from_config")
         unknown = sorted(set(config) - set(CONFIG_KEYS))
         if unknown:
             raise InputError(SOURCE, f"unknown key(s) {unknown}; allowed: {list(CONFIG_KEYS)}")
@@ -206,6 +218,28 @@ class ClickCurriculum:
         return {"tumor": tumor, "background": background}
 
 
+def _scribble_curriculum(config: Mapping[str, Any], max_clicks: int):
+    from petclick.clicks.scribble_curriculum import ScribbleCurriculum  # pulls in scikit-image and networkx
+
+    return ScribbleCurriculum.from_config(config, max_clicks)
+
+
+#: Training curricula by YAML name (`clicks.curriculum.kind`): builders (config, max_clicks) -> curriculum.
+CURRICULA: Registry = Registry("click curriculum")
+CURRICULA.register("clicks", ClickCurriculum.from_config)
+CURRICULA.register("scribbles", _scribble_curriculum)
+
+
+def curriculum_from_config(config: Mapping[str, Any] | Any = None, max_clicks: int = MAX_CLICKS):
+    """The curriculum a `clicks.curriculum` mapping names by `kind` (default clicks); a built
+    curriculum passes through. Every curriculum has sample_clicks(label, pet, rng, threshold=...),
+    `background` (patch | case) and `capacity` (points of a kind at most)."""
+    if config is not None and not isinstance(config, Mapping):
+        return config
+    config = dict(config or {})
+    return CURRICULA.get(config.get("kind", "clicks"), SOURCE)(config, max_clicks)
+
+
 def _to_numpy(x) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
@@ -218,7 +252,7 @@ class SimulateTrainingClicks(Randomizable, Transform):
     numpy or torch (CPU or GPU). Deterministic after set_random_state."""
 
     def __init__(self, curriculum: Mapping[str, Any] | ClickCurriculum | None = None, max_clicks: int = MAX_CLICKS):
-        self.curriculum = ClickCurriculum.from_config(curriculum, max_clicks)
+        self.curriculum = curriculum_from_config(curriculum, max_clicks)
         self._rng = np.random.default_rng(0)
 
     def randomize(self, data: Any = None) -> None:
@@ -252,7 +286,7 @@ class SimulateTrainingClicksd(Randomizable, MapTransform):
             pet_key, pet_channel = "image", int(pet_key)
         MapTransform.__init__(self, [label_key, pet_key], allow_missing_keys)
         self.label_key, self.pet_key, self.pet_channel, self.clicks_key = label_key, pet_key, int(pet_channel), clicks_key
-        self.curriculum = ClickCurriculum.from_config(curriculum, max_clicks)
+        self.curriculum = curriculum_from_config(curriculum, max_clicks)
         self.threshold_key = threshold_key
         self._rng = np.random.default_rng(0)
 

@@ -7,11 +7,19 @@ of the KERNELS registry below, so a new encoding is one entry plus its YAML name
 - ``disk``: the binary ball of radius ``radius`` (1 inside, 0 outside).
 - ``gaussian``: exp(-d^2 / 2 sigma^2) truncated at ``truncate`` sigma; ``gaussian_norm: peak`` gives 1 at
   the click, ``unit`` scales each click's kernel to sum to 1 (like the challenge's published heat maps).
+- ``stroke`` (autoPET V scribbles, every stroke voxel a point): the Gaussian blur of the stroke mask,
+  exp(-d^2 / 2 sigma^2) / (sqrt(2 pi) sigma) per voxel combined by sum (its default), so a straight
+  stroke of voxel-spaced points reads about 1 along its line (sigma in voxels; a diagonal one about
+  0.7), a lone voxel 1 / (sqrt(2 pi) sigma), and a stroke drawn twice (the official loop repeats a
+  stroke the model ignored) reads twice as strong. With ``combine: max`` the ``edt``, ``disk`` and
+  ``gaussian`` encodings of stroke voxels are already the truncated EDT, dilation and peak Gaussian
+  of the stroke mask (the maximum of a falling function of the distance to each voxel is that
+  function of the distance to the mask).
 
 Radii/sigmas are in voxels or in mm (``radius_unit`` / ``sigma_unit``; mm uses the image spacing taken
 from its affine, so balls stay round in physical space on anisotropic grids). Overlapping clicks
-combine by maximum (``combine: max``, default) or by sum. ``channels: two`` appends fg then bg
-(CT, PET, fg, bg); ``signed`` appends one channel fg - bg.
+combine by maximum (``combine: max``, the default of every encoding but ``stroke``) or by sum.
+``channels: two`` appends fg then bg (CT, PET, fg, bg); ``signed`` appends one channel fg - bg.
 
 Every click is computed only inside its local box, all clicks of a kind at once (one scatter into the
 flattened channel), on the image's device: no per-voxel Python loops and no host synchronisation, so
@@ -70,6 +78,7 @@ class ClickKernel:
     support: Callable[["EncodeClicks"], float]
     unit: Callable[["EncodeClicks"], str]
     unit_sum: Callable[["EncodeClicks"], bool] = lambda enc: False
+    combine: str = "max"  # how overlapping kernels combine when the config names no `combine`
 
 
 #: The click encodings by YAML name (`clicks.encoding.encoding`), in registration order.
@@ -81,6 +90,9 @@ KERNELS.register("disk", ClickKernel(values=lambda d2, enc: torch.ones_like(d2),
 KERNELS.register("gaussian", ClickKernel(values=lambda d2, enc: torch.exp(-d2 / (2.0 * enc.sigma * enc.sigma)),
                                          support=lambda enc: enc.truncate * enc.sigma, unit=lambda enc: enc.sigma_unit,
                                          unit_sum=lambda enc: enc.gaussian_norm == "unit"))
+KERNELS.register("stroke", ClickKernel(
+    values=lambda d2, enc: torch.exp(-d2 / (2.0 * enc.sigma * enc.sigma)) / (math.sqrt(2.0 * math.pi) * enc.sigma),
+    support=lambda enc: enc.truncate * enc.sigma, unit=lambda enc: enc.sigma_unit, combine="sum"))
 #: Registered encoding names.
 ENCODINGS = KERNELS.names()
 
@@ -105,7 +117,7 @@ class EncodeClicks(Transform):
 
     def __init__(self, encoding: str | None = None, radius: float = 5.0, radius_unit: str = "voxel",
                  sigma: float = 3.0, sigma_unit: str = "voxel", gaussian_norm: str = "peak",
-                 truncate: float = 3.0, channels: str | None = None, combine: str = "max",
+                 truncate: float = 3.0, channels: str | None = None, combine: str | None = None,
                  spacing: Sequence[float] | None = None) -> None:
         encoding = DEFAULT_ENCODING["encoding"] if encoding is None else encoding
         channels = DEFAULT_ENCODING["channels"] if channels is None else channels
@@ -120,7 +132,7 @@ class EncodeClicks(Transform):
         self.gaussian_norm = _choice("gaussian_norm", gaussian_norm, GAUSSIAN_NORMS)
         self.truncate = _positive("truncate", truncate)
         self.channels = _choice("channels", channels, CHANNEL_MODES)
-        self.combine = _choice("combine", combine, COMBINES)
+        self.combine = _choice("combine", self.kernel.combine if combine is None else combine, COMBINES)
         self.spacing = None if spacing is None else tuple(_positive("spacing", s) for s in spacing)
         if self.spacing is not None and len(self.spacing) != 3:
             raise ValueError(f"click spacing must have 3 values, got {spacing!r}")

@@ -4,8 +4,8 @@ Training, per case (cached after the deterministic part):
     LoadImaged(CT image, pet, label) -> EnsureChannelFirstd -> petclick.runtime.preprocess
     (optional Spacingd, CT window, PET clip, concatenate, body crop) -> SpatialPadd(ROI) ->
     FgBgToIndicesd -> [cache] -> RandCropByPosNegLabeld (foreground oversampling) -> rotation and
-    scaling (RandAffined), flips on all axes -> SimulateTrainingClicksd (online click curriculum on
-    the patch label and PET channel, before any intensity change: the official simulator sees the
+    scaling (RandAffined), flips on all axes -> SimulateTrainingClicksd (online click curriculum, or
+    autoPET V scribbles with `clicks.curriculum.kind: scribbles`, on the patch label and PET channel, before any intensity change: the official simulator sees the
     clean PET) -> smoothing, noise, intensity shift and scale -> EncodeClicksd (CT, PET, fg, bg).
     With `data.batch_transforms: true` the chain stops after the clicks (packed, PackClicksd), and
     the intensity augmentation and the encoding run on the collated batch on the training device
@@ -145,7 +145,7 @@ def train_transforms(cfg: Mapping[str, Any], roi: Sequence[int]) -> tuple[list, 
     if data.get("batch_transforms"):  # intensity and encoding on the batch (training.batch)
         from petclick.clicks.packing import PackClicksd
 
-        rand += [simulate, PackClicksd("clicks", int(clicks["max_clicks"])),
+        rand += [simulate, PackClicksd("clicks", simulate.curriculum.capacity),
                  DeleteItemsd(keys=["pet_threshold"]), EnsureTyped(keys=keys, dtype=torch.float32, track_meta=False)]
         return det, rand
     rand += [

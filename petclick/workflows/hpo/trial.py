@@ -60,7 +60,7 @@ def preflight(bundle: Path) -> None:
     """Fail a trial before its training process starts when its generated config is invalid:
     network kwargs, click encoding and click curriculum are built from it (the ROI was already
     checked against the network's divisor by fill_template_config); types and ranges by load_bundle_config."""
-    from petclick.clicks.curriculum import ClickCurriculum
+    from petclick.clicks.curriculum import curriculum_from_config
     from petclick.clicks.encoding import encoder_from_config
     from petclick.config.bundle import HYPER, load_bundle_config
     from petclick.training.loop import describe
@@ -68,7 +68,7 @@ def preflight(bundle: Path) -> None:
     cfg = load_bundle_config(bundle / "configs" / HYPER)
     describe(cfg)
     encoder_from_config(cfg["clicks"]["encoding"])
-    ClickCurriculum.from_config(cfg["clicks"]["curriculum"], max_clicks=int(cfg["clicks"]["max_clicks"]))
+    curriculum_from_config(cfg["clicks"]["curriculum"], max_clicks=int(cfg["clicks"]["max_clicks"]))
 
 
 class PetclickOptunaGen(OptunaGen):
