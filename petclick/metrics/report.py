@@ -106,8 +106,9 @@ def write_summary(summary: dict, path: str | Path) -> Path:
 def format_summary(summary: dict) -> str:
     """Console lines: counts (evaluated, skipped, negatives) and the cohort means/medians."""
     o = summary["overall"]
+    undefined = "DMM/FNV" if "auc_dmm" in summary else "Dice/FNV"   # autopet-v scores Dice on empty cases
     lines = [f"evaluated {summary['n_evaluated']} of {summary['n_cases']} cases "
-             f"({summary['n_skipped']} skipped, {o['n_negative']} with empty ground truth: Dice/FNV taken over "
+             f"({summary['n_skipped']} skipped, {o['n_negative']} with empty ground truth: {undefined} taken over "
              f"{o['n_cases'] - o['n_negative']})"]
     for s in summary["skipped"]:
         lines.append(f"  skipped {s['case']}: {s['reason']}")
