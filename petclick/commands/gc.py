@@ -9,7 +9,8 @@ from petclick.commands.predict import add_model_args, algo_weights, click_policy
 from petclick.core.errors import InputError
 from petclick.inference.predictors import get_predictor
 from petclick.io.clickpolicy import ClickPolicy
-from petclick.workflows.gc import MODELS_ENV, default_models, run_gc
+from petclick.metrics.editions import EDITIONS, edition
+from petclick.workflows.gc import MODELS_ENV, STATE_ENV, default_models, default_state_dir, run_gc
 from petclick.workflows.predict import PredictSettings, Runner
 
 BUDGET_ENV = "PETCLICK_TIME_BUDGET"
@@ -31,11 +32,13 @@ def run(args: argparse.Namespace) -> int:
             budget = float(os.environ[BUDGET_ENV])
         except ValueError as exc:
             raise InputError(BUDGET_ENV, f"must be a number of seconds, got {os.environ[BUDGET_ENV]!r}") from exc
+    state = args.state if args.state is not None else default_state_dir()
     settings = PredictSettings(steps=None, postprocess=postprocess_config(args), time_budget_s=budget,
                                tta_axes=tuple(args.tta_axes), progress=False, click_policy=gc_click_policy(args),
-                               incremental=args.incremental, tile_cache_mb=args.tile_cache_mb)
+                               incremental=args.incremental, tile_cache_mb=args.tile_cache_mb,
+                               budget=edition(args.protocol).budget, stateful=state is not None)
     runner = Runner(get_predictor(args.models, device=resolve_device(args.device), algo_weights=weights), settings)
-    written = run_gc(args.input, args.output, runner, settings.click_policy)
+    written = run_gc(args.input, args.output, runner, settings.click_policy, args.protocol, state)
     for path in written:
         print(path)
     return 0
@@ -48,8 +51,16 @@ def register(subparsers) -> None:
                     "points, PET voxel indices) under --input; writes images/tumor-lesion-segmentation/<uuid>.mha "
                     f"with the PET's origin, spacing and direction under --output (uuid = the CT file's name). Models: "
                     f"--models, else ${MODELS_ENV}, else /opt/algorithm/models. Time budget: --time-budget, else "
-                    f"${BUDGET_ENV} (seconds per job).")
+                    f"${BUDGET_ENV} (seconds per job). autoPET V: --protocol autopet-v, state folder --state or "
+                    f"${STATE_ENV}.")
     p.add_argument("--input", default="/input", help="input folder (default /input)")
     p.add_argument("--output", default="/output", help="output folder (default /output)")
+    p.add_argument("--protocol", choices=sorted(EDITIONS), default="autopet-iv",
+                   help="autopet-iv: up to 10 clicks of each kind (default); autopet-v: lesion-clicks.json holds "
+                        "every scribble voxel so far, one run per corrective step")
+    p.add_argument("--state", default=None, metavar="DIR",
+                   help=f"keep each case's session here between runs (else ${STATE_ENV}; neither: every run starts "
+                        "afresh): the next step re-runs only what its scribbles change, a rerun of a step returns "
+                        "the same mask without computing")
     add_model_args(p, models_default=[default_models()])
     p.set_defaults(func=run)

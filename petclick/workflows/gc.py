@@ -16,6 +16,15 @@ fail over its clicks. Bad entries are dropped one by one and the good ones used;
 cannot be read at all (missing, malformed JSON, over the size limit) means step 0. Every drop
 goes to stderr and to `<output>/petclick-input-report.json` (per job: the clicks used, each
 dropped entry with its reason, the file error if any).
+
+autoPET V (`protocol="autopet-v"`): the container runs once per corrective step, as a fresh
+process, and lesion-clicks.json holds every scribble so far (one "Multiple points" point per
+stroke voxel, so no 10-click budget). With a state folder (`state_dir`: `petclick gc --state`, or
+$PETCLICK_STATE_DIR) each case's InteractiveSession is saved after its step under
+`<state>/<case fingerprint>/` (the PET's shape, affine and voxels, so a renamed upload finds its
+state and another case never does) and loaded by the next run: a trained ensemble then re-runs
+only the tiles the new scribbles change, and a rerun of the same step (same scribbles) returns the
+saved mask without computing. Without one, every step is predicted from scratch (the same mask).
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ OUTPUT_DIR = Path("images/tumor-lesion-segmentation")
 REPORT_FILE = "petclick-input-report.json"
 DEFAULT_MODELS = "/opt/algorithm/models"
 MODELS_ENV = "PETCLICK_MODELS"
+STATE_ENV = "PETCLICK_STATE_DIR"
 
 
 @dataclass
@@ -93,10 +103,17 @@ def default_models() -> str:
     return os.environ.get(MODELS_ENV, DEFAULT_MODELS)
 
 
-def read_job_clicks(job: GcCase, shape, policy: ClickPolicy | str = ClickPolicy.LENIENT) -> tuple[Clicks, dict]:
+def default_state_dir() -> str | None:
+    """The autoPET V state folder from $PETCLICK_STATE_DIR (None: stateless)."""
+    return os.environ.get(STATE_ENV) or None
+
+
+def read_job_clicks(job: GcCase, shape, policy: ClickPolicy | str = ClickPolicy.LENIENT,
+                    budget: int | None = BUDGET) -> tuple[Clicks, dict]:
     """The job's clicks under `policy` (the container's lenient one by default) and its report entry
     (clicks used, drops, error). A file that cannot be read means step 0; what the policy refuses
-    (outside the volume, over the budget, under strict or drop-outside) is an error."""
+    (outside the volume, over the budget, under strict or drop-outside) is an error. `budget`:
+    clicks of each kind (None for scribbles)."""
     drops: list = []
     error = None
     try:
@@ -104,35 +121,61 @@ def read_job_clicks(job: GcCase, shape, policy: ClickPolicy | str = ClickPolicy.
     except InputError as exc:
         log.error("%s: predicting without clicks (step 0)", exc)
         clicks, error = Clicks(), str(exc)
-    clicks = apply_click_policy(clicks, shape, job.clicks, policy, BUDGET, drops)
+    clicks = apply_click_policy(clicks, shape, job.clicks, policy, budget, drops)
     report = {"uuid": job.uuid, "clicks_file": None if job.clicks is None else str(job.clicks),
               "n_tumor_clicks": len(clicks.tumor), "n_background_clicks": len(clicks.background),
               "dropped": [d.to_dict() for d in drops], "error": error}
     return clicks, report
 
 
-def run_gc(input_dir: str | Path, output_dir: str | Path, runner, policy: ClickPolicy | str = ClickPolicy.LENIENT
-           ) -> list[Path]:
+def _job_session(runner, case, clicks: Clicks, job: GcCase, state: Path | None):
+    """The job's session: the one saved in `state` for this case when there is one, else a new one."""
+    from petclick.inference.session import STATE_FILE, InteractiveSession
+    from petclick.postprocess import resolve_tracer
+
+    if state is not None and (state / STATE_FILE).is_file():
+        s = runner.settings
+        try:
+            session = InteractiveSession.load(state, predictor=runner.predictor, case=case, postprocess=s.postprocess,
+                                              click_policy=s.click_policy, budget=s.budget,
+                                              tile_cache_mb=s.tile_cache_mb, source=job.clicks)
+            log.info("%s: session state of step %d loaded from %s", job.uuid, session.step, state)
+            return session
+        except InputError as exc:   # another petclick's or a damaged state: this step starts afresh
+            log.warning("%s: %s; starting a new session", job.uuid, exc)
+    return runner.case_session(case, clicks, [None], resolve_tracer(None, case), job.clicks)
+
+
+def run_gc(input_dir: str | Path, output_dir: str | Path, runner, policy: ClickPolicy | str = ClickPolicy.LENIENT,
+           protocol: str = "autopet-iv", state_dir: str | Path | None = None) -> list[Path]:
     """Predict every grand-challenge job under `input_dir` into `output_dir`; returns the written masks.
 
     `runner` is a petclick.workflows.predict.Runner (ensemble, time budget, post-processing config). The
     click file holds this job's clicks (the good ones are used, see the module docstring; `policy`
     lenient unless the command line asks otherwise); its absence means step 0. The input report is
-    written after every job. Each job is one step of an interactive session.
+    written after every job. Each job is one step of an interactive session. `protocol` autopet-v:
+    the file holds every scribble so far (no click budget) and `state_dir` keeps each case's session
+    between runs (module docstring).
     """
+    from petclick.inference.session import fingerprint
     from petclick.inference.steps import official_clicks, run_steps
-    from petclick.postprocess import resolve_tracer
+    from petclick.metrics.editions import edition
     from petclick.workflows.predict.inputs import load_prediction_case
 
+    budget = edition(protocol).budget
     written, reports = [], []
     for job in discover_gc_inputs(input_dir):
         case = load_prediction_case(job.ct, job.pet)
-        clicks, report = read_job_clicks(job, case.shape, policy)
+        clicks, report = read_job_clicks(job, case.shape, policy, budget)
         reports.append(report)
         atomic_write_text(Path(output_dir) / REPORT_FILE, json.dumps({"jobs": reports}, indent=1) + "\n")
-        log.info("%s: %d tumour and %d background click(s)", job.uuid, len(clicks.tumor), len(clicks.background))
-        session = runner.case_session(case, clicks, [None], resolve_tracer(None, case), job.clicks)
+        log.info("%s: %d tumour and %d background %s", job.uuid, len(clicks.tumor), len(clicks.background),
+                 "click(s)" if budget is not None else "scribble voxel(s)")
+        state = None if state_dir is None else Path(state_dir) / fingerprint(case)[:16]
+        session = _job_session(runner, case, clicks, job, state)
         (_, pred), = run_steps(session, [None], official_clicks(clicks))
+        if state is not None:
+            session.save(state)
         out = Path(output_dir) / OUTPUT_DIR / f"{job.uuid}.mha"
         written.append(save_mha(out, pred.mask, reference=read_sitk(job.pet)))
         log.info("wrote %s (%d lesion voxel(s))", out, int(pred.mask.sum()))

@@ -36,7 +36,7 @@ from petclick.core.errors import InputError
 from petclick.inference.session import InteractiveSession
 from petclick.inference.steps import official_clicks, run_steps
 from petclick.io.clickfile import Clicks, read_clicks
-from petclick.io.clickpolicy import ClickPolicy
+from petclick.io.clickpolicy import BUDGET, ClickPolicy
 from petclick.io.images import CaseVolumes, save_volume
 from petclick.io.runrecord import check_record, merge_cases, new_run_id
 from petclick.postprocess import make_config, resolve_tracer
@@ -70,6 +70,8 @@ class PredictSettings:
     click_policy: ClickPolicy | str = ClickPolicy.STRICT
     incremental: str | None = None
     tile_cache_mb: float | None = None
+    budget: int | None = BUDGET     # clicks of each kind (None: any number, as autoPET V scribble voxels)
+    stateful: bool = False          # sessions live on across runs (gc autopet-v): the incremental mode as for several steps
 
 
 class Runner:
@@ -96,7 +98,7 @@ class Runner:
         s = self.settings
         if s.incremental is not None:
             return s.incremental
-        return "naive" if self._n_predictions() == 1 else None
+        return "naive" if self._n_predictions() == 1 and not s.stateful else None
 
     def session(self, case: CaseVolumes, tracer: str | None = None, source=None, checkpoints=None,
                 tta_axes=None) -> InteractiveSession:
@@ -109,7 +111,7 @@ class Runner:
             elif s.tta_axes:
                 tta_axes = tuple(s.tta_axes)
         return InteractiveSession(p, case, mode=self.mode, postprocess=s.postprocess, tracer=tracer,
-                                  click_policy=s.click_policy, tile_cache_mb=s.tile_cache_mb,
+                                  click_policy=s.click_policy, budget=s.budget, tile_cache_mb=s.tile_cache_mb,
                                   checkpoints=checkpoints, tta_axes=tta_axes, source=source)
 
     def _planned(self, case: CaseVolumes, clicks: Clicks, tracer: str | None, source) -> InteractiveSession | None:
