@@ -11,11 +11,14 @@ simulate-scribbles` on uncompressed .nii files, reading and process start includ
 `startup` row `petclick --help` alone). Target (issue 16): <= 1 s.
 
 Part 2: EncodeClicks (petclick.clicks.encoding) with scribble voxels as click points: N points
-per kind (strokes of 40 voxels on random slices) into the full 400x400x326 volume and into a
-192^3 patch, median over --repeats calls, torch on --threads CPU threads.
+per kind (strokes of up to 40 voxels on random slices) into volumes of the --encode-shapes
+(default: the demo's 48x48x64 cases, 200x200x326, a 192^3 patch and the full --shape volume),
+median over --repeats calls, torch on --threads CPU threads; the `stroke` encoding (the Gaussian
+blur of the stroke mask, summed) beside the click encodings.
 
     python benchmarks/bench_scribbles.py
     python benchmarks/bench_scribbles.py --repeats 3 --points 100 300 1000 --threads 1
+    python benchmarks/bench_scribbles.py --encoding-only --points 100 500 2000 --encode-shapes 48 48 64 200 200 326
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ from petclick.phantoms import generate_case
 
 ENCODINGS = {"edt r=5 vox": {"encoding": "edt", "radius": 5},
              "disk r=3 vox": {"encoding": "disk", "radius": 3},
-             "gaussian s=3": {"encoding": "gaussian", "sigma": 3}}
+             "gaussian s=3": {"encoding": "gaussian", "sigma": 3},
+             "stroke s=2": {"encoding": "stroke", "sigma": 2}}
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -92,7 +96,9 @@ def bench_cli(case, repeats: int) -> tuple[float, float]:
 
 
 def scribble_points(shape, n: int, rng: np.random.Generator, stroke: int = 40) -> np.ndarray:
-    """n voxels on strokes of `stroke` voxels, each a straight run on a random axial slice."""
+    """n voxels on strokes of `stroke` voxels (at most a third of the in-plane size), each a straight
+    run on a random axial slice."""
+    stroke = max(2, min(stroke, shape[0] // 3, shape[1] // 3))
     pts = []
     while len(pts) < n:
         start = rng.integers([stroke, stroke, 0], [shape[0] - stroke, shape[1] - stroke, shape[2]])
@@ -103,10 +109,11 @@ def scribble_points(shape, n: int, rng: np.random.Generator, stroke: int = 40) -
     return np.rint(np.array(pts[:n])).astype(np.float64)
 
 
-def bench_encoding(points: list[int], repeats: int, full_shape, seed: int) -> list[tuple]:
+def bench_encoding(points: list[int], repeats: int, shapes, seed: int) -> list[tuple]:
     rng = np.random.default_rng(seed)
     rows = []
-    for where, shape in (("full volume", tuple(full_shape)), ("192^3 patch", (192, 192, 192))):
+    for shape in shapes:
+        where = "x".join(str(s) for s in shape)
         image = MetaTensor(torch.zeros(2, *shape), affine=torch.diag(torch.tensor([2.04, 2.04, 3.0, 1.0])))
         for n in points:
             clicks = {k: scribble_points(shape, n, rng) for k in ("tumor", "background")}
@@ -128,8 +135,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--points", type=int, nargs="+", default=(100, 300, 1000), help="scribble voxels per kind")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads for the encoding (default 1)")
     ap.add_argument("--no-cli", action="store_true", help="skip the end-to-end CLI row")
+    ap.add_argument("--encoding-only", action="store_true", help="only part 2 (no phantom, no step timing)")
+    ap.add_argument("--encode-shapes", type=int, nargs="+", default=None, metavar="X Y Z",
+                    help="volumes of part 2, three numbers each (default 48 48 64 200 200 326 192 192 192 and --shape)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    flat = args.encode_shapes or [48, 48, 64, 200, 200, 326, 192, 192, 192, *args.shape]
+    if len(flat) % 3:
+        ap.error("--encode-shapes takes three numbers per volume")
+    shapes = [tuple(flat[i:i + 3]) for i in range(0, len(flat), 3)]
+    if args.encoding_only:
+        encoding_table(args, shapes)
+        return
 
     t0 = time.perf_counter()
     case = generate_case("fdg_bench_1", seed=args.seed, shape=tuple(args.shape), clicks=False)
@@ -149,10 +166,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"cli (dilated-missing, centerline, .nii read + step + JSON write, process start included): "
               f"{step:.0f} ms; startup (petclick --help): {start:.0f} ms")
 
-    print(f"\nencoding scribble points as clicks (torch threads {args.threads}; ms = median of {args.repeats})")
-    print(f"{'where':<13}{'points/kind':>12}  {'encoding':<15}{'channels ms':>12}{'full ms':>10}")
-    for where, n, name, chans, full in bench_encoding(list(args.points), args.repeats, args.shape, args.seed):
-        print(f"{where:<13}{n:>12}  {name:<15}{chans:>12.1f}{full:>10.1f}")
+    encoding_table(args, shapes)
+
+
+def encoding_table(args, shapes) -> None:
+    print(f"\nencoding scribble points as clicks (torch threads {args.threads}; ms = median of {args.repeats}; "
+          f"channels = the 2 click channels alone, full = appended to a 2-channel image)")
+    print(f"{'volume':<13}{'points/kind':>12}  {'encoding':<15}{'channels ms':>12}{'full ms':>10}")
+    for where, n, name, chans, full in bench_encoding(list(args.points), args.repeats, shapes, args.seed):
+        print(f"{where:<13}{n:>12}  {name:<15}{chans:>12.1f}{full:>10.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -182,6 +182,13 @@ class EncodeClicks(Transform):
                               else points, device=device).to(torch.float32).reshape(-1, 3)
         if pts.shape[0] == 0:
             return None
+        weights = None
+        if pts.device.type == "cpu" and pts.shape[0] > 1:
+            # repeated points (a scribble drawn again) once each: max ignores repeats, sum weighs by the count
+            # (on CPU only: the unique count is data-dependent, a host synchronisation on CUDA)
+            pts, counts = torch.unique(pts, dim=0, return_counts=True)
+            if self.combine == "sum" and int(counts.max()) > 1:
+                weights = counts.to(torch.float32)[:, None, None, None]
         support = self._support()
         half = [int(math.ceil(support / s)) for s in scale]
         # window offsets -h..h+1 around floor(c) cover every voxel within the support of a sub-voxel c
@@ -195,6 +202,8 @@ class EncodeClicks(Transform):
         if self.kernel.unit_sum(self):
             # normalise over the whole (unclipped) kernel so each click sums to 1 away from borders
             vals = vals / vals.flatten(1).sum(1).clamp_min(1e-12)[:, None, None, None]
+        if weights is not None:
+            vals = vals * weights
         valid = [(coords[a] >= 0) & (coords[a] <= shape[a] - 1) for a in range(3)]
         ok = valid[0][:, :, None, None] & valid[1][:, None, :, None] & valid[2][:, None, None, :]
         idx = [coords[a].clamp(0, shape[a] - 1).to(torch.int64) for a in range(3)]
