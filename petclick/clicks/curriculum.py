@@ -82,22 +82,29 @@ def count_distribution(spec: str | Sequence[float], max_clicks: int = MAX_CLICKS
     return w / w.sum()
 
 
-def _sampler_weights(spec: Mapping[str, float] | str) -> dict[str, float]:
+def mix_weights(spec: Mapping[str, float] | str, allowed: Sequence[str], what: str, example: str,
+                source: str = SOURCE) -> dict[str, float]:
+    """A YAML mix ({name: weight, ...} or one name) normalised to sum 1, in `allowed` order; unknown
+    names, non-numbers, negative weights or a zero sum raise InputError naming `source` and `what`."""
     if isinstance(spec, str):
         spec = {spec: 1.0}
     if not isinstance(spec, Mapping) or not spec:
-        raise InputError(SOURCE, f"samplers must be a mapping such as {{official: 0.8, interior: 0.2}}, got {spec!r}")
-    unknown = sorted(set(spec) - set(SAMPLERS))
+        raise InputError(source, f"{what}s must be a mapping such as {example}, got {spec!r}")
+    unknown = sorted(set(spec) - set(allowed))
     if unknown:
-        raise InputError(SOURCE, f"unknown sampler(s) {unknown}; use {list(SAMPLERS)}")
+        raise InputError(source, f"unknown {what}(s) {unknown}; use {list(allowed)}")
     try:
         w = {k: float(v) for k, v in spec.items()}
     except (TypeError, ValueError):
-        raise InputError(SOURCE, f"sampler weights must be numbers, got {dict(spec)}") from None
+        raise InputError(source, f"{what} weights must be numbers, got {dict(spec)}") from None
     if any(not np.isfinite(v) or v < 0 for v in w.values()) or sum(w.values()) <= 0:
-        raise InputError(SOURCE, f"sampler weights must be non-negative with a positive sum, got {dict(spec)}")
+        raise InputError(source, f"{what} weights must be non-negative with a positive sum, got {dict(spec)}")
     total = sum(w.values())
-    return {k: w[k] / total for k in SAMPLERS if k in w}
+    return {k: w[k] / total for k in allowed if k in w}
+
+
+def _sampler_weights(spec: Mapping[str, float] | str) -> dict[str, float]:
+    return mix_weights(spec, SAMPLERS, "sampler", "{official: 0.8, interior: 0.2}")
 
 
 def interior_clicks(comps: Components, n: int, rng: np.random.Generator, power: float = 2.0) -> list[tuple[int, int, int]]:

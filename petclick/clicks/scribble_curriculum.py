@@ -44,7 +44,7 @@ from typing import Any, Mapping
 import cc3d
 import numpy as np
 
-from petclick.clicks.curriculum import BACKGROUNDS, count_distribution, high_uptake_mask
+from petclick.clicks.curriculum import BACKGROUNDS, count_distribution, high_uptake_mask, mix_weights
 from petclick.clicks.curriculum import CONFIG_KEYS as CLICK_KEYS
 from petclick.clicks.scribbles import scribble_step
 from petclick.clicks.strokes import STRATEGIES
@@ -58,24 +58,6 @@ CURRICULUM_KEYS = ("kind", "background", "scribbles", *CLICK_KEYS)
 DEFAULT_CONFIG: dict[str, Any] = {"steps": "uniform", "max_steps": 5,
                                   "strategies": {"centerline": 1.0, "random": 1.0, "boundary": 1.0},
                                   "miss": 0.5, "max_points": 1024}
-
-
-def _strategy_weights(spec: Any) -> dict[str, float]:
-    if isinstance(spec, str):
-        spec = {spec: 1.0}
-    if not isinstance(spec, Mapping) or not spec:
-        raise InputError(SOURCE, f"strategies must be a mapping such as {{centerline: 1, random: 1}}, got {spec!r}")
-    unknown = sorted(set(spec) - set(STRATEGIES))
-    if unknown:
-        raise InputError(SOURCE, f"unknown stroke strategy(ies) {unknown}; use {sorted(STRATEGIES)}")
-    try:
-        w = {k: float(v) for k, v in spec.items()}
-    except (TypeError, ValueError):
-        raise InputError(SOURCE, f"strategy weights must be numbers, got {dict(spec)}") from None
-    if any(not np.isfinite(v) or v < 0 for v in w.values()) or sum(w.values()) <= 0:
-        raise InputError(SOURCE, f"strategy weights must be non-negative with a positive sum, got {dict(spec)}")
-    total = sum(w.values())
-    return {k: w[k] / total for k in sorted(w)}
 
 
 def _int_at_least(name: str, value: Any, lo: int) -> int:
@@ -136,8 +118,10 @@ class ScribbleCurriculum:
             raise InputError(SOURCE, f"miss must be a probability in [0, 1], got {cfg['miss']!r}")
         if cfg["background"] not in BACKGROUNDS:
             raise InputError(SOURCE, f"background must be one of {list(BACKGROUNDS)}, got {cfg['background']!r}")
-        return cls(count_distribution(cfg["steps"], max_steps), _strategy_weights(cfg["strategies"]), miss,
-                   str(cfg["background"]), _int_at_least("max_points", cfg["max_points"], 1))
+        strategies = mix_weights(cfg["strategies"], sorted(STRATEGIES), "stroke strategy", "{centerline: 1, random: 1}",
+                                 SOURCE)
+        return cls(count_distribution(cfg["steps"], max_steps), strategies, miss, str(cfg["background"]),
+                   _int_at_least("max_points", cfg["max_points"], 1))
 
     def initial_prediction(self, lesion: np.ndarray, pet: np.ndarray, rng: np.random.Generator,
                            threshold: float | None = None) -> np.ndarray:
