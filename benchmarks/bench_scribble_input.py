@@ -43,13 +43,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
 PROTOCOL = "autopet-v"
 
 
-def train(datalist: Path, work: Path, folds: int, overrides: dict, user: dict) -> tuple[dict[int, list[Path]], float]:
+def train(datalist: Path, work: Path, folds: int, overrides: dict, user: dict,
+          reuse: bool = False) -> tuple[dict[int, list[Path]], float]:
+    """Train folds 0..folds-1 into `work` ({fold: [model.pt by repeat]}, seconds); `reuse` keeps a
+    fold an earlier run finished there (its status.json)."""
     from petclick.training.loop import train_fold
 
     out, t0 = {}, time.time()
     for fold in range(folds):
         ckpt = work / f"segresnet_{fold}" / "model"
-        train_fold(fold_config(datalist, fold, ckpt, overrides, user))
+        status = ckpt / "status.json"
+        if not (reuse and status.is_file() and json.loads(status.read_text()).get("state") == "finished"):
+            train_fold(fold_config(datalist, fold, ckpt, overrides, user))
         out[fold] = sorted(ckpt.glob("repeat*/model.pt"), key=lambda p: int(p.parent.name[6:]))
         print(f"    fold {fold}: {len(out[fold])} checkpoints ({time.time() - t0:.0f} s)", flush=True)
     return out, time.time() - t0
@@ -108,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path)
     ap.add_argument("--work", type=Path, help="keep the trained models here (default: a temporary folder)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--reuse", action="store_true", help="keep folds already trained in --work (train_s then "
+                                                         "counts only what this run trained)")
     args = ap.parse_args(argv)
 
     data = args.data or Path(tempfile.gettempdir()) / f"petclick_quality_{args.cohort_seed}_{args.cases}"
@@ -126,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         results["suv-threshold"] = {**score(base, args.steps), "train_s": 0.0}
         for name in args.variants:
             print(f"== {name}: training {args.folds} fold(s)", flush=True)
-            ckpts, seconds = train(datalist, work / name, args.folds, {**VARIANTS[name], **common}, user)
+            ckpts, seconds = train(datalist, work / name, args.folds, {**VARIANTS[name], **common}, user, args.reuse)
             rows = [r for f in val for r in rows_of(EnsemblePredictor(ckpts[f]), val[f], datalist.parent,
                                                     strategies, args.steps)]
             results[name] = {**score(rows, args.steps), "train_s": seconds}
