@@ -58,3 +58,24 @@ def make_bundle(tiny_cohort, tiny_datastats):
         return bundle
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """Folder of one untrained tiny SegResNetDS checkpoint (16^3 windows, overlap 0.25, edt clicks):
+    for the plumbing of model predictors, not their quality."""
+    import torch
+
+    from petclick.networks.factory import build_network
+    from petclick.runtime.checkpoint import save_checkpoint
+
+    kwargs = {"init_filters": 4, "blocks_down": [1, 1], "dsdepth": 1}
+    torch.manual_seed(0)
+    net = build_network("segresnet", 4, 1, **kwargs)
+    path = tmp_path_factory.mktemp("tiny_model") / "m" / "model.pt"
+    save_checkpoint(path, {"state_dict": net.state_dict(), "network": {"name": "segresnet", "kwargs": kwargs},
+                           "in_channels": 4, "out_channels": 1,
+                           "preprocess": {"roi": [16, 16, 16], "crop_body": False,
+                                          "encoding": {"encoding": "edt", "channels": "two"}},
+                           "infer": {"roi": [16, 16, 16], "overlap": 0.25, "sw_batch_size": 2}})
+    return path.parent

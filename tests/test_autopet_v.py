@@ -118,7 +118,7 @@ def test_strategies_are_dealt_round_robin_over_sorted_case_ids():
     assert case_strategies(ids[:4]) == case_strategies(sorted(ids[:4]))
 
 
-def test_interactive_autopet_v_writes_the_edition_report(tmp_path, capsys):
+def test_interactive_autopet_v_writes_the_edition_report(tmp_path, capsys, tiny_model):
     case = scribble_case()
     root = tmp_path / "data"
     entries = []
@@ -147,6 +147,12 @@ def test_interactive_autopet_v_writes_the_edition_report(tmp_path, capsys):
     last = [r for r in rows if r["case"] == "fdg_p1_2020" and r["step"] == 2][0]
     assert [list(p) for p in saved.background] == last["background_clicks"]
     assert "AUC-DMM, mean over cases with lesions" in capsys.readouterr().out
+    model = tmp_path / "model_report"                   # a trained-model predictor through the same loop
+    assert cli_main(["interactive", "--protocol", "autopet-v", "--steps", "2", "--predictor", str(tiny_model),
+                     "--datalist", str(root / "datalist.json"), "--out", str(model), "--no-mip",
+                     "--cases", "fdg_p1_2020"]) == 0
+    mrows = read_cases_csv(model / "cases.csv")
+    assert [r["step"] for r in mrows] == [0, 1] and sum(mrows[1][f"n_{k}_clicks"] for k in ("tumor", "background")) > 0
     assert cli_main(["interactive", "--protocol", "autopet-v", "--mode", "official", "--predictor", "suv-threshold",
                      "--datalist", str(root / "datalist.json"), "--out", str(out)]) == 2
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from petclick.cli import main
 from petclick.clicks.scribbles import add_scribble, scribble_step
@@ -29,24 +28,6 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def phantom():
     return generate_case("fdg_gcv_01", 4, shape=(32, 28, 40), tracer="fdg", clicks=False)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """An untrained tiny checkpoint (plumbing, not quality): 16^3 windows over the 32x28x40 case."""
-    from petclick.networks.factory import build_network
-    from petclick.runtime.checkpoint import save_checkpoint
-
-    kwargs = {"init_filters": 4, "blocks_down": [1, 1], "dsdepth": 1}
-    torch.manual_seed(0)
-    net = build_network("segresnet", 4, 1, **kwargs)
-    path = tmp_path_factory.mktemp("gcv_model") / "m" / "model.pt"
-    save_checkpoint(path, {"state_dict": net.state_dict(), "network": {"name": "segresnet", "kwargs": kwargs},
-                           "in_channels": 4, "out_channels": 1,
-                           "preprocess": {"roi": [16, 16, 16], "crop_body": False,
-                                          "encoding": {"encoding": "edt", "channels": "two"}},
-                           "infer": {"roi": [16, 16, 16], "overlap": 0.25, "sw_batch_size": 2}})
-    return path.parent
 
 
 def write_input(root: Path, ph, scribbles: Clicks) -> None:
