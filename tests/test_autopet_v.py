@@ -271,3 +271,38 @@ def test_edt_of_stroke_voxels_is_the_truncated_edt_of_the_stroke_mask():
     got = enc.click_channels(torch.zeros(2, *mask.shape), {"tumor": np.argwhere(mask).astype(float)})[0].numpy()
     want = np.clip(1 - ndimage.distance_transform_edt(~mask) / 4, 0, None)
     np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("cfg", [{"encoding": "edt", "radius": 3}, {"encoding": "disk", "radius": 2},
+                                 {"encoding": "gaussian", "sigma": 1.5, "gaussian_norm": "unit"},
+                                 {"encoding": "stroke", "sigma": 1.5},
+                                 {"encoding": "edt", "radius": 6, "radius_unit": "mm", "spacing": (2.0, 1.5, 3.0)},
+                                 {"encoding": "gaussian", "sigma": 1.2, "channels": "signed"}])
+@pytest.mark.parametrize("offset", [0.0, 0.25])
+def test_many_clicks_encode_as_their_definition(cfg, offset):
+    """Voxel clicks (the template path) and sub-voxel clicks, with repeats and clicks at the border,
+    against a brute-force evaluation of the kernel at every voxel."""
+    rng = np.random.default_rng(1)
+    shape = (9, 11, 7)
+    pts = {k: rng.integers(0, shape, (n, 3)).astype(float) + offset for k, n in (("tumor", 30), ("background", 12))}
+    pts["tumor"] = np.concatenate([pts["tumor"], pts["tumor"][:5], [[0, 0, 0], [8, 10, 6]]])   # repeats, corners
+    enc = EncodeClicks(**cfg)
+    got = enc.click_channels(torch.zeros(2, *shape), pts).numpy()
+    scale = np.asarray(enc._unit_scale(None))
+    support = enc._support()
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).astype(np.float64)
+
+    def channel(p):
+        d2 = ((((grid[..., None, :] - p[None, None, None]) * scale) ** 2).sum(-1))          # (X, Y, Z, N)
+        vals = enc.kernel.values(torch.as_tensor(d2), enc).numpy() * (d2 <= support ** 2 + 1e-6)
+        if enc.kernel.unit_sum(enc):
+            window = np.stack(np.meshgrid(*[np.arange(-h, h + 1) for h in
+                                            [int(math.ceil(support / s)) for s in scale]], indexing="ij"), -1)
+            d2w = (((window * scale) ** 2).sum(-1)).ravel()
+            total = float((enc.kernel.values(torch.as_tensor(d2w), enc).numpy() * (d2w <= support ** 2 + 1e-6)).sum())
+            vals = vals / total
+        return vals.sum(-1) if enc.combine == "sum" else vals.max(-1)
+
+    fg, bg = channel(pts["tumor"]), channel(pts["background"])
+    want = np.stack([fg, bg]) if enc.channels == "two" else (fg - bg)[None]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -188,7 +188,9 @@ class EncodeClicks(Transform):
             # (on CPU only: the unique count is data-dependent, a host synchronisation on CUDA)
             pts, counts = torch.unique(pts, dim=0, return_counts=True)
             if self.combine == "sum" and int(counts.max()) > 1:
-                weights = counts.to(torch.float32)[:, None, None, None]
+                weights = counts.to(torch.float32)
+            if bool(torch.all(pts == torch.floor(pts))):   # voxel clicks, as every scribble voxel
+                return self._voxel_kernels(pts.to(torch.int64), weights, shape, scale, dtype)
         support = self._support()
         half = [int(math.ceil(support / s)) for s in scale]
         # window offsets -h..h+1 around floor(c) cover every voxel within the support of a sub-voxel c
@@ -203,13 +205,60 @@ class EncodeClicks(Transform):
             # normalise over the whole (unclipped) kernel so each click sums to 1 away from borders
             vals = vals / vals.flatten(1).sum(1).clamp_min(1e-12)[:, None, None, None]
         if weights is not None:
-            vals = vals * weights
+            vals = vals * weights[:, None, None, None]
         valid = [(coords[a] >= 0) & (coords[a] <= shape[a] - 1) for a in range(3)]
         ok = valid[0][:, :, None, None] & valid[1][:, None, :, None] & valid[2][:, None, None, :]
         idx = [coords[a].clamp(0, shape[a] - 1).to(torch.int64) for a in range(3)]
         flat = (idx[0][:, :, None, None] * (shape[1] * shape[2]) + idx[1][:, None, :, None] * shape[2]
                 + idx[2][:, None, None, :])
         return flat.reshape(-1), (vals * ok).to(dtype).reshape(-1)
+
+    def _template(self, scale: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(offsets (K, 3) int64, values (K,)) of one click on a voxel centre: the kernel's nonzero
+        support, computed once per scale (the values `kernels` gives every voxel click)."""
+        key = tuple(float(s) for s in scale)
+        cache = self.__dict__.setdefault("_templates", {})
+        if key not in cache:
+            support = self._support()
+            half = [int(math.ceil(support / s)) for s in scale]
+            grids = torch.meshgrid(*[torch.arange(-h, h + 1, dtype=torch.float32) for h in half], indexing="ij")
+            d2 = sum((g * s) ** 2 for g, s in zip(grids, scale))
+            inside = d2 <= support * support + 1e-6
+            vals = self.kernel.values(d2, self) * inside
+            if self.kernel.unit_sum(self):
+                vals = vals / vals.sum().clamp_min(1e-12)
+            keep = vals != 0
+            cache[key] = (torch.stack([g[keep] for g in grids], 1).to(torch.int64), vals[keep])
+        return cache[key]
+
+    def _voxel_kernels(self, pts: torch.Tensor, weights: torch.Tensor | None, shape: tuple[int, ...],
+                       scale: Sequence[float], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """`kernels` for clicks on voxel centres (CPU): the one template shifted to every click, only
+        its nonzero entries inside the array (the same values, several times fewer entries); clicks
+        whose whole template lies inside need no per-entry bounds check."""
+        offsets, template = self._template(scale)
+        strides = torch.tensor([shape[1] * shape[2], shape[2], 1], dtype=torch.int64)
+        size = torch.tensor(shape, dtype=torch.int64)
+        flat_offsets = (offsets * strides).sum(-1)
+        inner = ((pts + offsets.min(0).values >= 0) & (pts + offsets.max(0).values < size)).all(-1)
+        flats, vals = [], []
+        for sel in (inner, ~inner):
+            part = pts[sel]
+            if len(part) == 0:
+                continue
+            flat = (part * strides).sum(-1)[:, None] + flat_offsets[None, :]
+            v = template[None, :].expand(len(part), -1)
+            if weights is not None:
+                v = weights[sel][:, None] * v
+            if sel is inner:
+                flats.append(flat.reshape(-1))
+                vals.append(v.reshape(-1))
+            else:  # clicks near the border: only the entries inside the array
+                coords = part[:, None, :] + offsets[None, :, :]
+                ok = ((coords >= 0) & (coords < size)).all(-1)
+                flats.append(flat[ok])
+                vals.append(v[ok])
+        return torch.cat(flats), torch.cat(vals).to(dtype)
 
     def encode(self, points: Any, shape: Sequence[int], scale: Sequence[float],
                device: torch.device, dtype: torch.dtype = torch.float32,
