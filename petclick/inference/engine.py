@@ -316,9 +316,10 @@ class EnsembleEngine:
         crop = g.x[(slice(None), *_slices(box))]
         shape = tuple(b - a for a, b in zip(*box))
         acc = None
+        local = tuple(int(v) for v in self._local_roi(g))
         for m in g.members:
             t = m.tiled
-            roi = tuple(min(r, s) for r, s in zip(m.roi, shape)) if self.local.window < 1 else m.roi
+            roi = local if self.local.window < 1 else m.roi    # merged boxes tile by it; smaller ones pad to it
             tl = t.on_grid(TileGrid(shape, roi, t.grid.overlap, t.grid.mode, t.grid.sigma_scale, device=g.x.device))
             tl.set_input(crop)
             prob = torch.sigmoid(tl.logits(((0, 0, 0), shape)))
