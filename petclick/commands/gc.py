@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from petclick.commands.predict import add_model_args, algo_weights, click_policy, postprocess_config, resolve_device
+from petclick.commands.predict import (add_model_args, algo_weights, click_policy, load_predictor, postprocess_config,
+                                       resolve_device)
 from petclick.core.errors import InputError
-from petclick.inference.predictors import get_predictor
 from petclick.io.clickpolicy import ClickPolicy
 from petclick.workflows.gc import MODELS_ENV, default_models, run_gc
 from petclick.workflows.predict import PredictSettings, Runner
@@ -31,10 +31,11 @@ def run(args: argparse.Namespace) -> int:
             budget = float(os.environ[BUDGET_ENV])
         except ValueError as exc:
             raise InputError(BUDGET_ENV, f"must be a number of seconds, got {os.environ[BUDGET_ENV]!r}") from exc
+    predictor, tta_axes = load_predictor(args, resolve_device(args.device), weights)
     settings = PredictSettings(steps=None, postprocess=postprocess_config(args), time_budget_s=budget,
-                               tta_axes=tuple(args.tta_axes), progress=False, click_policy=gc_click_policy(args),
+                               tta_axes=tta_axes, progress=False, click_policy=gc_click_policy(args),
                                incremental=args.incremental, tile_cache_mb=args.tile_cache_mb)
-    runner = Runner(get_predictor(args.models, device=resolve_device(args.device), algo_weights=weights), settings)
+    runner = Runner(predictor, settings)
     written = run_gc(args.input, args.output, runner, settings.click_policy)
     for path in written:
         print(path)

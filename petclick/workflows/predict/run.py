@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 import petclick
 from petclick.core.errors import InputError
+from petclick.inference.routing import StepRoutedPredictor
 from petclick.inference.session import InteractiveSession
 from petclick.inference.steps import official_clicks, run_steps
 from petclick.io.clickfile import Clicks, read_clicks
@@ -166,6 +167,7 @@ class Runner:
         ckpts = [str(c) for c in (getattr(self.predictor, "checkpoints", []) or [])]
         s = self.settings
         return {"predictor": getattr(self.predictor, "name", type(self.predictor).__name__),
+                "predictor_by_step": self.predictor.spec if isinstance(self.predictor, StepRoutedPredictor) else None,
                 "n_checkpoints": len(ckpts), "checkpoints": ckpts, "algo_weights": weights,
                 "plan": None if self.plan is None else {**asdict(self.plan), "algo_weights": weights},
                 "seconds_per_pass": self.seconds_per_pass, "tta_axes": list(s.tta_axes),
