@@ -81,6 +81,9 @@ def add_model_args(p: argparse.ArgumentParser, models_default=None) -> None:
                         "plain prob >= 0.5) or a YAML file overriding the defaults")
     p.add_argument("--enable", nargs="+", default=[], choices=RULES, metavar="RULE", help=f"switch rules on: {', '.join(RULES)}")
     p.add_argument("--disable", nargs="+", default=[], choices=RULES, metavar="RULE", help="switch rules off")
+    p.add_argument("--tracer-model", default=None, metavar="FILE.pt",
+                   help="learned tracer classifier (`petclick train-tracer`) deciding the tracer of cases whose tracer "
+                        "is unknown, for the tracer-specific post-processing (default: the MIP rule)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_session_args(p)
 
@@ -169,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
         settings = PredictSettings(steps=_steps(args), postprocess=postprocess_config(args), save_prob=args.save_prob,
                                    time_budget_s=args.time_budget, tta_axes=tta_axes,
                                    progress=not args.no_progress, click_policy=click_policy(args),
-                                   incremental=args.incremental, tile_cache_mb=args.tile_cache_mb)
+                                   incremental=args.incremental, tile_cache_mb=args.tile_cache_mb,
+                                   tracer_model=args.tracer_model)
         summary = Runner(predictor, settings).run(cases, args.out, shards)
     finally:
         shards.close()
