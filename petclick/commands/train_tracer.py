@@ -20,8 +20,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--network-kwargs", f"not JSON ({exc})") from exc
     if not isinstance(kwargs, dict):
         raise InputError("--network-kwargs", "must be a JSON object, e.g. '{\"block_inplanes\": [8, 16, 32, 64]}'")
+    if any(not 0 < f < 1 for f in args.head_cuts):
+        raise InputError("--head-cuts", f"fractions must be in (0, 1), got {args.head_cuts}")
     settings = TracerTraining(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                              size=tuple(args.size), network=args.network, network_kwargs=kwargs, device=args.device)
+                              size=tuple(args.size), network=args.network, network_kwargs=kwargs, device=args.device,
+                              head_cuts=tuple(args.head_cuts))
     summary = train_tracer(args.datalist, args.out, settings, splits=args.splits, dataroot=args.dataroot)
     n = summary["n_cases"]
     print(f"tracer classifier on {sum(n.values())} case(s) ({', '.join(f'{v} {k}' for k, v in n.items())}): "
@@ -48,5 +51,8 @@ def register(subparsers) -> None:
                    help="size each MIP is resized to (default 64 128)")
     p.add_argument("--network", choices=TRACER_NETWORKS.names(), default="resnet", help="MONAI 2D classifier")
     p.add_argument("--network-kwargs", default="{}", metavar="JSON", help="its settings, e.g. '{\"layers\": [1, 1, 1, 1]}'")
+    p.add_argument("--head-cuts", type=float, nargs="*", default=[], metavar="FRACTION",
+                   help="also train on every case without its head-most fraction(s), e.g. 0.15 0.3 (scans that "
+                        "start at the neck or chest)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=run)

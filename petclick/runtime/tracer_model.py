@@ -28,7 +28,7 @@ import torch
 from petclick.core.atomic import atomic_path
 from petclick.core.errors import InputError
 from petclick.networks.tracer import build_tracer_network
-from petclick.postprocess.tracer import BODY_SUV, TracerGuess, mip_views
+from petclick.postprocess.tracer import BODY_SUV, TracerGuess, _axes, mip_views
 
 FORMAT = "petclick-tracer-1"
 TRACERS = ("fdg", "psma")
@@ -48,6 +48,23 @@ def mip_input(pet: np.ndarray, affine: np.ndarray, size: Sequence[int] = DEFAULT
     resize = Resize(spatial_size=tuple(int(s) for s in size), mode="area")
     views = [np.log1p(np.ascontiguousarray(v) / max(reference, 1e-6)) for v in mip_views(pet, affine)]
     return np.stack([np.asarray(resize(v[None]))[0] for v in views]).astype(np.float32)
+
+
+def without_head(pet: np.ndarray, affine: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """The volume without the head-most `fraction` of its head-foot axis (a scan that starts at the
+    neck or chest), and the affine that keeps every remaining voxel's position: what training with
+    `head_cuts` shows the classifier, and what the benchmark tests both methods on."""
+    si, head_high, _ = _axes(affine)
+    n = pet.shape[si]
+    cut = int(round(float(fraction) * n))
+    if not 0 <= cut < n:
+        raise ValueError(f"head cut fraction must be in [0, 1), got {fraction}")
+    keep = slice(0, n - cut) if head_high else slice(cut, n)
+    out = np.asarray(affine, np.float64).copy()
+    out[:3, 3] = out[:3, :3] @ (np.eye(3)[si] * keep.start) + out[:3, 3]
+    index = [slice(None)] * 3
+    index[si] = keep
+    return np.ascontiguousarray(pet[tuple(index)]), out
 
 
 class TracerClassifier:

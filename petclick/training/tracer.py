@@ -6,7 +6,8 @@ datalist and the case, and both tracers must be present. The MIP inputs are comp
 (one PET read each); training is plain cross-entropy with AdamW on those 2D inputs, each batch
 randomly mirrored along the in-plane axis (left-right, anterior-posterior are not what tells the
 tracers apart) and scaled by up to +-20% in SUV (a calibration change), for a fixed number of
-epochs. The checkpoint records the cases, the settings, the loss of each epoch and the accuracy on
+epochs. `head_cuts` adds a copy of every case without its head-most fractions (scans that start
+at the neck or chest), so the classifier learns more than the brain the MIP rule reads. The checkpoint records the cases, the settings, the loss of each epoch and the accuracy on
 the training cases.
 """
 
@@ -24,7 +25,7 @@ import torch
 from petclick.core.errors import InputError
 from petclick.io.datalist import entry_case_id, load_datalist, parse_case_id, resolve_entry
 from petclick.io.images import load_volume
-from petclick.runtime.tracer_model import DEFAULT_SIZE, TRACERS, TracerClassifier
+from petclick.runtime.tracer_model import DEFAULT_SIZE, TRACERS, TracerClassifier, without_head
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class TracerTraining:
     network: str = "resnet"
     network_kwargs: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
+    head_cuts: tuple[float, ...] = ()        # extra copies of every case without its head-most fraction
 
 
 def tracer_cases(datalist: str | Path, splits: Sequence[str] = ("training",), dataroot: str | Path | None = None
@@ -77,13 +79,16 @@ def tracer_cases(datalist: str | Path, splits: Sequence[str] = ("training",), da
     return cases
 
 
-def case_inputs(classifier: TracerClassifier, cases: Sequence[TracerCase]) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs (N, 2, *size), labels (N,)) of the cases: one PET read and two MIPs each."""
+def case_inputs(classifier: TracerClassifier, cases: Sequence[TracerCase], head_cuts: Sequence[float] = ()
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs (N, 2, *size), labels (N,)) of the cases: one PET read and two MIPs each, and one more
+    input per `head_cuts` fraction (the scan without its head-most fraction: starting at the neck)."""
     xs, ys = [], []
     for c in cases:
         pet = load_volume(c.pet)
-        xs.append(classifier.inputs(pet.array, pet.affine))
-        ys.append(classifier.tracers.index(c.tracer))
+        for cut in (0.0, *head_cuts):
+            xs.append(classifier.inputs(*without_head(pet.array, pet.affine, cut)))
+            ys.append(classifier.tracers.index(c.tracer))
     return np.stack(xs), np.asarray(ys, np.int64)
 
 
@@ -145,12 +150,13 @@ def train_tracer(datalist: str | Path, out: str | Path, settings: TracerTraining
     cases = tracer_cases(datalist, splits, dataroot)
     t0 = time.perf_counter()
     classifier = TracerClassifier(settings.network, settings.network_kwargs, settings.size, device=settings.device)
-    x, y = case_inputs(classifier, cases)
+    x, y = case_inputs(classifier, cases, settings.head_cuts)
     t1 = time.perf_counter()
     losses = fit(classifier, x, y, settings)
     seconds = time.perf_counter() - t1
     classifier.metrics = {**accuracy(classifier, x, y), "split": "/".join(splits), "final_loss": losses[-1]}
-    classifier.training = {**asdict(settings), "size": list(settings.size), "datalist": str(datalist),
+    classifier.training = {**asdict(settings), "size": list(settings.size), "head_cuts": list(settings.head_cuts),
+                           "datalist": str(datalist),
                            "splits": list(splits), "cases": [c.case_id for c in cases], "losses": losses,
                            "n_cases": {t: sum(c.tracer == t for c in cases) for t in TRACERS},
                            "seconds_inputs": round(t1 - t0, 2), "seconds_training": round(seconds, 2)}
