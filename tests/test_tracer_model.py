@@ -46,6 +46,25 @@ def test_mip_input_is_orientation_free(fdg):
     assert x[0, :, -8:].max() > x[0, :, : x.shape[2] // 2].mean() + 1.0
 
 
+@pytest.mark.parametrize("head_low", [False, True])
+def test_head_cuts_remove_the_head_end_and_keep_positions(fdg, head_low):
+    from petclick.runtime.tracer_model import without_head
+
+    pet, aff = fdg.pet, fdg.affine
+    if head_low:                                      # stored head-down: the head is at k = 0
+        aff = aff.copy()
+        aff[:, 2] *= -1
+        aff[:3, 3] = fdg.affine[:3, :3] @ [0, 0, SHAPE[2] - 1] + fdg.affine[:3, 3]
+        pet = pet[:, :, ::-1]
+    cut, cut_aff = without_head(pet, aff, 0.25)
+    assert cut.shape == (SHAPE[0], SHAPE[1], SHAPE[2] - 10)
+    kept = slice(10, None) if head_low else slice(0, SHAPE[2] - 10)
+    np.testing.assert_array_equal(cut, pet[:, :, kept])
+    np.testing.assert_allclose(cut_aff @ [1, 2, 0, 1], aff @ [1, 2, kept.start, 1])     # same world position
+    top = max((aff @ [0, 0, k, 1])[2] for k in (0, SHAPE[2] - 1))                     # the head's z before
+    assert max((cut_aff @ [0, 0, k, 1])[2] for k in (0, cut.shape[2] - 1)) < top
+
+
 def test_checkpoint_round_trip_gives_the_same_predictions(tmp_path, fdg):
     torch.manual_seed(3)
     c = TracerClassifier("resnet", {"block_inplanes": [4, 8, 16, 32]}, size=(32, 64))

@@ -11,7 +11,9 @@ On the coronal maximum-intensity projection (max along the anterior-posterior ax
 
 FDG when brain_ratio >= 3, PSMA when brain_ratio < 1.5; in between, PSMA when hot_ratio >= 8.
 On the phantoms brain_ratio is 9-18 for FDG and 0.9-1.5 for PSMA. The head-foot and
-anterior-posterior axes come from the affine (RAS), so any voxel orientation works.
+anterior-posterior axes come from the affine (RAS), so any voxel orientation works. The rule needs
+the head in the scan; the learned alternative (petclick/runtime/tracer_model.py, `--tracer-model`)
+reads both MIPs (`mip_views`) and replaces it when a checkpoint is given.
 """
 
 from __future__ import annotations
