@@ -143,8 +143,9 @@ class InteractiveSession:
             mode, cache_mb, local = self._engine_args
             mode = check_mode(mode if mode is not None else default_mode(member))
             cache = cache_mb if cache_mb is not None else default_cache_mb(member)
+            settings = local if local is not None else LocalSettings(window=default_local_window(member))
             self._engines[n] = EnsembleEngine(member, self.case, mode, self.checkpoints, self.tta_axes, cache,
-                                              local=local)
+                                              local=settings)
         return self._engines[n]
 
     @property
@@ -427,6 +428,12 @@ def default_mode(predictor: EnsemblePredictor) -> str:
     """The incremental mode the checkpoints ask for (`infer.incremental`), else exact."""
     modes = {str(predictor.info[p]["infer"].get("incremental") or "exact") for p in predictor.checkpoints}
     return modes.pop() if len(modes) == 1 else "exact"
+
+
+def default_local_window(predictor: EnsemblePredictor) -> float:
+    """Local mode's window fraction the checkpoints ask for (`infer.local_window`, largest), else 1."""
+    values = [predictor.info[p]["infer"].get("local_window") for p in predictor.checkpoints]
+    return max([float(v) for v in values if v is not None], default=1.0)
 
 
 def default_cache_mb(predictor: EnsemblePredictor) -> float:
