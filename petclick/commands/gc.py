@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 
-from petclick.commands.predict import add_model_args, algo_weights, click_policy, postprocess_config, resolve_device
+from petclick.commands.predict import (add_model_args, algo_weights, click_policy, load_predictor, postprocess_config,
+                                       resolve_device)
 from petclick.core.errors import InputError
-from petclick.inference.predictors import get_predictor
 from petclick.io.clickpolicy import ClickPolicy
 from petclick.metrics.editions import EDITIONS, edition
-from petclick.workflows.gc import MODELS_ENV, STATE_ENV, default_models, default_state_dir, run_gc
+from petclick.workflows.gc import MODELS_ENV, STATE_ENV, TRACER_MODEL_ENV, default_models, default_state_dir, run_gc
 from petclick.workflows.predict import PredictSettings, Runner
 
 BUDGET_ENV = "PETCLICK_TIME_BUDGET"
@@ -33,11 +33,13 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise InputError(BUDGET_ENV, f"must be a number of seconds, got {os.environ[BUDGET_ENV]!r}") from exc
     state = args.state if args.state is not None else default_state_dir()
+    predictor, tta_axes = load_predictor(args, resolve_device(args.device), weights)
     settings = PredictSettings(steps=None, postprocess=postprocess_config(args), time_budget_s=budget,
-                               tta_axes=tuple(args.tta_axes), progress=False, click_policy=gc_click_policy(args),
+                               tta_axes=tta_axes, progress=False, click_policy=gc_click_policy(args),
                                incremental=args.incremental, tile_cache_mb=args.tile_cache_mb,
+                               tracer_model=args.tracer_model or os.environ.get(TRACER_MODEL_ENV) or None,
                                budget=edition(args.protocol).budget, stateful=state is not None)
-    runner = Runner(get_predictor(args.models, device=resolve_device(args.device), algo_weights=weights), settings)
+    runner = Runner(predictor, settings)
     written = run_gc(args.input, args.output, runner, settings.click_policy, args.protocol, state)
     for path in written:
         print(path)
@@ -51,8 +53,8 @@ def register(subparsers) -> None:
                     "points, PET voxel indices) under --input; writes images/tumor-lesion-segmentation/<uuid>.mha "
                     f"with the PET's origin, spacing and direction under --output (uuid = the CT file's name). Models: "
                     f"--models, else ${MODELS_ENV}, else /opt/algorithm/models. Time budget: --time-budget, else "
-                    f"${BUDGET_ENV} (seconds per job). autoPET V: --protocol autopet-v, state folder --state or "
-                    f"${STATE_ENV}.")
+                    f"${BUDGET_ENV} (seconds per job). Tracer classifier: --tracer-model, else ${TRACER_MODEL_ENV}, "
+                    f"else the MIP rule. autoPET V: --protocol autopet-v, state folder --state or ${STATE_ENV}.")
     p.add_argument("--input", default="/input", help="input folder (default /input)")
     p.add_argument("--output", default="/output", help="output folder (default /output)")
     p.add_argument("--protocol", choices=sorted(EDITIONS), default="autopet-iv",

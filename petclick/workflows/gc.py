@@ -15,7 +15,8 @@ Clicks are read under the lenient policy (petclick.io.clickpolicy): a challenge 
 fail over its clicks. Bad entries are dropped one by one and the good ones used; a file that
 cannot be read at all (missing, malformed JSON, over the size limit) means step 0. Every drop
 goes to stderr and to `<output>/petclick-input-report.json` (per job: the clicks used, each
-dropped entry with its reason, the file error if any).
+dropped entry with its reason, the file error if any, and the tracer decided for post-processing:
+the learned classifier's with --tracer-model / $PETCLICK_TRACER_MODEL, else the MIP rule's).
 
 autoPET V (`protocol="autopet-v"`): the container runs once per corrective step, as a fresh
 process, and lesion-clicks.json holds every scribble so far (one "Multiple points" point per
@@ -49,6 +50,7 @@ OUTPUT_DIR = Path("images/tumor-lesion-segmentation")
 REPORT_FILE = "petclick-input-report.json"
 DEFAULT_MODELS = "/opt/algorithm/models"
 MODELS_ENV = "PETCLICK_MODELS"
+TRACER_MODEL_ENV = "PETCLICK_TRACER_MODEL"
 STATE_ENV = "PETCLICK_STATE_DIR"
 
 
@@ -128,22 +130,21 @@ def read_job_clicks(job: GcCase, shape, policy: ClickPolicy | str = ClickPolicy.
     return clicks, report
 
 
-def _job_session(runner, case, clicks: Clicks, job: GcCase, state: Path | None):
+def _job_session(runner, case, clicks: Clicks, job: GcCase, state: Path | None, tracer: str | None):
     """The job's session: the one saved in `state` for this case when there is one, else a new one."""
     from petclick.inference.session import STATE_FILE, InteractiveSession
-    from petclick.postprocess import resolve_tracer
 
     if state is not None and (state / STATE_FILE).is_file():
         s = runner.settings
         try:
             session = InteractiveSession.load(state, predictor=runner.predictor, case=case, postprocess=s.postprocess,
                                               click_policy=s.click_policy, budget=s.budget,
-                                              tile_cache_mb=s.tile_cache_mb, source=job.clicks)
+                                              tile_cache_mb=s.tile_cache_mb, tracer=tracer, source=job.clicks)
             log.info("%s: session state of step %d loaded from %s", job.uuid, session.step, state)
             return session
         except InputError as exc:   # another petclick's or a damaged state: this step starts afresh
             log.warning("%s: %s; starting a new session", job.uuid, exc)
-    return runner.case_session(case, clicks, [None], resolve_tracer(None, case), job.clicks)
+    return runner.case_session(case, clicks, [None], tracer, job.clicks)
 
 
 def run_gc(input_dir: str | Path, output_dir: str | Path, runner, policy: ClickPolicy | str = ClickPolicy.LENIENT,
@@ -167,12 +168,13 @@ def run_gc(input_dir: str | Path, output_dir: str | Path, runner, policy: ClickP
     for job in discover_gc_inputs(input_dir):
         case = load_prediction_case(job.ct, job.pet)
         clicks, report = read_job_clicks(job, case.shape, policy, budget)
+        tracer = report["tracer"] = runner.case_tracer(None, case)
         reports.append(report)
         atomic_write_text(Path(output_dir) / REPORT_FILE, json.dumps({"jobs": reports}, indent=1) + "\n")
         log.info("%s: %d tumour and %d background %s", job.uuid, len(clicks.tumor), len(clicks.background),
                  "click(s)" if budget is not None else "scribble voxel(s)")
         state = None if state_dir is None else Path(state_dir) / fingerprint(case)[:16]
-        session = _job_session(runner, case, clicks, job, state)
+        session = _job_session(runner, case, clicks, job, state, tracer)
         (_, pred), = run_steps(session, [None], official_clicks(clicks))
         if state is not None:
             session.save(state)
