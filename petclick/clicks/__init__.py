@@ -1,6 +1,7 @@
 """Click logic: official-compatible simulation, training curricula, error-driven clicks, encodings, geometry.
 
-autoPET V's corrective scribbles live in petclick.clicks.strokes and petclick.clicks.scribbles (import them
+autoPET V's corrective scribbles live in petclick.clicks.strokes and petclick.clicks.scribbles, their
+training curriculum in petclick.clicks.scribble_curriculum (`clicks.curriculum.kind: scribbles`; import them
 directly: they pull in scikit-image and networkx, which the click pipeline does not need).
 """
 
