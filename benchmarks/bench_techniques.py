@@ -1,13 +1,14 @@
 """The autoPET-winner techniques of issue 18, each on and off at the same compute, on phantoms.
 
     python benchmarks/bench_techniques.py --folds 1 --seeds 0                    # baseline vs organ head
-    python benchmarks/bench_techniques.py --score-cohort 99 --seeds 0 1 --variants baseline "organ head"
+    python benchmarks/bench_techniques.py --score-cohorts 21 99 --seeds 0 1 --variants baseline "organ head"
 
 Every variant trains the demo recipe (the config fill_template_config writes for the `demo` preset,
 plus the variant's overrides and `--set`) on the demo cohort (seed 7) with the same iterations,
-folds and training seeds, and is scored on a cohort the recipe never saw (`--score-cohort`, default
-21: every case of it, or its testing split with `--score-split testing`) through the official
-11-step protocol, beside suv-threshold on the same cases. The ensemble of each variant's checkpoints
+folds and training seeds, and is scored on cohorts the recipe never saw (`--score-cohorts`, default
+21 and 99: every case of each, or its testing split with `--score-split testing`; one table per
+cohort, the same trained models) through the official 11-step protocol, beside suv-threshold on
+the same cases. The ensemble of each variant's checkpoints
 (folds x repeats) is scored twice: raw (prob >= 0.5) and post-processed as petclick ships it.
 Printed: Dice AUC, Dice at 0 and 10 clicks, FPV at step 0 (organ supervision should lower it),
 FPV AUC and FNV AUC, means over the training seeds.
@@ -111,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    ap.add_argument("--score-cohort", type=int, default=21, help="seed of the unseen cohort scored (not the demo's 7)")
+    ap.add_argument("--score-cohorts", type=int, nargs="+", default=[21, 99],
+                    help="seeds of the unseen cohorts scored (not the demo's 7)")
     ap.add_argument("--score-split", choices=("all", "testing"), default="all")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (training.seed)")
     ap.add_argument("--folds", type=int, default=5, help="folds trained (0..n-1), each with the recipe's repeats")
@@ -120,15 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, help="keep the trained models here (default: a temporary folder)")
     ap.add_argument("--json", type=Path, help="write every curve here")
     args = ap.parse_args(argv)
-    if args.score_cohort == DEMO_COHORT["seed"]:
-        ap.error(f"--score-cohort {args.score_cohort} is the training cohort: score on one the recipe never saw")
+    if DEMO_COHORT["seed"] in args.score_cohorts:
+        ap.error(f"--score-cohorts: {DEMO_COHORT['seed']} is the training cohort: score on ones the recipe never saw")
     tmp = Path(tempfile.gettempdir())
     shape, cases = DEMO_COHORT["shape"], DEMO_COHORT["cases"]
     train_list = bq.cohort(tmp / f"petclick_quality_{DEMO_COHORT['seed']}_{cases}", cases, DEMO_COHORT["seed"],
                            shape, DEMO_COHORT["min_test_cases"])
-    score_list = bq.cohort(tmp / f"petclick_quality_{args.score_cohort}_{cases}", cases, args.score_cohort, shape,
-                           DEMO_COHORT["min_test_cases"])
-    entries = score_entries(score_list, args.score_split)
+    scored = {c: bq.cohort(tmp / f"petclick_quality_{c}_{cases}", cases, c, shape, DEMO_COHORT["min_test_cases"])
+              for c in args.score_cohorts}
+    entries = {c: score_entries(path, args.score_split) for c, path in scored.items()}
     user = {k: v for k, v in read_yaml(INPUT_TEMPLATE).items()
             if k in ("preset", "num_repeats", "clicks", "overrides", "algo_overrides")}
     common = bq._set(args.set)
@@ -137,46 +139,52 @@ def main(argv: list[str] | None = None) -> int:
     pp = make_config()
     raw = make_config(None, **{r: False for r in RULES})
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_techniques_"))
-    results, record = [], {}
+    # curves[cohort][variant][raw|pp]: one entry per training seed
+    curves = {c: {name: {"raw": [], "pp": []} for name in args.variants} for c in scored}
+    record: dict[str, Any] = {}
     try:
         for name in args.variants:
             variant = VARIANTS[name]
-            curves: dict[str, list] = {"raw": [], "pp": []}
             times = []
             for seed in args.seeds:
                 seed_dir = work / name.replace(" ", "_") / f"seed{seed}"
                 shutil.rmtree(seed_dir, ignore_errors=True)
                 checkpoints, seconds = train_variant(variant, train_list, seed_dir, seed, common, user, args.folds)
                 times.append(seconds)
-                for kind, config in (("raw", raw), ("pp", pp)):
-                    rows = bq.protocol_rows(variant.predictor(checkpoints), entries, score_list.parent, config)
-                    curves[kind].append(bq.curves(rows))
-                c = curves["raw"][-1]
-                print(f"{name} seed {seed}: trained in {seconds:.0f} s; raw Dice AUC {bq.auc(c['dice']):.2f}, "
-                      f"FPV@0 {c['fpv_ml'][0]:.1f} mL", flush=True)
-            results += [row(f"{name} raw", curves["raw"]), row(f"{name} + pp", curves["pp"])]
-            record[name] = {"trainings": {k: dict(v) for k, v in variant.trainings.items()}, "train_s": times,
-                            "curves": curves}
+                for c, path in scored.items():
+                    for kind, config in (("raw", raw), ("pp", pp)):
+                        rows = bq.protocol_rows(variant.predictor(checkpoints), entries[c], path.parent, config)
+                        curves[c][name][kind].append(bq.curves(rows))
+                    got = curves[c][name]["raw"][-1]
+                    print(f"{name} seed {seed}: trained in {seconds:.0f} s; cohort {c}: raw Dice AUC "
+                          f"{bq.auc(got['dice']):.2f}, FPV@0 {got['fpv_ml'][0]:.1f} mL", flush=True)
+            record[name] = {"trainings": {k: dict(v) for k, v in variant.trainings.items()}, "train_s": times}
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
-    base = bq.protocol_rows(SuvThresholdPredictor(), entries, score_list.parent)
-    results.append(row("suv-threshold", [bq.curves(base)]))
-    n_neg = len({r["case"] for r in base if r["gt_ml"] == 0})
-    print(f"\ntrained on cohort {DEMO_COHORT['seed']} (folds 0..{args.folds - 1}, seeds {args.seeds}, overrides "
-          f"{common or 'none'}); scored on cohort {args.score_cohort}, {args.score_split} cases ({len(entries)}, "
-          f"{n_neg} without lesions); training s per seed: "
-          + ", ".join(f"{k} {np.mean(v['train_s']):.0f}" for k, v in record.items()))
-    for kind in ("dice", "fpv_ml"):
-        print(f"\n{kind} at steps 0..10")
-        for r in results:
-            print(f"  {r['name']:>22} " + " ".join(f"{v:7.3f}" if kind == "dice" else f"{v:7.1f}"
-                                                    for v in r[kind]["mean"]))
-    print_table(results, len(args.seeds))
+    tables = {}
+    for c, path in scored.items():
+        results = [row(f"{name} {kind if kind == 'raw' else '+ pp'}", curves[c][name][kind])
+                   for name in args.variants for kind in ("raw", "pp")]
+        base = bq.protocol_rows(SuvThresholdPredictor(), entries[c], path.parent)
+        results.append(row("suv-threshold", [bq.curves(base)]))
+        n_neg = len({r["case"] for r in base if r["gt_ml"] == 0})
+        print(f"\n=== trained on cohort {DEMO_COHORT['seed']} (folds 0..{args.folds - 1}, seeds {args.seeds}, "
+              f"overrides {common or 'none'}); scored on cohort {c}, {args.score_split} cases ({len(entries[c])}, "
+              f"{n_neg} without lesions); training s per seed: "
+              + ", ".join(f"{k} {np.mean(v['train_s']):.0f}" for k, v in record.items()))
+        for kind in ("dice", "fpv_ml"):
+            print(f"\n{kind} at steps 0..10")
+            for r in results:
+                print(f"  {r['name']:>22} " + " ".join(f"{v:7.3f}" if kind == "dice" else f"{v:7.1f}"
+                                                        for v in r[kind]["mean"]))
+        print_table(results, len(args.seeds))
+        tables[c] = results
     if args.json:
-        args.json.write_text(json.dumps({"score_cohort": args.score_cohort, "split": args.score_split,
+        args.json.write_text(json.dumps({"score_cohorts": args.score_cohorts, "split": args.score_split,
                                          "seeds": args.seeds, "folds": args.folds, "common": common,
-                                         "results": results, "variants": record}, indent=1, default=str))
+                                         "tables": tables, "variants": record, "curves": curves},
+                                        indent=1, default=str))
     return 0
 
 
