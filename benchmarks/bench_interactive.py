@@ -10,7 +10,11 @@ memory (process RSS and tile cache), and the largest difference from naive over 
 network, blending, PET-grid mapping, thresholding), not the protocol's scoring or the comparison.
 
     python benchmarks/bench_interactive.py --out /tmp/bench_interactive --checkpoints 20 \
-        --rois 64x64x96 96x96x160
+        --rois 64x64x96 96x96x160 --local-windows 1 0.5
+
+`--local-windows`: one local run per window size (YAML `infer.local_window`, a fraction of the ROI
+per axis); smaller windows cost a fraction of a tile, so the table also gives the network voxels
+computed over the click steps against naive's.
 
 Checkpoints: `--train-iterations K` (default 16: 2 epochs of the demo preset's 8 iterations; the
 preset itself runs 4) trains each of the N repeats (own seed) with petclick's training loop on two
@@ -34,6 +38,11 @@ import numpy as np
 
 MODES = ("naive", "exact", "local")
 DEMO_NET = {"init_filters": 8, "blocks_down": [1, 1, 1], "dsdepth": 2, "norm": "INSTANCE"}
+
+
+def variant_name(mode: str, local_window: float) -> str:
+    """A run's name: the mode, with local mode's window fraction when it is not the whole ROI."""
+    return f"local-w{local_window:g}" if mode == "local" and local_window < 1 else mode
 
 
 def _shape(text: str) -> list[int]:
@@ -114,6 +123,7 @@ def worker(args: argparse.Namespace) -> None:
     writes each step's probability, which the other modes compare with."""
     import torch
 
+    from petclick.inference.engine import LocalSettings
     from petclick.inference.predictor import EnsemblePredictor
     from petclick.inference.protocol import run_protocol
     from petclick.inference.session import InteractiveSession
@@ -128,17 +138,19 @@ def worker(args: argparse.Namespace) -> None:
     clicks = read_clicks(args.case / "clicks.json", case.shape, policy="strict", budget=10)
     ckpts = find_checkpoints(args.models)[: args.checkpoints]
     predictor = EnsemblePredictor(ckpts, roi=_shape(args.roi), sw_batch_size=args.sw_batch_size)
-    session = InteractiveSession(predictor, case, mode=args.mode, tile_cache_mb=args.cache_mb)
+    local = LocalSettings(window=args.local_window)
+    session = InteractiveSession(predictor, case, mode=args.mode, tile_cache_mb=args.cache_mb, local=local)
     ref_dir = args.run / "naive_probs"
     ref_dir.mkdir(parents=True, exist_ok=True)
     steps = []
-    last = {"c": 0, "r": 0}
+    last = {"c": 0, "r": 0, "v": 0}
 
     def on_step(step, mask, step_clicks):
         ctr, pred = session.counters, session.last
         prob = pred.prob
         row = {"step": step, "seconds": pred.seconds,
-               "tiles_computed": ctr["tiles_computed"] - last["c"], "tiles_reused": ctr["tiles_reused"] - last["r"]}
+               "tiles_computed": ctr["tiles_computed"] - last["c"], "tiles_reused": ctr["tiles_reused"] - last["r"],
+               "voxels_computed": ctr["voxels_computed"] - last["v"]}
         if args.mode == "naive":
             np.save(ref_dir / f"step{step}.npy", prob)
         else:
@@ -148,24 +160,25 @@ def worker(args: argparse.Namespace) -> None:
             row.update(max_dp=float(np.abs(prob - ref).max()), dice=1.0 if total == 0 else 2 * inter / total,
                        voxels_differ=int(np.count_nonzero(a != b)))
         steps.append(row)
-        last.update(c=ctr["tiles_computed"], r=ctr["tiles_reused"])
+        last.update(c=ctr["tiles_computed"], r=ctr["tiles_reused"], v=ctr["voxels_computed"])
         print(f"  {args.mode} roi {args.roi} step {step}: {row}", flush=True)
 
     rows = run_protocol(session, case, clicks, mode="official", on_step=on_step)
     total_s = sum(r["seconds"] for r in steps)          # the session's own time (predict + post-processing)
-    result = {"mode": args.mode, "roi": args.roi, "checkpoints": len(ckpts), "steps": steps,
+    result = {"mode": args.mode, "local_window": args.local_window, "roi": args.roi, "checkpoints": len(ckpts), "steps": steps,
               "seconds_case": total_s, "windows_per_pass": session.engine.tiles_per_pass // len(ckpts),
-              "tiles_per_pass": session.engine.tiles_per_pass, "counters": session.counters,
+              "tiles_per_pass": session.engine.tiles_per_pass, "voxels_per_pass": session.engine.voxels_per_pass,
+              "counters": session.counters,
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
               "cache_peak_mb": 0 if session.engine.cache is None else session.engine.cache.peak_bytes / 2**20,
               "dice_vs_label": [r["dice"] for r in rows]}
-    (args.run / f"{args.mode}.json").write_text(json.dumps(result, indent=1))
+    (args.run / f"{variant_name(args.mode, args.local_window)}.json").write_text(json.dumps(result, indent=1))
 
 
 def table(out: Path, rois: list[str], modes: list[str]) -> str:
     lines = ["| ROI | mode | windows/pass | tiles computed: case (steps 1-10) | fewer than naive: case (steps 1-10) | "
-             "s per click step (median) | s per case | peak RSS MB | tile cache MB | max abs dp vs naive | "
-             "min Dice vs naive |", "|" + " --- |" * 11]
+             "network voxels, fewer than naive: steps 1-10 | s per click step (median) | s per case | peak RSS MB | "
+             "tile cache MB | max abs dp vs naive | min Dice vs naive |", "|" + " --- |" * 12]
     for roi in rois:
         res = {m: json.loads((out / f"run_{roi}" / f"{m}.json").read_text()) for m in modes
                if (out / f"run_{roi}" / f"{m}.json").is_file()}
@@ -174,6 +187,9 @@ def table(out: Path, rois: list[str], modes: list[str]) -> str:
         def tiles(r):
             t = [s["tiles_computed"] for s in r["steps"]]
             return sum(t), sum(t[1:])
+
+        def voxels(r):  # results from before the voxel counter: tiles of the ROI
+            return sum(s.get("voxels_computed", s["tiles_computed"]) for s in r["steps"][1:])
         n_case, n_click = tiles(res["naive"])
         for m, r in res.items():
             c, k = tiles(r)
@@ -181,7 +197,7 @@ def table(out: Path, rois: list[str], modes: list[str]) -> str:
             dp = max((s.get("max_dp", 0.0) for s in r["steps"]), default=0.0)
             dice = min((s.get("dice", 1.0) for s in r["steps"]), default=1.0)
             lines.append(f"| {roi} | {m} | {r['windows_per_pass']} | {c} ({k}) | {n_case / max(c, 1):.1f}x "
-                         f"({n_click / max(k, 1):.1f}x) | {secs:.1f} | {r['seconds_case']:.0f} | "
+                         f"({n_click / max(k, 1):.1f}x) | {voxels(res['naive']) / max(voxels(r), 1):.1f}x | {secs:.1f} | {r['seconds_case']:.0f} | "
                          f"{r['peak_rss_mb']:.0f} | {r['cache_peak_mb']:.1f} | "
                          f"{'-' if m == 'naive' else f'{dp:.2g}'} | {'-' if m == 'naive' else f'{dice:.4f}'} |")
     return "\n".join(lines)
@@ -198,6 +214,10 @@ def main() -> None:
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     p.add_argument("--sw-batch-size", type=int, default=1)
     p.add_argument("--cache-mb", type=float, default=4096)
+    p.add_argument("--local-windows", type=float, nargs="+", default=[1.0],
+                   help="local mode's window per click as fractions of the ROI (YAML infer.local_window); one "
+                        "local run per value")
+    p.add_argument("--local-window", type=float, default=1.0, help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mode", help=argparse.SUPPRESS)
     p.add_argument("--roi", help=argparse.SUPPRESS)
@@ -211,20 +231,22 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     models = make_models(args.out, args.checkpoints, args.shape, args.train_iterations)
     case = make_case(args.out, args.shape, args.seed)
-    modes = ["naive"] + [m for m in args.modes if m != "naive"]
+    variants = [("naive", 1.0)] + [(m, w) for m in args.modes if m != "naive"
+                                   for w in (args.local_windows if m == "local" else [1.0])]
     for roi in args.rois:
         run = args.out / f"run_{roi}"
         run.mkdir(exist_ok=True)
-        for mode in modes:
-            if (run / f"{mode}.json").is_file():
+        for mode, window in variants:
+            if (run / f"{variant_name(mode, window)}.json").is_file():
                 continue
             cmd = [sys.executable, __file__, "--worker", "--mode", mode, "--roi", roi, "--run", str(run), "--case",
                    str(case), "--models", str(models), "--checkpoints", str(args.checkpoints),
-                   "--sw-batch-size", str(args.sw_batch_size), "--cache-mb", str(args.cache_mb)]
+                   "--sw-batch-size", str(args.sw_batch_size), "--cache-mb", str(args.cache_mb),
+                   "--local-window", str(window)]
             t0 = time.time()
             subprocess.run(cmd, check=True)
-            print(f"== {roi} {mode}: {time.time() - t0:.0f} s", flush=True)
-    text = table(args.out, args.rois, modes)
+            print(f"== {roi} {variant_name(mode, window)}: {time.time() - t0:.0f} s", flush=True)
+    text = table(args.out, args.rois, [variant_name(m, w) for m, w in variants])
     (args.out / "table.md").write_text(text + "\n")
     print(f"\n{args.checkpoints} checkpoints, phantom {'x'.join(map(str, args.shape))}, 11-step official protocol\n")
     print(text)

@@ -205,3 +205,18 @@ def test_a_new_preset_key_is_known_and_type_checked_from_its_default(monkeypatch
     assert check_value("infer.cache_mb", 512) is None and "integer" in check_value("infer.cache_mb", "big")
     assert check_value("infer.engine", "local") is None and check_value("infer.engine", 3) is None
     assert check_value("infer.engine", [1]) is not None
+
+
+def test_exponent_floats_read_as_numbers_in_config_files_and_overrides(tmp_path):
+    """`lr: 1e-4` is a number (YAML 1.2), not the string PyYAML's YAML 1.1 default makes of it."""
+    from petclick.commands.hpo import parse_sets
+    from petclick.core.yamlio import read_yaml
+
+    f = tmp_path / "h.yaml"
+    f.write_text("training:\n  lr: 1e-4\n  weight_decay: 5E-3\n  num_epochs: 10\n  name: 1e\n  big: 2e3\n")
+    t = read_yaml(f)["training"]
+    assert t["lr"] == pytest.approx(1e-4) and isinstance(t["lr"], float)
+    assert t["weight_decay"] == pytest.approx(5e-3)
+    assert t["num_epochs"] == 10 and isinstance(t["num_epochs"], int)
+    assert t["name"] == "1e" and t["big"] == 2000.0
+    assert parse_sets(["training#lr=1e-3"]) == {"training#lr": pytest.approx(1e-3)}

@@ -264,6 +264,26 @@ def test_local_mode_updates_a_window_around_the_new_click(models, phantom):
     assert np.all(box.max(0) - box.min(0) + 1 <= np.asarray(ROI) + 1)   # one window around the click (per group)
 
 
+def test_local_mode_window_fraction_runs_a_smaller_crop_per_click(models, phantom):
+    """infer.local_window 0.5: each click costs one half-ROI crop per checkpoint (1/8 of a tile's voxels)."""
+    from petclick.inference.engine import LocalSettings
+    predictor = EnsemblePredictor(sorted(models.rglob("model.pt")))
+    s = InteractiveSession(predictor, _case(phantom), mode="local", local=LocalSettings(window=0.5, max_grow=0))
+    before = s.predict()
+    v0 = s.counters["voxels_computed"]
+    click = phantom.clicks.tumor[0]
+    s.add_clicks(tumor=[click])
+    after = s.predict()
+    crops = [np.prod(np.minimum(s.engine._local_roi(g), g.shape)) for g in s.engine.groups]   # half-ROI crops
+    assert after.tiles_computed == 2 and s.counters["voxels_computed"] - v0 == sum(crops) < 2 * 16 ** 3 / 4
+    assert [tuple(s.engine._local_roi(g)) for g in s.engine.groups] == [(8, 4, 8), (8, 8, 8)]  # ROIs 16x10x16, 16^3
+    changed = np.argwhere(np.abs(after.prob - before.prob) > 0)
+    assert np.abs(after.prob - before.prob)[click] > 0
+    assert np.all(changed.max(0) - changed.min(0) + 1 <= 8 + 1)
+    with pytest.raises(InputError, match="local_window"):
+        LocalSettings(window=0)
+
+
 def test_local_mode_widens_towards_changes_at_its_border():
     from petclick.inference.engine import EnsembleEngine
     flips = torch.zeros((16, 16, 16), dtype=torch.bool)

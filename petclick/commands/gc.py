@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 
-from petclick.commands.predict import add_model_args, algo_weights, click_policy, postprocess_config, resolve_device
+from petclick.commands.predict import (add_model_args, algo_weights, click_policy, load_predictor, postprocess_config,
+                                       resolve_device)
 from petclick.core.errors import InputError
-from petclick.inference.predictors import get_predictor
 from petclick.io.clickpolicy import ClickPolicy
-from petclick.workflows.gc import MODELS_ENV, default_models, run_gc
+from petclick.workflows.gc import MODELS_ENV, TRACER_MODEL_ENV, default_models, run_gc
 from petclick.workflows.predict import PredictSettings, Runner
 
 BUDGET_ENV = "PETCLICK_TIME_BUDGET"
@@ -31,10 +31,12 @@ def run(args: argparse.Namespace) -> int:
             budget = float(os.environ[BUDGET_ENV])
         except ValueError as exc:
             raise InputError(BUDGET_ENV, f"must be a number of seconds, got {os.environ[BUDGET_ENV]!r}") from exc
+    predictor, tta_axes = load_predictor(args, resolve_device(args.device), weights)
     settings = PredictSettings(steps=None, postprocess=postprocess_config(args), time_budget_s=budget,
-                               tta_axes=tuple(args.tta_axes), progress=False, click_policy=gc_click_policy(args),
-                               incremental=args.incremental, tile_cache_mb=args.tile_cache_mb)
-    runner = Runner(get_predictor(args.models, device=resolve_device(args.device), algo_weights=weights), settings)
+                               tta_axes=tta_axes, progress=False, click_policy=gc_click_policy(args),
+                               incremental=args.incremental, tile_cache_mb=args.tile_cache_mb,
+                               tracer_model=args.tracer_model or os.environ.get(TRACER_MODEL_ENV) or None)
+    runner = Runner(predictor, settings)
     written = run_gc(args.input, args.output, runner, settings.click_policy)
     for path in written:
         print(path)
@@ -48,7 +50,8 @@ def register(subparsers) -> None:
                     "points, PET voxel indices) under --input; writes images/tumor-lesion-segmentation/<uuid>.mha "
                     f"with the PET's origin, spacing and direction under --output (uuid = the CT file's name). Models: "
                     f"--models, else ${MODELS_ENV}, else /opt/algorithm/models. Time budget: --time-budget, else "
-                    f"${BUDGET_ENV} (seconds per job).")
+                    f"${BUDGET_ENV} (seconds per job). Tracer classifier: --tracer-model, else ${TRACER_MODEL_ENV}, "
+                    "else the MIP rule.")
     p.add_argument("--input", default="/input", help="input folder (default /input)")
     p.add_argument("--output", default="/output", help="output folder (default /output)")
     add_model_args(p, models_default=[default_models()])

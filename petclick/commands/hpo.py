@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from petclick.core.errors import InputError
+from petclick.core.yamlio import load_yaml_text
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,7 +52,7 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
         if not sep or "#" not in key:
             raise InputError("--set", f"{item!r}: write SECTION#KEY=VALUE, e.g. training#num_epochs=5")
         try:
-            out[key.strip()] = yaml.safe_load(value)
+            out[key.strip()] = load_yaml_text(value)
         except yaml.YAMLError as exc:
             raise InputError("--set", f"{item!r}: value is not YAML ({exc})") from exc
     return out

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from petclick.commands.predict import add_algo_weights_arg, add_session_args, algo_weights, click_policy, postprocess_config
+from petclick.commands.predict import (BY_STEP_OPTION, add_algo_weights_arg, add_session_args, algo_weights, click_policy,
+                                       postprocess_config)
+from petclick.core.errors import InputError
 from petclick.inference.predictors import BUILTIN
+from petclick.inference.routing import parse_step_routes
 from petclick.postprocess import RULES
 from petclick.metrics.protocol import MODES
 from petclick.workflows.interactive import InteractiveJob, run_interactive
@@ -17,8 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="For each case of a datalist split: load CT/PET/label and clicks, run the "
                                    "predictor with 0..10 clicks of each kind, score every step; writes the "
                                    "report of `petclick evaluate` into --out.")
-    p.add_argument("--predictor", required=True, help=f"built-in name ({', '.join(BUILTIN)}) or a trained model "
-                                                      "(AutoRunner work_dir, bundle folder or checkpoint)")
+    p.add_argument("--predictor", default=None, help=f"built-in name ({', '.join(BUILTIN)}) or a trained model "
+                                                     "(AutoRunner work_dir, bundle folder or checkpoint)")
+    p.add_argument(BY_STEP_OPTION, nargs="+", default=None, metavar="RANGE=MODELS|FILE.yaml",
+                   help="instead of --predictor: model choice by click count, e.g. 0-5=work_dir_a 6-10=work_dir_b, "
+                        "or a YAML file (as `petclick predict`)")
     p.add_argument("--datalist", required=True, type=Path)
     p.add_argument("--split", default="testing", help="datalist split to run (default: testing)")
     p.add_argument("--out", required=True, type=Path)
@@ -52,9 +58,16 @@ def run(args: argparse.Namespace) -> int:
         shards.close()
 
 
+def _predictor(args: argparse.Namespace) -> str | dict:
+    """--predictor, or the validated --predictor-by-step routes (exactly one of them)."""
+    if (args.predictor is None) == (args.predictor_by_step is None):
+        raise InputError("--predictor", "give exactly one of --predictor and --predictor-by-step")
+    return args.predictor if args.predictor is not None else parse_step_routes(args.predictor_by_step, BY_STEP_OPTION)
+
+
 def _run(args: argparse.Namespace, shards) -> int:
     return run_interactive(InteractiveJob(
-        predictor=args.predictor, datalist=args.datalist, out=args.out, split=args.split, mode=args.mode,
+        predictor=_predictor(args), datalist=args.datalist, out=args.out, split=args.split, mode=args.mode,
         dataroot=args.dataroot, save_predictions=args.save_predictions, compare=list(args.compare),
         device=args.device, algo_weights=algo_weights(args), suv_threshold=args.suv_threshold, cases=args.cases,
         no_mip=args.no_mip, click_policy=click_policy(args), incremental=args.incremental,

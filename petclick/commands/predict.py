@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-
 import os
 
 from petclick.core.errors import InputError
 from petclick.inference.engine import MODES as INCREMENTAL_MODES
 from petclick.inference.predictors import get_predictor
+from petclick.inference.routing import parse_step_routes
 from petclick.inference.weights import parse_algo_weights
 from petclick.io.clickpolicy import ClickPolicy, policy_from_flags
 from petclick.postprocess import RULES, make_config
@@ -18,6 +18,7 @@ from petclick.workflows.shards import Shards
 
 log = logging.getLogger(__name__)
 ALGO_WEIGHTS_OPTION = "--algo-weights"
+BY_STEP_OPTION = "--predictor-by-step"
 
 
 def add_algo_weights_arg(p: argparse.ArgumentParser) -> None:
@@ -57,9 +58,15 @@ def click_policy(args: argparse.Namespace) -> ClickPolicy:
 
 def add_model_args(p: argparse.ArgumentParser, models_default=None) -> None:
     """Options shared by `predict` and `gc`: models, device, time budget, TTA and post-processing."""
-    p.add_argument("--models", nargs="+", default=models_default, required=models_default is None, metavar="DIR",
+    p.add_argument("--models", nargs="+", default=models_default, metavar="DIR",
                    help="AutoRunner work_dir(s), trained bundle folders or .pt checkpoints (every checkpoint found is "
-                        "ensembled), or the built-in baseline 'suv-threshold'")
+                        "ensembled), or the built-in baseline 'suv-threshold'"
+                        + ("" if models_default is None else f" (default: {' '.join(map(str, models_default))})"))
+    p.add_argument(BY_STEP_OPTION, nargs="+", default=None, metavar="RANGE=MODELS|FILE.yaml",
+                   help="model choice by click count instead of --models: e.g. 0-5=work_dir_a 6-10=work_dir_b "
+                        "(several models of one range: comma-separated), or a YAML file {predictor_by_step: "
+                        "{0-5: ..., 6-10: ...}}; the ranges must cover steps 0-10 once (petclick/inference/routing.py)")
+    p.set_defaults(models_default=models_default)
     add_algo_weights_arg(p)
     p.add_argument("--device", default="auto", help="auto (cuda when available, else cpu), cpu, cuda or cuda:N")
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
@@ -74,8 +81,34 @@ def add_model_args(p: argparse.ArgumentParser, models_default=None) -> None:
                         "plain prob >= 0.5) or a YAML file overriding the defaults")
     p.add_argument("--enable", nargs="+", default=[], choices=RULES, metavar="RULE", help=f"switch rules on: {', '.join(RULES)}")
     p.add_argument("--disable", nargs="+", default=[], choices=RULES, metavar="RULE", help="switch rules off")
+    p.add_argument("--tracer-model", default=None, metavar="FILE.pt",
+                   help="learned tracer classifier (`petclick train-tracer`) deciding the tracer of cases whose tracer "
+                        "is unknown, for the tracer-specific post-processing (default: the MIP rule)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_session_args(p)
+
+
+def model_spec(args: argparse.Namespace):
+    """What get_predictor loads: --models, or the validated --predictor-by-step routes (not both),
+    else the command's default models; neither and no default is an InputError."""
+    by_step = getattr(args, "predictor_by_step", None)
+    if by_step and args.models and args.models != getattr(args, "models_default", None):
+        raise InputError(BY_STEP_OPTION, "give --models or --predictor-by-step, not both")
+    if by_step:
+        return parse_step_routes(by_step, BY_STEP_OPTION)
+    models = args.models
+    if not models:
+        raise InputError("--models", "no model given: use --models or --predictor-by-step")
+    return models
+
+
+def load_predictor(args: argparse.Namespace, device: str, weights: dict[str, float] | None):
+    """The command line's predictor (the one loader); with --predictor-by-step the --tta-axes go to
+    every model set (mirroring built into each ensemble), since the run cannot choose subsets of them."""
+    spec = model_spec(args)
+    if isinstance(spec, dict) and args.tta_axes:
+        return get_predictor(spec, device=device, algo_weights=weights, tta_flip_axes=tuple(args.tta_axes)), ()
+    return get_predictor(spec, device=device, algo_weights=weights), tuple(args.tta_axes)
 
 
 def resolve_device(device: str) -> str:
@@ -132,14 +165,15 @@ def _cases(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     weights = algo_weights(args)
     cases = _cases(args)
-    settings = PredictSettings(steps=_steps(args), postprocess=postprocess_config(args), save_prob=args.save_prob,
-                               time_budget_s=args.time_budget, tta_axes=tuple(args.tta_axes),
-                               progress=not args.no_progress, click_policy=click_policy(args),
-                               incremental=args.incremental, tile_cache_mb=args.tile_cache_mb)
     device = resolve_device(args.device)
     shards = Shards.from_env(device)
     try:
-        predictor = get_predictor(args.models, device=device, algo_weights=weights)
+        predictor, tta_axes = load_predictor(args, device, weights)
+        settings = PredictSettings(steps=_steps(args), postprocess=postprocess_config(args), save_prob=args.save_prob,
+                                   time_budget_s=args.time_budget, tta_axes=tta_axes,
+                                   progress=not args.no_progress, click_policy=click_policy(args),
+                                   incremental=args.incremental, tile_cache_mb=args.tile_cache_mb,
+                                   tracer_model=args.tracer_model)
         summary = Runner(predictor, settings).run(cases, args.out, shards)
     finally:
         shards.close()

@@ -4,6 +4,7 @@ mappings and `a#b#c` overrides (as MONAI bundle overrides are written)."""
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -41,13 +42,33 @@ def apply_overrides(config: Mapping[str, Any], overrides: Mapping[str, Any] | No
     return out
 
 
+class Loader(yaml.SafeLoader):
+    """PyYAML's safe loader that reads floats as YAML 1.2 does: `1e-4` and `5E3` are numbers (YAML 1.1,
+    PyYAML's default, needs a dot and a signed exponent, `1.0e-4`, and reads `1e-4` as a string)."""
+
+
+Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def load_yaml_text(text: str) -> Any:
+    """Parse YAML text with petclick's Loader (yaml.YAMLError on malformed text)."""
+    return yaml.load(text, Loader=Loader)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML/JSON file as a dict; missing or malformed files raise InputError naming them."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "config file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml_text(path.read_text())
     except yaml.YAMLError as exc:
         raise InputError(path, f"malformed YAML ({exc})") from exc
     if data is None:

@@ -8,12 +8,14 @@ Three modes (YAML `infer.incremental` or `--incremental`):
   windows merged) are re-blended from cached tile outputs (petclick/runtime/tiles.py), the rest of
   the probability map is kept.
   Equals a full recomputation (tests: max |dp| <= 1e-6).
-- `local`: one window per added or removed click, centred on it (the group's ROI), run on that
-  crop alone and blended into the previous probabilities with weights that fall from 1 to 0 over
-  a quarter window towards sides inside the image; when the mask changes within that margin of
-  a side, the region widens by one more window centred on those changes and reaching half a
-  window past that side (at most `max_grow` widenings per click; windows blend by their weights).
-  Approximate: benchmarks/bench_interactive.py measures its Dice against full recomputation.
+- `local`: one window per added or removed click, centred on it, run on that crop alone and
+  blended into the previous probabilities with weights that fall from 1 to 0 over a quarter window
+  towards sides inside the image; when the mask changes within that margin of a side, the region
+  widens by one more window centred on those changes and reaching half a window past that side (at
+  most `max_grow` widenings per click; windows blend by their weights). The window is `window`
+  times the group's ROI per axis (rounded down to the network's ROI multiple; 1: the ROI itself),
+  so a click costs a fraction of one sliding-window tile. Approximate:
+  benchmarks/bench_interactive.py measures its Dice against full recomputation.
 
 Checkpoints are grouped by their input (preprocessing + click encoding) as in EnsemblePredictor;
 each group keeps the running sum of its members' scaled sigmoid probabilities in the network's
@@ -36,7 +38,7 @@ from petclick.core.errors import InputError
 from petclick.inference.predictor import MODELS, EnsemblePredictor, flip_combinations
 from petclick.io.clickfile import Clicks
 from petclick.io.images import CaseVolumes
-from petclick.networks.roi import cover_roi
+from petclick.networks.roi import cover_roi, roi_divisors
 from petclick.runtime.clickinput import ClickEncoder, clicks_in_network_space
 from petclick.runtime.grid import integer_shift, to_pet_grid
 from petclick.runtime.preprocess import PreparedCase
@@ -105,10 +107,16 @@ class Group:
 
 @dataclass
 class LocalSettings:
-    """Local mode: window fade margin (fraction of the ROI) and widenings per click."""
+    """Local mode: the window's size (fraction of the ROI per axis), its fade margin (fraction of the
+    window) and widenings per click."""
 
+    window: float = 1.0
     margin: float = 0.25
     max_grow: int = 3
+
+    def __post_init__(self) -> None:
+        if not 0 < float(self.window) <= 1:
+            raise InputError("infer.local_window", f"must be a number in (0, 1], got {self.window!r}")
 
 
 @dataclass
@@ -146,6 +154,7 @@ class EnsembleEngine:
         self.groups = self._groups(list(predictor.checkpoints if checkpoints is None else checkpoints),
                                    predictor.tta_flip_axes if tta_axes is None else tuple(tta_axes))
         self.tiles_per_pass = sum(len(m.tiled.grid) for g in self.groups for m in g.members)
+        self.voxels_per_pass = sum(len(m.tiled.grid) * int(np.prod(m.roi)) for g in self.groups for m in g.members)
 
     # ------------------------------------------------------------------ construction
     def _groups(self, checkpoints: list, tta_axes: Sequence[int]) -> list[Group]:
@@ -265,7 +274,7 @@ class EnsembleEngine:
     # ------------------------------------------------------------------ local mode
     def _windows(self, g: Group, before: Clicks, after: Clicks) -> list[Box]:
         """Boxes of one ROI centred on each click added or removed, merged where they overlap."""
-        roi = np.max([m.roi for m in g.members], axis=0)
+        roi = self._local_roi(g)
         shape = np.asarray(g.shape)
         old, new = clicks_in_network_space(g.prepared, before), clicks_in_network_space(g.prepared, after)
         boxes: list[Box] = []
@@ -276,6 +285,16 @@ class EnsembleEngine:
                 lo = np.clip(np.floor(np.asarray(p)).astype(int) - size // 2, 0, shape - size)
                 boxes.append((tuple(int(v) for v in lo), tuple(int(v) for v in lo + size)))
         return merge_boxes(boxes)
+
+    def _local_roi(self, g: Group) -> np.ndarray:
+        """Size of a local window of group `g`: `window` times its largest ROI per axis, rounded down
+        to a multiple of every member network's ROI divisor (at least one multiple)."""
+        roi = np.max([m.roi for m in g.members], axis=0)
+        if self.local.window >= 1:
+            return roi
+        info = self.predictor.info
+        div = np.max([roi_divisors(info[m.path]["name"], **info[m.path]["network_kwargs"]) for m in g.members], axis=0)
+        return np.maximum(div, (np.floor(roi * float(self.local.window) / div) * div).astype(int))
 
     def _fade(self, box: Box, shape: Sequence[int], margin: np.ndarray, device) -> torch.Tensor:
         """Blending weight over `box`: 1 inside, falling linearly to 0 over `margin` voxels towards
@@ -297,9 +316,11 @@ class EnsembleEngine:
         crop = g.x[(slice(None), *_slices(box))]
         shape = tuple(b - a for a, b in zip(*box))
         acc = None
+        local = tuple(int(v) for v in self._local_roi(g))
         for m in g.members:
             t = m.tiled
-            tl = t.on_grid(TileGrid(shape, m.roi, t.grid.overlap, t.grid.mode, t.grid.sigma_scale, device=g.x.device))
+            roi = local if self.local.window < 1 else m.roi    # merged boxes tile by it; smaller ones pad to it
+            tl = t.on_grid(TileGrid(shape, roi, t.grid.overlap, t.grid.mode, t.grid.sigma_scale, device=g.x.device))
             tl.set_input(crop)
             prob = torch.sigmoid(tl.logits(((0, 0, 0), shape)))
             acc = prob.mul_(m.scale) if acc is None else acc.add_(prob, alpha=m.scale)
@@ -309,7 +330,7 @@ class EnsembleEngine:
         """Local update of group `n`: per changed click a window, widened window by window (module
         docstring); returns the region changed (None: none)."""
         shape = np.asarray(g.shape)
-        roi = np.minimum(np.max([m.roi for m in g.members], axis=0), shape)
+        roi = np.minimum(self._local_roi(g), shape)
         margin = np.maximum(1, (roi * self.local.margin).astype(int))
         weight, changed = g.weight, None
         for first in self._windows(g, before, after):

@@ -3,14 +3,15 @@
 A predictor has a `.name` and `.predict(case, clicks) -> np.ndarray`: float32 probabilities (or
 0/1) on the PET grid; the protocol thresholds them at 0.5. `get_predictor` is the one loader of
 every command, session and bundle: a built-in name, or trained models through
-`petclick.inference.predictor.load_model_predictor` (imported only when a path is given).
+`petclick.inference.predictor.load_model_predictor` (imported only when a path is given), or a
+mapping of step ranges to either (petclick.inference.routing: model choice by click count).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import cc3d
 import numpy as np
@@ -120,7 +121,7 @@ BUILTIN = {"suv-threshold": SuvThresholdPredictor}
 _LOADED: dict[tuple, Predictor] = {}
 
 
-def get_predictor(models: str | Path | Sequence[str | Path], device: str = "cpu",
+def get_predictor(models: str | Path | Sequence[str | Path] | Mapping[str, Any], device: str = "cpu",
                   algo_weights: Mapping[str, float] | None = None, threshold: float = 2.5, cached: bool = False,
                   **kwargs) -> Predictor:
     """petclick's one predictor loader: a built-in predictor by name ("suv-threshold", SUV
@@ -128,7 +129,12 @@ def get_predictor(models: str | Path | Sequence[str | Path], device: str = "cpu"
     bundle folders, model folders, .pt files) through
     petclick.inference.predictor.load_model_predictor(paths, device=..., algo_weights=..., **kwargs)
     (None weights: a work_dir's input.yaml `ensemble_weights`). `cached`: one predictor per
-    (models, settings) per process (Auto3DSeg builds an InferClass per file and algorithm)."""
+    (models, settings) per process (Auto3DSeg builds an InferClass per file and algorithm).
+    A mapping `{"0-5": models_a, "6-10": models_b}` (petclick.inference.routing.parse_step_routes)
+    gives a StepRoutedPredictor whose model sets are each loaded here with the same settings."""
+    if isinstance(models, Mapping):
+        return _step_routed(models, device=device, algo_weights=algo_weights, threshold=threshold, cached=cached,
+                            **kwargs)
     items = [models] if isinstance(models, (str, Path)) else list(models)
     if not items:
         raise InputError(None, "no model given")
@@ -154,3 +160,12 @@ def get_predictor(models: str | Path | Sequence[str | Path], device: str = "cpu"
     if cached:
         _LOADED[key] = predictor
     return predictor
+
+
+def _step_routed(mapping: Mapping, **settings) -> Predictor:
+    """The StepRoutedPredictor of a validated `{range: models}` mapping, each distinct model set loaded once."""
+    from petclick.inference.routing import StepRoutedPredictor, step_ranges
+
+    routes = step_ranges(mapping)
+    members = {r.models: get_predictor(list(r.models), **settings) for r in routes}
+    return StepRoutedPredictor(routes, members)

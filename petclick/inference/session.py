@@ -7,8 +7,11 @@
     session.save("state/")         # a fresh process: InteractiveSession.load("state/") continues
 
 - Models: anything `get_predictor` loads (AutoRunner work_dir, bundle folders, .pt files,
-  `suv-threshold`) or a predictor object. Trained ensembles run on petclick.inference.engine
-  (modes naive | exact | local); any other predictor is called once per changed click state.
+  `suv-threshold`, a mapping of step ranges to those) or a predictor object. Trained ensembles run
+  on petclick.inference.engine (modes naive | exact | local); any other predictor is called once
+  per changed click state. A model choice by step (petclick.inference.routing) gets one engine per
+  model set, each fed only the click states of its steps: its tile cache and undo journal hold
+  only its own outputs, so switching model between steps never mixes two models' tiles.
 - Case: CT and PET files (repaired as `petclick predict` repairs them) or arrays with their affine.
   Preprocessing runs once per case.
 - Clicks are PET voxel indices, checked by petclick.io.clickpolicy (outside the volume: an error
@@ -39,6 +42,7 @@ from petclick.core.errors import InputError
 from petclick.inference.engine import DEFAULT_CACHE_MB, EnsembleEngine, LocalSettings, check_mode
 from petclick.inference.predictor import EnsemblePredictor
 from petclick.inference.predictors import get_predictor
+from petclick.inference.routing import StepRoutedPredictor, parse_step_routes
 from petclick.io.clickfile import Clicks
 from petclick.io.clickpolicy import BUDGET, ClickPolicy, apply_click_policy
 from petclick.io.images import CaseVolumes, Volume, load_volume, save_volume
@@ -114,19 +118,51 @@ class InteractiveSession:
         self.source = str(source) if source is not None else "clicks"
         self.spec = dict(spec or {})
         self.checkpoints, self.tta_axes = checkpoints, tta_axes
-        self.engine: EnsembleEngine | None = None
-        if isinstance(predictor, EnsemblePredictor):
-            mode = check_mode(mode if mode is not None else default_mode(predictor))
-            cache = tile_cache_mb if tile_cache_mb is not None else default_cache_mb(predictor)
-            self.engine = EnsembleEngine(predictor, case, mode, checkpoints, tta_axes, cache, local=local)
-            self.mode = mode
-        else:
-            self.mode = "predictor"
+        self.routed = predictor if isinstance(predictor, StepRoutedPredictor) else None
+        members = self.routed.members if self.routed is not None else [predictor]
+        if self.routed is not None and checkpoints is not None:
+            raise InputError("checkpoints", "a checkpoint subset needs one model set, not a model choice by step")
+        ensembles = [m for m in members if isinstance(m, EnsemblePredictor)]
+        modes = {check_mode(mode if mode is not None else default_mode(m)) for m in ensembles}
+        self.mode = (modes.pop() if len(modes) == 1 else "mixed") if ensembles else "predictor"
+        self._engine_args = (mode, tile_cache_mb, local)
+        self._members = list(members)
+        self._engines: list[EnsembleEngine | None] = [None] * len(members)
+        if self.routed is None and ensembles:
+            self._engine(0)
         self._history: list[Clicks] = [Clicks()]
         self._last: Prediction | None = None
         self._last_clicks: Clicks | None = None
         self.predictions = 0
         self.computed = 0
+
+    def _engine(self, n: int) -> EnsembleEngine | None:
+        """The engine of member `n` (built on first use; None for a predictor that is no trained ensemble)."""
+        member = self._members[n]
+        if self._engines[n] is None and isinstance(member, EnsemblePredictor):
+            mode, cache_mb, local = self._engine_args
+            mode = check_mode(mode if mode is not None else default_mode(member))
+            cache = cache_mb if cache_mb is not None else default_cache_mb(member)
+            settings = local if local is not None else LocalSettings(window=default_local_window(member))
+            self._engines[n] = EnsembleEngine(member, self.case, mode, self.checkpoints, self.tta_axes, cache,
+                                              local=settings)
+        return self._engines[n]
+
+    @property
+    def engine(self) -> EnsembleEngine | None:
+        """The engine of the model set that predicts the current clicks (None: not a trained ensemble)."""
+        n = self.routed.index(self.clicks) if self.routed is not None else 0
+        return self._engine(n)
+
+    @property
+    def engines(self) -> list[EnsembleEngine]:
+        """Every engine built so far (one per model set of a choice by step)."""
+        return [e for e in self._engines if e is not None]
+
+    def _tiles(self) -> tuple[int, int]:
+        """Tiles computed and reused so far, over every engine."""
+        counts = [e.counters.as_dict() for e in self.engines]
+        return sum(c["tiles_computed"] for c in counts), sum(c["tiles_reused"] for c in counts)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -137,8 +173,12 @@ class InteractiveSession:
         PET files, or CT and PET arrays on one grid with its `affine`."""
         spec: dict[str, Any] = {}
         names = [models] if isinstance(models, (str, Path)) else models
-        if isinstance(names, (list, tuple)) and names and all(isinstance(m, (str, Path)) for m in names):
-            spec = {"models": [str(m) for m in names], "device": str(device),
+        if isinstance(names, Mapping):
+            names = parse_step_routes(names, "models")
+        if isinstance(names, Mapping) or (isinstance(names, (list, tuple)) and names
+                                          and all(isinstance(m, (str, Path)) for m in names)):
+            listed = dict(names) if isinstance(names, Mapping) else [str(m) for m in names]
+            spec = {"models": listed, "device": str(device),
                     "algo_weights": None if algo_weights is None else dict(algo_weights),
                     "tta_flip_axes": list(tta_flip_axes)}
             models = _predictor_from_spec(spec)
@@ -200,12 +240,14 @@ class InteractiveSession:
 
     # ------------------------------------------------------------------ prediction
     def _probability(self, clicks: Clicks) -> tuple[np.ndarray, bool]:
-        if self.engine is not None:
-            prob, box = self.engine.update(clicks)
+        n = self.routed.index(clicks) if self.routed is not None else 0
+        engine = self._engine(n)
+        if engine is not None:
+            prob, box = engine.update(clicks)
             return prob, box is not None
         if self._last_clicks is not None and self._last_clicks == clicks and self._last is not None:
             return self._last.prob, False
-        p = self.predictor
+        p = self._members[n]
         if (self.checkpoints is not None or self.tta_axes) and hasattr(p, "predict_with"):
             ckpts = list(p.checkpoints) if self.checkpoints is None else list(self.checkpoints)
             prob = p.predict_with(ckpts, tuple(self.tta_axes or ()), self.case, clicks)
@@ -232,7 +274,7 @@ class InteractiveSession:
         """Mask and probability for the current clicks (see module docstring)."""
         t0 = time.perf_counter()
         clicks = self.clicks
-        c0 = self.engine.counters.as_dict() if self.engine is not None else {"tiles_computed": 0, "tiles_reused": 0}
+        c0 = self._tiles()
         if self._last is not None and self._last_clicks == clicks:
             prob, computed = self._last.prob, False
         else:
@@ -246,11 +288,11 @@ class InteractiveSession:
             changed = tuple(slice(0, s) for s in mask.shape)
         elif mask is not self._last.mask:
             changed = bounding_box(mask != self._last.mask)
-        c1 = self.engine.counters.as_dict() if self.engine is not None else c0
+        c1 = self._tiles()
         self.predictions += 1
         self.computed += int(computed)
         out = Prediction(mask, prob, changed, self.step, clicks, computed,
-                         c1["tiles_computed"] - c0["tiles_computed"], c1["tiles_reused"] - c0["tiles_reused"],
+                         c1[0] - c0[0], c1[1] - c0[1],
                          time.perf_counter() - t0)
         self._last, self._last_clicks = out, clicks
         return out
@@ -265,11 +307,17 @@ class InteractiveSession:
         """What the session has cost so far (for a server to report)."""
         out: dict[str, Any] = {"mode": self.mode, "step": self.step, "predictions": self.predictions,
                                "predictions_computed": self.computed}
-        if self.engine is not None:
-            e = self.engine
+        engines = self.engines
+        if len(engines) == 1 and self.routed is None:
+            e = engines[0]
             out.update(e.counters.as_dict(), tiles_per_pass=e.tiles_per_pass, cache_bytes=e.cache_bytes,
                        cache_limit_bytes=None if e.cache is None else e.cache.limit,
                        cache_refused=0 if e.cache is None else e.cache.refused, journal_steps=len(e.journal))
+        elif engines:
+            computed, reused = self._tiles()
+            out.update(tiles_computed=computed, tiles_reused=reused, cache_bytes=sum(e.cache_bytes for e in engines),
+                       cache_refused=sum(0 if e.cache is None else e.cache.refused for e in engines),
+                       model_sets=[None if e is None else e.counters.as_dict() for e in self._engines])
         return out
 
     # ------------------------------------------------------------------ state
@@ -286,8 +334,10 @@ class InteractiveSession:
             tmp = folder / f".mask.tmp{os.getpid()}.nii.gz"     # nibabel gzips by the name's suffix
             save_volume(tmp, last.mask.astype(np.uint8), self.case.affine).replace(folder / "mask.nii.gz")
             _atomic_write(folder / "prob.npy", lambda p: _save_npy(p, last.prob))
-        if self.engine is not None:
-            _atomic_write(folder / "engine.pt", lambda p: torch.save(self.engine.state_dict(), p))
+        if self.engines:
+            engine_state = (self._engines[0].state_dict() if self.routed is None else
+                            {"by_step": [None if e is None else e.state_dict() for e in self._engines]})
+            _atomic_write(folder / "engine.pt", lambda p: torch.save(engine_state, p))
         state = {"version": STATE_VERSION, "mode": self.mode, "history": [c.to_dict() for c in self._history],
                  "last_clicks": None if self._last_clicks is None else self._last_clicks.to_dict(),
                  "postprocess": self.postprocess, "tracer": self.tracer, "click_policy": self.policy.value,
@@ -328,14 +378,14 @@ class InteractiveSession:
             case = load_prediction_case(spec["ct"], spec["pet"])
         if fingerprint(case) != state["case"]:
             raise InputError(path, "the case differs from the one this session was saved with")
-        opts = dict(mode=None if state["mode"] == "predictor" else state["mode"], postprocess=state.get("postprocess"),
+        opts = dict(mode=None if state["mode"] in ("predictor", "mixed") else state["mode"], postprocess=state.get("postprocess"),
                     tracer=state.get("tracer"), click_policy=state.get("click_policy"), budget=state.get("budget"),
                     checkpoints=state.get("checkpoints"), tta_axes=state.get("tta_axes"), spec=spec)
         opts.update(kwargs)
         s = cls(predictor, case, **opts)
         s._history = [_clicks_of(c) for c in state["history"]]
-        if s.engine is not None and (folder / "engine.pt").is_file():
-            s.engine.load_state_dict(torch.load(folder / "engine.pt", map_location="cpu", weights_only=True))
+        if (folder / "engine.pt").is_file():
+            s._load_engines(torch.load(folder / "engine.pt", map_location="cpu", weights_only=True))
         lc = state.get("last_clicks")
         if lc is not None and (folder / "mask.nii.gz").is_file() and (folder / "prob.npy").is_file():
             clicks = _clicks_of(lc)
@@ -344,6 +394,18 @@ class InteractiveSession:
             s._last = Prediction(mask, prob, None, len(s._history) - 1, clicks, False, 0, 0, 0.0)
             s._last_clicks = clicks
         return s
+
+    def _load_engines(self, state: Mapping[str, Any]) -> None:
+        """Continue every engine from a saved `engine.pt` (one state, or one per model set of a choice by step)."""
+        by_step = state.get("by_step") if isinstance(state, Mapping) else None
+        if (self.routed is None) != (by_step is None) or (by_step is not None and len(by_step) != len(self._members)):
+            raise InputError("session state", "saved state belongs to another model set")
+        for n, st in enumerate(by_step if by_step is not None else [state]):
+            engine = self._engine(n) if st is not None else None
+            if st is not None and engine is None:
+                raise InputError("session state", "saved state belongs to another model set")
+            if engine is not None:
+                engine.load_state_dict(st)
 
 
 def _predictor_from_spec(spec: Mapping[str, Any]) -> Any:
@@ -366,6 +428,12 @@ def default_mode(predictor: EnsemblePredictor) -> str:
     """The incremental mode the checkpoints ask for (`infer.incremental`), else exact."""
     modes = {str(predictor.info[p]["infer"].get("incremental") or "exact") for p in predictor.checkpoints}
     return modes.pop() if len(modes) == 1 else "exact"
+
+
+def default_local_window(predictor: EnsemblePredictor) -> float:
+    """Local mode's window fraction the checkpoints ask for (`infer.local_window`, largest), else 1."""
+    values = [predictor.info[p]["infer"].get("local_window") for p in predictor.checkpoints]
+    return max([float(v) for v in values if v is not None], default=1.0)
 
 
 def default_cache_mb(predictor: EnsemblePredictor) -> float:

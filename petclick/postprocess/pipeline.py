@@ -133,11 +133,13 @@ def make_config(config: dict | str | Path | None = None, **enable: bool) -> dict
     return cfg
 
 
-def resolve_tracer(tracer: str | None, case: CaseVolumes) -> str:
-    """The case's tracer: the given one ("fdg"/"psma"), else the MIP classifier's guess."""
+def resolve_tracer(tracer: str | None, case: CaseVolumes, classifier: Any = None) -> str:
+    """The case's tracer: the given one ("fdg"/"psma"), else the learned `classifier`'s answer when
+    one is given (petclick.runtime.tracer_model: anything with `classify(pet, affine)` ->
+    TracerGuess), else the MIP rule's (classify_tracer)."""
     if tracer in ("fdg", "psma"):
         return tracer
-    guess = classify_tracer(case.pet.array, case.affine)
+    guess = (classifier.classify if classifier is not None else classify_tracer)(case.pet.array, case.affine)
     log.info("tracer not given: classified as %s (%s)", guess.tracer.upper(), guess.reason)
     return guess.tracer
 

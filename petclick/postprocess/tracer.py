@@ -11,7 +11,9 @@ On the coronal maximum-intensity projection (max along the anterior-posterior ax
 
 FDG when brain_ratio >= 3, PSMA when brain_ratio < 1.5; in between, PSMA when hot_ratio >= 8.
 On the phantoms brain_ratio is 9-18 for FDG and 0.9-1.5 for PSMA. The head-foot and
-anterior-posterior axes come from the affine (RAS), so any voxel orientation works.
+anterior-posterior axes come from the affine (RAS), so any voxel orientation works. The rule needs
+the head in the scan; the learned alternative (petclick/runtime/tracer_model.py, `--tracer-model`)
+reads both MIPs (`mip_views`) and replaces it when a checkpoint is given.
 """
 
 from __future__ import annotations
@@ -46,20 +48,32 @@ def _axes(affine: np.ndarray) -> tuple[int, bool, int]:
     return si, bool(lin[2, si] > 0), ap
 
 
+def mip_views(pet: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The coronal (max along anterior-posterior) and sagittal (max along left-right) maximum-intensity
+    projections of a PET volume, each 2D (in-plane axis, head-foot axis) with the head at the last
+    index, whatever the voxel orientation (axes from the voxel-to-RAS affine); NaN read as 0."""
+    pet = np.nan_to_num(np.asarray(pet, np.float32), nan=0.0)
+    si, head_high, ap = _axes(affine)
+    lr = 3 - si - ap
+    views = []
+    for axis in (ap, lr):
+        mip = pet.max(axis=axis)
+        mip = np.moveaxis(mip, si if si < axis else si - 1, -1)     # (other, si)
+        views.append(mip if head_high else mip[:, ::-1])
+    return views[0], views[1]
+
+
 def classify_tracer(pet: np.ndarray, affine: np.ndarray) -> TracerGuess:
     """Guess "fdg" or "psma" from a PET volume (SUV) and its voxel-to-RAS affine; see the module docstring."""
     pet = np.nan_to_num(np.asarray(pet, np.float32), nan=0.0)
-    si, head_high, ap = _axes(affine)
-    mip = pet.max(axis=ap)                       # 2D: remaining axes in order, si among them
-    si2 = si if si < ap else si - 1
-    mip = np.moveaxis(mip, si2, -1)              # (other, si)
+    mip = mip_views(pet, affine)[0]              # coronal, head at the last index
     body_rows = np.flatnonzero(mip.max(axis=0) > BODY_SUV)
     body = pet[pet > BODY_SUV]
     if body_rows.size == 0 or body.size == 0:
         return TracerGuess("fdg", float("nan"), float("nan"), "no body uptake found; assuming FDG")
     first, last = int(body_rows[0]), int(body_rows[-1])
     n = max(1, int(round(HEAD_FRACTION * (last - first + 1))))
-    slab = mip[:, last - n + 1:last + 1] if head_high else mip[:, first:first + n]
+    slab = mip[:, last - n + 1:last + 1]
     slab_body = slab[slab > BODY_SUV]
     head = float(np.percentile(slab_body, 90)) if slab_body.size else 0.0
     reference = float(np.median(body))

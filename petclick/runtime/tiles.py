@@ -193,14 +193,16 @@ class TileCache:
 
 @dataclass
 class TileCounters:
-    """What the tiles of a session cost: windows run through a network, windows reused from the cache."""
+    """What the tiles of a session cost: windows run through a network, windows reused from the cache,
+    and the voxels the networks ran on (windows of different sizes cost in proportion to them)."""
 
     computed: int = 0
     reused: int = 0
+    voxels: int = 0
     history: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, int]:
-        return {"tiles_computed": self.computed, "tiles_reused": self.reused}
+        return {"tiles_computed": self.computed, "tiles_reused": self.reused, "voxels_computed": self.voxels}
 
 
 def update_logits(tiled: "TiledLogits", logits: torch.Tensor | None, x: torch.Tensor,
@@ -272,6 +274,7 @@ class TiledLogits:
         windows = torch.stack([self.grid.window_input(self.x, i, self.flip_axes) for i in indices])
         logits = window_logits(self.model(), windows, self.amp, self.amp_dtype)[:, 0]
         self.counters.computed += len(indices)
+        self.counters.voxels += len(indices) * int(np.prod(self.grid.roi))
         return [v.contiguous() for v in logits]
 
     def _tiles(self, needed: Sequence[int]) -> Iterable[tuple[int, torch.Tensor]]:

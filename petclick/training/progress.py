@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 
-from petclick.core.yamlio import write_yaml
+from petclick.core.yamlio import load_yaml_text, write_yaml
 
 PROGRESS = "progress.yaml"
 
@@ -26,7 +25,7 @@ def read_progress(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         return []
-    data = yaml.safe_load(path.read_text()) or []
+    data = load_yaml_text(path.read_text()) or []
     return list(data) if isinstance(data, list) else []
 
 

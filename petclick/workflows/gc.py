@@ -15,7 +15,8 @@ Clicks are read under the lenient policy (petclick.io.clickpolicy): a challenge 
 fail over its clicks. Bad entries are dropped one by one and the good ones used; a file that
 cannot be read at all (missing, malformed JSON, over the size limit) means step 0. Every drop
 goes to stderr and to `<output>/petclick-input-report.json` (per job: the clicks used, each
-dropped entry with its reason, the file error if any).
+dropped entry with its reason, the file error if any, and the tracer decided for post-processing:
+the learned classifier's with --tracer-model / $PETCLICK_TRACER_MODEL, else the MIP rule's).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ OUTPUT_DIR = Path("images/tumor-lesion-segmentation")
 REPORT_FILE = "petclick-input-report.json"
 DEFAULT_MODELS = "/opt/algorithm/models"
 MODELS_ENV = "PETCLICK_MODELS"
+TRACER_MODEL_ENV = "PETCLICK_TRACER_MODEL"
 
 
 @dataclass
@@ -121,17 +123,17 @@ def run_gc(input_dir: str | Path, output_dir: str | Path, runner, policy: ClickP
     written after every job. Each job is one step of an interactive session.
     """
     from petclick.inference.steps import official_clicks, run_steps
-    from petclick.postprocess import resolve_tracer
     from petclick.workflows.predict.inputs import load_prediction_case
 
     written, reports = [], []
     for job in discover_gc_inputs(input_dir):
         case = load_prediction_case(job.ct, job.pet)
         clicks, report = read_job_clicks(job, case.shape, policy)
+        tracer = report["tracer"] = runner.case_tracer(None, case)
         reports.append(report)
         atomic_write_text(Path(output_dir) / REPORT_FILE, json.dumps({"jobs": reports}, indent=1) + "\n")
         log.info("%s: %d tumour and %d background click(s)", job.uuid, len(clicks.tumor), len(clicks.background))
-        session = runner.case_session(case, clicks, [None], resolve_tracer(None, case), job.clicks)
+        session = runner.case_session(case, clicks, [None], tracer, job.clicks)
         (_, pred), = run_steps(session, [None], official_clicks(clicks))
         out = Path(output_dir) / OUTPUT_DIR / f"{job.uuid}.mha"
         written.append(save_mha(out, pred.mask, reference=read_sitk(job.pet)))

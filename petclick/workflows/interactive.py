@@ -35,7 +35,7 @@ FINAL = N_STEPS - 1
 class InteractiveJob:
     """What to run: the main predictor, those compared with it, the datalist split and the report folder."""
 
-    predictor: str
+    predictor: str | dict
     datalist: Path
     out: Path
     split: str = "testing"
@@ -59,12 +59,12 @@ class InteractiveJob:
                 "postprocess": self.postprocess}
 
 
-def _make(name: str, args: InteractiveJob, weights: dict[str, float] | None):
-    """A predictor by name or path (the one loader); ensembles get `weights` (None: their work_dir's
-    input.yaml), the baseline the job's SUV threshold."""
+def _make(name: str | dict, args: InteractiveJob, weights: dict[str, float] | None):
+    """A predictor by name, path or model choice by step (the one loader); ensembles get `weights`
+    (None: their work_dir's input.yaml), the baseline the job's SUV threshold."""
     if name == "suv-threshold":
         return get_predictor(name, threshold=args.suv_threshold)
-    return get_predictor(name, device=args.device, algo_weights=weights)
+    return get_predictor(name, device=args.device, algo_weights=weights, threshold=args.suv_threshold)
 
 
 def _folder_name(name: str, used: set[str]) -> str:

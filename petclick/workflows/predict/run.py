@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 import petclick
 from petclick.core.errors import InputError
+from petclick.inference.routing import StepRoutedPredictor
 from petclick.inference.session import InteractiveSession
 from petclick.inference.steps import official_clicks, run_steps
 from petclick.io.clickfile import Clicks, read_clicks
@@ -58,7 +59,8 @@ def supports_subsets(predictor) -> bool:
 class PredictSettings:
     """What to predict and how: steps (None = every click), post-processing, budget, outputs, the
     click policy, the incremental mode (None: exact for several steps, naive for one) and the
-    tile-cache limit (None: the checkpoints' `infer.tile_cache_mb`, else the default)."""
+    tile-cache limit (None: the checkpoints' `infer.tile_cache_mb`, else the default); `tracer_model`:
+    a learned tracer classifier's checkpoint, used where a case's tracer is unknown (None: the MIP rule)."""
 
     steps: tuple[int, ...] | None = None
     postprocess: dict = field(default_factory=make_config)
@@ -70,6 +72,7 @@ class PredictSettings:
     click_policy: ClickPolicy | str = ClickPolicy.STRICT
     incremental: str | None = None
     tile_cache_mb: float | None = None
+    tracer_model: str | None = None
 
 
 class Runner:
@@ -84,8 +87,17 @@ class Runner:
         if settings.time_budget_s is not None and not supports_subsets(predictor):
             log.warning("--time-budget ignored: predictor %s has no checkpoints to choose from",
                         getattr(predictor, "name", predictor))
+        self.tracer_classifier = None
+        if settings.tracer_model is not None:
+            from petclick.runtime.tracer_model import TracerClassifier
+
+            self.tracer_classifier = TracerClassifier.load(settings.tracer_model)
         if settings.tta_axes and not supports_subsets(predictor):
             raise InputError(None, f"TTA axes need a trained ensemble; {getattr(predictor, 'name', predictor)} has none")
+
+    def case_tracer(self, tracer: str | None, case: CaseVolumes) -> str:
+        """The case's tracer: the given one, else the learned classifier's (--tracer-model), else the MIP rule's."""
+        return resolve_tracer(tracer, case, self.tracer_classifier)
 
     def _n_predictions(self) -> int:
         return 1 if self.settings.steps is None else len(self.settings.steps)
@@ -144,7 +156,7 @@ class Runner:
         t0 = time.perf_counter()
         case = load_prediction_case(spec.ct, spec.pet)
         clicks = read_clicks(spec.clicks, case.shape, policy=self.settings.click_policy) if spec.clicks else Clicks()
-        tracer = resolve_tracer(spec.tracer, case)
+        tracer = self.case_tracer(spec.tracer, case)
         steps = [None] if self.settings.steps is None else list(self.settings.steps)
         session = self.case_session(case, clicks, steps, tracer, spec.clicks or spec.case_id)
         written = []
@@ -166,13 +178,14 @@ class Runner:
         ckpts = [str(c) for c in (getattr(self.predictor, "checkpoints", []) or [])]
         s = self.settings
         return {"predictor": getattr(self.predictor, "name", type(self.predictor).__name__),
+                "predictor_by_step": self.predictor.spec if isinstance(self.predictor, StepRoutedPredictor) else None,
                 "n_checkpoints": len(ckpts), "checkpoints": ckpts, "algo_weights": weights,
                 "plan": None if self.plan is None else {**asdict(self.plan), "algo_weights": weights},
                 "seconds_per_pass": self.seconds_per_pass, "tta_axes": list(s.tta_axes),
                 "time_budget_s": s.time_budget_s, "postprocess": s.postprocess,
                 "click_policy": ClickPolicy.parse(s.click_policy).value,
                 "steps": None if s.steps is None else list(s.steps), "save_prob": s.save_prob,
-                "incremental": self.mode or "exact", "tile_cache_mb": s.tile_cache_mb,
+                "incremental": self.mode or "exact", "tile_cache_mb": s.tile_cache_mb, "tracer_model": s.tracer_model,
                 "petclick_version": petclick.__version__}
 
     def run(self, cases: Sequence[CaseSpec], out: str | Path, shards: Shards | None = None) -> dict:
