@@ -2,6 +2,7 @@
 
     python benchmarks/bench_techniques.py --folds 1 --seeds 0                    # baseline vs organ head
     python benchmarks/bench_techniques.py --score-cohorts 21 99 --seeds 0 1 --variants baseline "organ head"
+    python benchmarks/bench_techniques.py --folds 1 --seeds 0 --variants baseline "all 10 clicks" "by click count"
 
 Every variant trains the demo recipe (the config fill_template_config writes for the `demo` preset,
 plus the variant's overrides and `--set`) on the demo cohort (seed 7) with the same iterations,
@@ -63,10 +64,28 @@ class Variant:
     predictor: Callable[[Mapping[str, list[Path]]], Any] = field(default=ensemble_of("main"))
 
 
-#: The variants by name (`--variants`); add "model by click count" / "tracer classifier" here.
+def by_click_count(few: str, many: str, split: int = 5) -> Callable[[Mapping[str, list[Path]]], Any]:
+    """Predictor factory: model set `few` for steps 0..split, `many` for split+1..10 (issue 18's
+    model choice by click count, through get_predictor's step mapping)."""
+    def make(checkpoints: Mapping[str, list[Path]]):
+        from petclick.inference.predictors import get_predictor
+
+        return get_predictor({f"0-{split}": [str(p) for p in checkpoints[few]],
+                              f"{split + 1}-10": [str(p) for p in checkpoints[many]]})
+    return make
+
+
+#: All 10 clicks of each kind on every training patch (BIRTH's model for steps 6-10).
+ALL_CLICKS = {"clicks#curriculum#count": "full"}
+
+#: The variants by name (`--variants`). "by click count" trains two sets (twice a baseline's
+#: compute: the recipe's log-count curriculum for steps 0-5 and all 10 clicks for steps 6-10);
+#: "all 10 clicks" is its second set alone, to tell which half of it matters.
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("baseline"),
     Variant("organ head", {"main": {"network#organ_head": ORGAN_HEAD}}),
+    Variant("all 10 clicks", {"main": ALL_CLICKS}),
+    Variant("by click count", {"few": {}, "all10": ALL_CLICKS}, by_click_count("few", "all10")),
 )}
 
 
