@@ -28,7 +28,8 @@ CLICKS: dict[str, Any] = {
 
 AUTOPET: dict[str, Any] = {
     "network": {"name": "segresnet", "kwargs": {},
-                "output_prior": None},       # foreground prior p: output bias starts at logit(p) (None: stock init)
+                "output_prior": None,        # foreground prior p: output bias starts at logit(p) (None: stock init)
+                "organ_head": None},         # organ supervision {labels: [...], weight: w} (None: no organ head)
     "data": {
         "spacing": "auto",           # auto: the analysed median spacing, no resampling when all cases share it
         "ct_window": [-250.0, 250.0],  # HU -> [0, 1]

@@ -91,6 +91,41 @@ def of_type(kind: type | tuple[type, ...], what: str, none: bool = True) -> Rule
     return Rule(check, what)
 
 
+def _organ_head_problem(v: Any) -> str | None:
+    """What is wrong with a `network.organ_head` value (None: valid). Organ names are checked
+    against the organ label table when training starts (petclick.training.organs)."""
+    if v is None:
+        return None
+    if not isinstance(v, Mapping):
+        return f"must be a mapping {{labels: [...], weight: w}} or null, got {v!r}"
+    unknown = sorted(set(v) - {"labels", "weight", "loss"})
+    if unknown:
+        return f"unknown key(s) {unknown}; accepted: labels, weight, loss"
+    labels = v.get("labels")
+    if not isinstance(labels, (list, tuple)) or not labels:
+        return f"labels must be a non-empty list of organ label values or names, got {labels!r}"
+    seen: list[Any] = []
+    for item in labels:
+        group = item if isinstance(item, (list, tuple)) else [item]
+        for x in group:
+            ok = (isinstance(x, int) and not isinstance(x, bool) and x >= 1) or (isinstance(x, str) and x.strip())
+            if not ok:
+                return (f"labels: {x!r} is neither an organ label value (an integer >= 1) nor an organ name; "
+                        "an item may also be a list of them (one class)")
+            if x in seen:
+                return f"labels: {x!r} is listed twice"
+            seen.append(x)
+        if not group:
+            return "labels: an empty list is not a class"
+    weight = v.get("weight", 1.0)
+    if not _is_number(weight) or float(weight) <= 0:
+        return f"weight must be a number > 0, got {weight!r}"
+    if v.get("loss", "dice_ce") not in ("dice_ce", "ce"):
+        return f"loss must be 'dice_ce' or 'ce', got {v.get('loss')!r}"
+    return None
+
+
+ORGAN_HEAD = Rule(_organ_head_problem, "null or {labels: [organ values or names, ...], weight: w > 0, loss: dice_ce|ce}")
 FLAG = of_type(bool, "true or false", none=False)
 TEXT = of_type(str, "a string")
 MAPPING = of_type(Mapping, "a mapping")
@@ -119,7 +154,7 @@ for _path, _rule in {
     # sections
     "network.name": of_type(str, "a network name", none=False), "network.kwargs": MAPPING,
     "network.output_prior": number(0, 1, lo_open=True, hi_open=True, none=True),
-    "network.init_checkpoint": TEXT, "network.image_channels": number(1, integer=True),
+    "network.init_checkpoint": TEXT, "network.organ_head": ORGAN_HEAD, "network.image_channels": number(1, integer=True),
     "data.spacing": numbers(3, 0, lo_open=True, none=True, allow=("auto",)),
     "data.ct_window": numbers(2), "data.pet_clip": numbers(2, 0, allow=("auto",)),
     "data.pet_scale": choice("linear", "log"),

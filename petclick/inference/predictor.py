@@ -60,8 +60,8 @@ class ModelCache:
         ckpt = read_checkpoint(path)
         torch_model = build_model(ckpt, device)
         size = sum(p.numel() * p.element_size() for p in torch_model.parameters())
-        arch = json.dumps([ckpt["network"], ckpt["in_channels"], ckpt.get("out_channels", 1)], sort_keys=True,
-                          default=str)
+        arch = json.dumps([ckpt["network"], ckpt["in_channels"], ckpt.get("out_channels", 1),
+                           ckpt.get("organ_head")], sort_keys=True, default=str)
         infer = infer_config(ckpt.get("infer"))
         infer["backend"] = os.environ.get(BACKEND_ENV) or infer["backend"]
         model = prepare_network(torch_model, infer, device, arch)

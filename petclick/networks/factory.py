@@ -11,6 +11,8 @@ is one module with a NetworkSpec (petclick.networks.spec); this module looks spe
   always one tensor ``(B, out_channels, *roi)``.
 
 All outputs are logits (no sigmoid/softmax). :func:`as_list` turns either form into a list.
+With ``organ_classes`` (YAML ``network.organ_head``) every output carries that many organ channels
+after the ``out_channels`` lesion channels (petclick.networks.organ_head).
 A new network: a module that registers its NetworkSpec, imported below, plus its bundle's YAML.
 """
 
@@ -63,9 +65,12 @@ def network_kwargs(name: str, **kwargs: Any) -> dict[str, Any]:
     return merged
 
 
-def build_network(name: str, in_channels: int, out_channels: int, **kwargs: Any) -> nn.Module:
+def build_network(name: str, in_channels: int, out_channels: int, *, organ_classes: int = 0,
+                  **kwargs: Any) -> nn.Module:
     """Build network `name` with `in_channels` inputs (CT, PET, click channels) and `out_channels`
-    logit channels; `kwargs` come from YAML and override the network's defaults.
+    logit channels; `kwargs` come from YAML and override the network's defaults. `organ_classes` > 0
+    adds an organ head: that many more output channels, after the lesion ones (one code path for
+    every network: the output convolutions get the extra channels; see organ_head.py).
 
     For ``dints`` pass ``arch_code`` (a dict as :func:`petclick.networks.load_arch_code` returns)
     or ``arch_code_path`` (a file written by ``save_arch_code``); without either the default
@@ -77,7 +82,9 @@ def build_network(name: str, in_channels: int, out_channels: int, **kwargs: Any)
     if int(in_channels) < 1 or int(out_channels) < 1:
         raise InputError(f"network {spec.name}",
                          f"in_channels and out_channels must be >= 1, got {in_channels}, {out_channels}")
-    return spec.build(int(in_channels), int(out_channels), network_kwargs(spec.name, **kwargs))
+    if int(organ_classes) < 0 or int(organ_classes) == 1:
+        raise InputError(f"network {spec.name}", f"organ_classes must be 0 (no organ head) or >= 2, got {organ_classes}")
+    return spec.build(int(in_channels), int(out_channels) + int(organ_classes), network_kwargs(spec.name, **kwargs))
 
 
 def as_list(outputs: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:

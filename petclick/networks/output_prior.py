@@ -40,14 +40,16 @@ def output_heads(model: nn.Module, out_channels: int = 1) -> list[tuple[str, nn.
 
 
 @torch.no_grad()
-def init_output_prior(model: nn.Module, prior: float, out_channels: int = 1) -> list[str]:
-    """Set every output head's bias to logit(`prior`); returns the heads' names.
-    A model without a biased output convolution raises InputError (the prior would be lost)."""
+def init_output_prior(model: nn.Module, prior: float, out_channels: int = 1, channels: int | None = None) -> list[str]:
+    """Set every output head's bias to logit(`prior`) (only its first `channels` channels when given:
+    the lesion channels of a network with an organ head, whose organ channels keep their stock
+    init); returns the heads' names. A model without a biased output convolution raises
+    InputError (the prior would be lost)."""
     value = prior_logit(prior)
     heads = output_heads(model, out_channels)
     if not heads:
         raise InputError("network output_prior",
                          f"{type(model).__name__} has no convolution with {out_channels} output channel(s) and a bias")
     for _, conv in heads:
-        conv.bias.fill_(value)
+        conv.bias[: out_channels if channels is None else int(channels)].fill_(value)
     return [name for name, _ in heads]

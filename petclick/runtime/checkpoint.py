@@ -4,7 +4,13 @@
      "in_channels": 4, "out_channels": 1,
      "preprocess": {"spacing", "ct_window", "pet_clip", "pet_scale", "crop_body", "roi", "encoding", "max_clicks"},
      "infer": {"roi", "overlap", "sw_batch_size", "mode", "amp"},
-     "algo", "fold", "repeat", "epoch", "best_metric", "metrics"}
+     "algo", "fold", "repeat", "epoch", "best_metric", "metrics",
+     "organ_head": {"labels", "classes", "weight", "loss"}}      # only when trained with an organ head
+
+A checkpoint with `organ_head` holds a network with `classes` organ channels after its lesion
+channels (petclick.networks.organ_head); `build_model` returns it wrapped so that it outputs only
+the lesion channels, so every inference path ignores the organ head. A checkpoint without the key
+(every one written before organ heads existed) loads as it always did.
 
 Training writes `model.pt` (best validation) and `last.pt` (resume state: also optimizer,
 scheduler, scaler, RNG) into `<bundle>/model/repeat<r>/`. Inference collects only `model.pt`.
@@ -52,13 +58,19 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def build_model(ckpt: Mapping[str, Any], device: str | torch.device = "cpu") -> torch.nn.Module:
-    """The network of a checkpoint dict, weights loaded, in eval mode on `device`."""
+    """The network of a checkpoint dict, weights loaded, in eval mode on `device`; with an organ head
+    wrapped as LesionOutput (the lesion channels only)."""
     from petclick.networks.factory import build_network
+    from petclick.networks.organ_head import LesionOutput
 
     net = ckpt["network"]
-    model = build_network(net["name"], int(ckpt["in_channels"]), int(ckpt.get("out_channels", 1)),
-                          **dict(net.get("kwargs") or {}))
+    head = ckpt.get("organ_head")
+    out_channels = int(ckpt.get("out_channels", 1))
+    model = build_network(net["name"], int(ckpt["in_channels"]), out_channels,
+                          organ_classes=int(head["classes"]) if head else 0, **dict(net.get("kwargs") or {}))
     model.load_state_dict(ckpt["state_dict"])
+    if head:
+        model = LesionOutput(model, out_channels)
     return model.to(device).eval()
 
 

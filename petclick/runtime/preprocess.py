@@ -102,15 +102,17 @@ def load_transforms(keys: Sequence[str]) -> list:
             EnsureChannelFirstd(keys=list(keys), channel_dim="no_channel")]
 
 
-def preprocess_transforms(pre: Mapping[str, Any], label_key: str | None = None) -> list:
-    """The transforms from loaded `image` (CT) and `pet` (and optional label) to the network's
-    2-channel `image` in the network's space. Array transforms keep the MetaTensor affine."""
+def preprocess_transforms(pre: Mapping[str, Any], label_key: str | Sequence[str] | None = None) -> list:
+    """The transforms from loaded `image` (CT) and `pet` (and optional label maps: one key or several,
+    e.g. the lesion label and the organ map, all resampled by nearest neighbour and cropped alike) to
+    the network's 2-channel `image` in the network's space. Array transforms keep the MetaTensor affine."""
     pre = preprocess_config(pre)
-    spatial = ["image", "pet"] + ([label_key] if label_key else [])
+    labels = [] if not label_key else [label_key] if isinstance(label_key, str) else list(label_key)
+    spatial = ["image", "pet"] + labels
     out: list = [EnsureTyped(keys=spatial, dtype=torch.float32, track_meta=True),
                  ReplaceNonFinited(keys="image", value=CT_FILL_HU), ReplaceNonFinited(keys="pet", value=PET_FILL_SUV)]
     if pre["spacing"] is not None:
-        modes = ["bilinear", "bilinear"] + (["nearest"] if label_key else [])
+        modes = ["bilinear", "bilinear"] + ["nearest"] * len(labels)
         out.append(Spacingd(keys=spatial, pixdim=pre["spacing"], mode=modes))
     lo, hi = pre["ct_window"]
     out.append(ScaleIntensityRanged(keys="image", a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True))
@@ -121,7 +123,7 @@ def preprocess_transforms(pre: Mapping[str, Any], label_key: str | None = None) 
         out.append(ScaleIntensityRanged(keys="pet", a_min=p0, a_max=p1, b_min=0.0, b_max=1.0, clip=True))
     out += [ConcatItemsd(keys=["image", "pet"], name="image", dim=0), DeleteItemsd(keys="pet")]
     if pre["crop_body"]:
-        crop_keys = ["image"] + ([label_key] if label_key else [])
+        crop_keys = ["image"] + labels
         out.append(CropForegroundd(keys=crop_keys, source_key="image", select_fn=body_or_everything,
                                    channel_indices=0, allow_smaller=True, margin=1, start_coord_key=None,
                                    end_coord_key=None))

@@ -10,12 +10,16 @@ Training, per case (cached after the deterministic part):
     With `data.batch_transforms: true` the chain stops after the clicks (packed, PackClicksd), and
     the intensity augmentation and the encoding run on the collated batch on the training device
     (`batch_stage`, petclick.training.batch); the clicks are the same for the same seed.
+    With an organ head (`network.organ_head`, petclick.training.organs) each case's organ map
+    (datalist key `organs`) is loaded and mapped to organ classes right after the label and takes
+    every spatial step the label takes (nearest neighbour); a case without one gets `organs_valid` 0.
 Validation: the same deterministic part without the label; each case's JSON clicks are mapped
 through the case's geometry at validation time (petclick.runtime.clickinput).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +53,7 @@ from petclick.runtime.preprocess import load_transforms, preprocess_transforms
 from petclick.io.datalist import entry_case_id, load_datalist, resolve_entry, split_fold
 
 PET_CHANNEL = 1
+log = logging.getLogger("petclick.training")
 
 
 class RecordPetGridd(MapTransform):
@@ -116,12 +121,16 @@ def train_transforms(cfg: Mapping[str, Any], roi: Sequence[int]) -> tuple[list, 
     from petclick.clicks.encoding import EncodeClicksd
 
     data, aug, clicks = cfg["data"], cfg["augment"], cfg["clicks"]
-    keys = ["image", "label"]
     from petclick.clicks.curriculum import BackgroundThresholdd
+    from petclick.training.organs import ORGAN_KEY, OrganTargetd, organ_head
 
-    det = load_transforms(["image", "pet", "label"]) + preprocess_transforms(data, label_key="label") + [
+    head = organ_head(cfg["network"])
+    labels = ["label"] + ([ORGAN_KEY] if head else [])  # the organ map follows the label through every spatial step
+    keys = ["image", *labels]
+    organs = [OrganTargetd(head["labels"])] if head else []
+    det = load_transforms(["image", "pet", "label"]) + organs + preprocess_transforms(data, label_key=labels) + [
         BackgroundThresholdd("image", "label", PET_CHANNEL),  # the case's official background threshold
-        EnsureTyped(keys="label", dtype=torch.uint8, track_meta=True),
+        EnsureTyped(keys=labels, dtype=torch.uint8, track_meta=True),
         SpatialPadd(keys=keys, spatial_size=list(roi)),
         FgBgToIndicesd(keys="label", image_key="image", image_threshold=0.0),
     ]
@@ -133,9 +142,9 @@ def train_transforms(cfg: Mapping[str, Any], roi: Sequence[int]) -> tuple[list, 
                                fg_indices_key="label_fg_indices", bg_indices_key="label_bg_indices"),
         DeleteItemsd(keys=["label_fg_indices", "label_bg_indices"]),
         EnsureTyped(keys="image", dtype=torch.float32, track_meta=True),
-        EnsureTyped(keys="label", dtype=torch.float32, track_meta=True),
+        EnsureTyped(keys=labels, dtype=torch.float32, track_meta=True),
         RandAffined(keys=keys, prob=float(aug["prob"]), rotate_range=[_radians(aug["rotate_deg"])] * 3,
-                    scale_range=[float(aug["scale"])] * 3, mode=["bilinear", "nearest"],
+                    scale_range=[float(aug["scale"])] * 3, mode=["bilinear"] + ["nearest"] * len(labels),
                     padding_mode="zeros", spatial_size=list(roi)),
         *[RandFlipd(keys=keys, prob=float(aug["flip_prob"]), spatial_axis=a) for a in range(3)],
     ]
@@ -194,10 +203,19 @@ def _cache_workers(cfg: Mapping[str, Any]) -> int:
 def train_dataset(cfg: Mapping[str, Any], files: list[dict], roi: Sequence[int], rank: int = 0,
                   world_size: int = 1) -> CacheDataset:
     """Cached training dataset; in DDP each rank caches and trains on its own shard of the files."""
+    from petclick.training.organs import ORGAN_KEY, organ_head
+
     det, rand = train_transforms(cfg, roi)
     if world_size > 1:
         files = partition_dataset(files, num_partitions=world_size, shuffle=True, seed=0, even_divisible=True)[rank]
     items = [{"image": f["image"], "pet": f["pet"], "label": f["label"]} for f in files]
+    if organ_head(cfg["network"]):
+        for item, f in zip(items, files):
+            item[ORGAN_KEY] = f.get(ORGAN_KEY)
+        missing = [f.get("case", f["label"]) for f in files if not f.get(ORGAN_KEY)]
+        if missing:
+            log.warning("organ head: %d of %d training cases have no organ map (datalist key %r) and train without "
+                        "the organ loss: %s", len(missing), len(files), ORGAN_KEY, ", ".join(map(str, missing[:10])))
     return CacheDataset(items, transform=Compose(det + rand), cache_rate=float(cfg["data"]["cache_rate"]),
                         num_workers=_cache_workers(cfg), progress=False)
 

@@ -35,7 +35,9 @@ from petclick.runtime.window import infer_config
 from petclick.config.bundle import iterations_per_epoch, load_bundle_config
 from petclick.training.data import batch_stage, fold_files, train_dataset, train_loader, val_dataset
 from petclick.training.distributed import DistContext, close_distributed, init_distributed, unwrap
-from petclick.training.loss import build_loss
+from petclick.networks.organ_head import LesionOutput, split_output
+from petclick.training.loss import build_loss, build_organ_loss
+from petclick.training.organs import organ_head, organ_target
 from petclick.training.repeats import repeat_epochs, repeat_mode
 from petclick.training.threads import apply_threads
 from petclick.training.progress import PROGRESS, FoldStatus, read_progress, update_fold_progress, write_progress
@@ -54,17 +56,26 @@ def describe(cfg: Mapping[str, Any]) -> dict[str, Any]:
     pre.update(roi=[int(r) for r in cfg["data"]["roi"]], encoding=dict(clicks.get("encoding") or {}),
                max_clicks=int(clicks["max_clicks"]))
     name = cfg["network"]["name"]
-    return {"network": {"name": name, "kwargs": resolve_network_kwargs(name, cfg["network"].get("kwargs") or {})},
+    desc = {"network": {"name": name, "kwargs": resolve_network_kwargs(name, cfg["network"].get("kwargs") or {})},
             "in_channels": IMAGE_CHANNELS + click_channels(clicks.get("encoding")), "out_channels": 1,
             "preprocess": pre, "infer": infer_config(cfg.get("infer"), cfg["data"]["roi"]),
             "algo": cfg.get("algo", name), "fold": int(cfg.get("fold", 0))}
+    head = organ_head(cfg["network"])
+    if head:  # the network has organ channels after the lesion one: inference loads it as LesionOutput
+        desc["organ_head"] = head
+    return desc
 
 
 def _build_model(cfg: Mapping[str, Any], desc: Mapping[str, Any]) -> torch.nn.Module:
     from petclick.networks.factory import build_network
 
-    model = build_network(desc["network"]["name"], desc["in_channels"], 1, **desc["network"]["kwargs"])
+    organ_classes = int(desc["organ_head"]["classes"]) if desc.get("organ_head") else 0
+    model = build_network(desc["network"]["name"], desc["in_channels"], 1, organ_classes=organ_classes,
+                          **desc["network"]["kwargs"])
     init = cfg["network"].get("init_checkpoint")
+    if init and organ_classes:
+        raise InputError("network.init_checkpoint", "fine-tuning from a checkpoint is not supported with an organ "
+                                                    "head (network.organ_head): its output layers differ")
     if init:  # fine-tune from a checkpoint with fewer input channels (click channels start at zero)
         from petclick.networks import expand_input_channels
 
@@ -75,7 +86,7 @@ def _build_model(cfg: Mapping[str, Any], desc: Mapping[str, Any]) -> torch.nn.Mo
     elif cfg["network"].get("output_prior") is not None:
         from petclick.networks.output_prior import init_output_prior
 
-        heads = init_output_prior(model, cfg["network"]["output_prior"])
+        heads = init_output_prior(model, cfg["network"]["output_prior"], 1 + organ_classes, channels=1)
         log.info("output bias initialised to logit(%s) in %s", cfg["network"]["output_prior"], ", ".join(heads))
     return model
 
@@ -128,6 +139,10 @@ class RepeatTrainer:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last_3d)
         self.loss_fn = build_loss(tr)
+        self.organ_head = self.desc.get("organ_head")
+        self.organ_loss_fn = build_organ_loss(tr, self.organ_head) if self.organ_head else None
+        self.organ_losses: list[float] = []  # mean organ loss (before its weight) of each epoch, with an organ head
+        self._organ_epoch: list[float] = []
         self.batch = batch_stage(cfg)
         self._stream = None  # the training batches (see _batches)
         self.grad_clip = tr.get("grad_clip")
@@ -190,6 +205,17 @@ class RepeatTrainer:
             return batch
         return self.batch(batch, self.ctx.device)
 
+    def compute_loss(self, out: Any, y: torch.Tensor, batch: Mapping[str, Any]) -> torch.Tensor:
+        """The training loss of the network output `out` for lesion labels `y`: the lesion loss, plus
+        with an organ head the organ loss of the batch's organ maps times the head's weight (samples
+        without an organ map left out of it)."""
+        if self.organ_loss_fn is None:
+            return self.loss_fn(out, y)
+        lesion, organs = split_output(out, 1)
+        organ = self.organ_loss_fn(organs, organ_target(batch, y.device))
+        self._organ_epoch.append(float(organ.detach()))
+        return self.loss_fn(lesion, y) + self.organ_head["weight"] * organ
+
     def step(self, batch: Mapping[str, Any], timer: Any = None, sync: Any = None) -> float:
         """One optimiser step on a collated batch; returns the loss. `timer(stage, fn, sync=...)`
         (benchmarks/bench_training.py) times the forward, backward and optimiser parts."""
@@ -204,7 +230,7 @@ class RepeatTrainer:
             with train_autocast(self.ctx.device, self.amp_dtype):
                 out = self.net(x)
             out = [o.float() for o in out] if isinstance(out, (list, tuple)) else out.float()
-            return self.loss_fn(out, y)
+            return self.compute_loss(out, y, batch)
 
         def backward():
             self.opt.zero_grad(set_to_none=True)
@@ -238,14 +264,22 @@ class RepeatTrainer:
         self.net.train()
         if self._stream is None or not int(self.cfg["data"]["num_workers"]):
             self._stream = self._batches(epoch)
+        self._organ_epoch = []
         losses = [self.step(self.batch_stage(next(self._stream))) for _ in range(self.iters)]
+        if self.organ_head:
+            self.organ_losses.append(float(np.mean(self._organ_epoch)))
         return float(np.mean(losses))
+
+    def lesion_model(self) -> torch.nn.Module:
+        """The trained network as inference sees it: its lesion output only (organ channels cut)."""
+        model = unwrap(self.model)
+        return LesionOutput(model, 1) if self.organ_head else model
 
     def _validate(self, epoch: int, writer) -> float:
         clicks = self.cfg["clicks"]
         steps = [int(s) for s in clicks["val_steps"]]
         t0 = time.time()
-        m = validate(unwrap(self.model), self.val_ds, self.desc["infer"], clicks.get("encoding"), steps, self.ctx.device)
+        m = validate(self.lesion_model(), self.val_ds, self.desc["infer"], clicks.get("encoding"), steps, self.ctx.device)
         # independent repeats keep their best validation state; snapshot/warm-start ones their end
         improved = epoch == self.epochs if self.mode.keep_last else m["score"] > self.best
         if improved:
@@ -278,10 +312,13 @@ class RepeatTrainer:
             loss = self._epoch(epoch)
             self.losses.append(loss)
             done = epoch + 1
-            log.info("repeat %d epoch %d/%d: loss %.4f lr %.2e (%.1f s)", self.repeat, done, self.epochs, loss,
-                     self.opt.param_groups[0]["lr"], time.time() - t0)
+            organ = f" (organ loss {self.organ_losses[-1]:.4f})" if self.organ_head else ""
+            log.info("repeat %d epoch %d/%d: loss %.4f%s lr %.2e (%.1f s)", self.repeat, done, self.epochs, loss,
+                     organ, self.opt.param_groups[0]["lr"], time.time() - t0)
             if writer is not None:
                 writer.add_scalar("train/loss", loss, done)
+                if self.organ_head:
+                    writer.add_scalar("train/organ_loss", self.organ_losses[-1], done)
                 writer.add_scalar("train/lr", self.opt.param_groups[0]["lr"], done)
             val = None
             if done % self.val_every == 0 or done == self.epochs:
