@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from petclick.core.errors import InputError
+from petclick.io.torchfile import load_torch_file
 
 
 def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -36,12 +37,7 @@ def load_state_dict(checkpoint: str | Path | Mapping[str, Any]) -> dict[str, tor
     source: str | Path = "checkpoint"
     if isinstance(checkpoint, (str, Path)):
         source = Path(checkpoint)
-        if not source.is_file():
-            raise InputError(source, "checkpoint file not found")
-        try:
-            checkpoint = torch.load(source, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise InputError(source, f"cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
+        checkpoint = load_torch_file(source, "checkpoint file")
     if not isinstance(checkpoint, Mapping):
         raise InputError(source, f"checkpoint must be a dict, got {type(checkpoint).__name__}")
     state: Any = checkpoint

@@ -26,6 +26,7 @@ import torch
 
 from petclick.core.atomic import atomic_path
 from petclick.core.errors import InputError
+from petclick.io.torchfile import load_torch_file
 
 log = logging.getLogger(__name__)
 FORMAT = "petclick-checkpoint-1"
@@ -46,12 +47,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load a petclick checkpoint (weights_only: plain types and tensors only); a missing,
     unreadable or foreign file raises InputError naming it."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise InputError(path, f"cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
+    ckpt = load_torch_file(path, "checkpoint", map_location)
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED):
         raise InputError(path, f"not a self-describing petclick checkpoint (needs keys {list(REQUIRED)})")
     return ckpt

@@ -27,6 +27,7 @@ import torch
 
 from petclick.core.atomic import atomic_path
 from petclick.core.errors import InputError
+from petclick.io.torchfile import load_torch_file
 from petclick.networks.tracer import build_tracer_network
 from petclick.postprocess.tracer import BODY_SUV, TracerGuess, _axes, mip_views
 
@@ -121,12 +122,7 @@ class TracerClassifier:
         """The classifier of a checkpoint written by `save`; a missing, unreadable or foreign file
         (a segmentation checkpoint, say) raises InputError naming it."""
         path = Path(path)
-        if not path.is_file():
-            raise InputError(path, "tracer classifier checkpoint not found")
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise InputError(path, f"cannot read tracer classifier ({type(exc).__name__}: {exc})") from exc
+        ckpt = load_torch_file(path, "tracer classifier checkpoint")
         if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or any(k not in ckpt for k in REQUIRED):
             raise InputError(path, f"not a petclick tracer classifier (format {FORMAT!r} with keys {list(REQUIRED)})")
         net = ckpt["network"]
