@@ -78,7 +78,7 @@ def by_click_count(few: str, many: str, split: int = 5) -> Callable[[Mapping[str
 #: All 10 clicks of each kind on every training patch (BIRTH's model for steps 6-10).
 ALL_CLICKS = {"clicks#curriculum#count": "full"}
 
-#: Half the demo recipe's iterations per fold (360 + 3 x 16 instead of 720 + 3 x 32): two such sets
+#: About half the demo recipe's iterations per fold (352 + 3 x 16 = 400 instead of 720 + 3 x 32 = 816): two such sets
 #: cost one baseline.
 HALF = {"training#num_epochs": 22, "training#cycle_epochs": 1}
 
