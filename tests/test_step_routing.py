@@ -222,3 +222,15 @@ def test_interactive_command_takes_a_choice_by_step(tiny_cohort, tmp_path):
     routed = json.loads((tmp_path / "r" / "summary.json").read_text())
     plain = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert routed["overall"] == plain["overall"] and routed["n_evaluated"] == plain["n_evaluated"] > 0
+
+
+def test_routes_by_click_count_are_refused_for_autopet_v_scribbles(tiny_cohort, tmp_path, capsys):
+    """autoPET V scribble states have no click count: the pair is one error line, exit 2, in both commands."""
+    assert main(["interactive", "--predictor-by-step", "0-5=suv-threshold", "6-10=suv-threshold",
+                 "--protocol", "autopet-v", "--datalist", str(tiny_cohort), "--out", str(tmp_path / "r"),
+                 "--no-mip"]) == 2
+    assert "--predictor-by-step: routes models by click count" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    assert main(["gc", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--protocol", "autopet-v",
+                 "--predictor-by-step", "0-5=suv-threshold", "6-10=suv-threshold"]) == 2
+    assert "autopet-v scribble steps have no click count" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import argparse
 import os
 
 from petclick.commands.predict import (add_model_args, algo_weights, click_policy, load_predictor, postprocess_config,
-                                       resolve_device)
+                                       refuse_routes_for_scribbles, resolve_device)
 from petclick.core.errors import InputError
 from petclick.io.clickpolicy import ClickPolicy
 from petclick.metrics.editions import EDITIONS, edition
@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
             budget = float(os.environ[BUDGET_ENV])
         except ValueError as exc:
             raise InputError(BUDGET_ENV, f"must be a number of seconds, got {os.environ[BUDGET_ENV]!r}") from exc
+    refuse_routes_for_scribbles(args)
     state = args.state if args.state is not None else default_state_dir()
     predictor, tta_axes = load_predictor(args, resolve_device(args.device), weights)
     settings = PredictSettings(steps=None, postprocess=postprocess_config(args), time_budget_s=budget,

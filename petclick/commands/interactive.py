@@ -8,7 +8,7 @@ from pathlib import Path
 
 from petclick.commands.argtypes import steps_count
 from petclick.commands.predict import (BY_STEP_OPTION, add_algo_weights_arg, add_session_args, algo_weights, click_policy,
-                                       postprocess_config)
+                                       postprocess_config, refuse_routes_for_scribbles)
 from petclick.core.errors import InputError
 from petclick.inference.predictors import BUILTIN
 from petclick.inference.routing import parse_step_routes
@@ -78,6 +78,7 @@ def _predictor(args: argparse.Namespace) -> str | dict:
     """--predictor, or the validated --predictor-by-step routes (exactly one of them)."""
     if (args.predictor is None) == (args.predictor_by_step is None):
         raise InputError("--predictor", "give exactly one of --predictor and --predictor-by-step")
+    refuse_routes_for_scribbles(args)
     return args.predictor if args.predictor is not None else parse_step_routes(args.predictor_by_step, BY_STEP_OPTION)
 
 

@@ -88,6 +88,15 @@ def add_model_args(p: argparse.ArgumentParser, models_default=None) -> None:
     add_session_args(p)
 
 
+def refuse_routes_for_scribbles(args: argparse.Namespace) -> None:
+    """--predictor-by-step routes by click count (autoPET IV steps 0-10); an autoPET V scribble state
+    (hundreds of stroke voxels) has no such count, so the pair is refused rather than silently sent
+    to the 6-10 models."""
+    if getattr(args, "predictor_by_step", None) and getattr(args, "protocol", None) == "autopet-v":
+        raise InputError(BY_STEP_OPTION, "routes models by click count (autopet-iv steps 0-10); autopet-v "
+                                         "scribble steps have no click count: give one model set")
+
+
 def model_spec(args: argparse.Namespace):
     """What get_predictor loads: --models, or the validated --predictor-by-step routes (not both),
     else the command's default models; neither and no default is an InputError."""
