@@ -199,6 +199,7 @@ def test_a_case_without_an_organ_map_trains_on_the_lesion_loss_alone(make_bundle
     y = batch["label"]
     lesion_only = trainer.loss_fn(split_output(out, 1)[0], y)
     assert torch.equal(trainer.compute_loss(out, y, batch), lesion_only)
+    assert trainer._organ_epoch == []                   # a batch without organ maps is not in the epoch's organ loss
     # with organ maps the organ term is there
     mapped = trainer.batch_stage(list_data_collate([p for item in train_dataset(cfg, with_maps, cfg["data"]["roi"])
                                                     for p in item]))
@@ -206,6 +207,7 @@ def test_a_case_without_an_organ_map_trains_on_the_lesion_loss_alone(make_bundle
     out = trainer.model(mapped["image"])
     total = trainer.compute_loss(out, mapped["label"], mapped)
     assert total > trainer.loss_fn(split_output(out, 1)[0], mapped["label"]) + 0.1
+    assert len(trainer._organ_epoch) == 1 and trainer._organ_epoch[0] > 0
 
 
 # ---------------------------------------------------------------------------- inference

@@ -212,8 +212,10 @@ class RepeatTrainer:
         if self.organ_loss_fn is None:
             return self.loss_fn(out, y)
         lesion, organs = split_output(out, 1)
-        organ = self.organ_loss_fn(organs, organ_target(batch, y.device))
-        self._organ_epoch.append(float(organ.detach()))
+        target = organ_target(batch, y.device)
+        organ = self.organ_loss_fn(organs, target)
+        if bool((target >= 0).any()):  # the epoch's organ loss: batches with an organ map only
+            self._organ_epoch.append(float(organ.detach()))
         return self.loss_fn(lesion, y) + self.organ_head["weight"] * organ
 
     def step(self, batch: Mapping[str, Any], timer: Any = None, sync: Any = None) -> float:
@@ -266,8 +268,8 @@ class RepeatTrainer:
             self._stream = self._batches(epoch)
         self._organ_epoch = []
         losses = [self.step(self.batch_stage(next(self._stream))) for _ in range(self.iters)]
-        if self.organ_head:
-            self.organ_losses.append(float(np.mean(self._organ_epoch)))
+        if self.organ_head:  # NaN for an epoch whose batches had no organ map
+            self.organ_losses.append(float(np.mean(self._organ_epoch)) if self._organ_epoch else float("nan"))
         return float(np.mean(losses))
 
     def lesion_model(self) -> torch.nn.Module:
