@@ -43,18 +43,13 @@ def apply_overrides(config: Mapping[str, Any], overrides: Mapping[str, Any] | No
 
 
 class Loader(yaml.SafeLoader):
-    """PyYAML's safe loader that reads floats as YAML 1.2 does: `1e-4` and `5E3` are numbers (YAML 1.1,
-    PyYAML's default, needs a dot and a signed exponent, `1.0e-4`, and reads `1e-4` as a string)."""
+    """PyYAML's safe loader that reads floats as YAML 1.2 does: `1e-4`, `5E3` and `1.0e5` are numbers
+    (YAML 1.1, PyYAML's default, needs a dot and a signed exponent and reads them as strings); the
+    forms YAML 1.1 already reads as floats keep its resolver."""
 
 
-Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-                  |[-+]?\.(?:inf|Inf|INF)
-                  |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
+Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                             re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
 
 
 def load_yaml_text(text: str) -> Any:
