@@ -284,6 +284,55 @@ def test_local_mode_window_fraction_runs_a_smaller_crop_per_click(models, phanto
         LocalSettings(window=0)
 
 
+def _click_blind_models(root, update: str | None = None):
+    """Two tiny checkpoints whose first convolution ignores the click channels (their output cannot
+    depend on clicks), `infer.local_update` set to `update`."""
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        net = build_network("segresnet", 4, 1, **KWARGS)
+        with torch.no_grad():
+            net.encoder.conv_init.weight[:, 2:] = 0
+        infer = {"roi": ROI, "overlap": 0.25, "sw_batch_size": 2, **({} if update is None else {"local_update": update})}
+        paths.append(save_checkpoint(root / f"blind{seed}" / "model.pt", {
+            "state_dict": net.state_dict(), "network": {"name": "segresnet", "kwargs": KWARGS},
+            "in_channels": 4, "out_channels": 1,
+            "preprocess": {"roi": ROI, "crop_body": seed == 0, "encoding": {"encoding": "edt", "channels": "two"}},
+            "infer": infer}))
+    return paths
+
+
+def test_local_delta_update_blends_in_only_what_the_clicks_change(tmp_path, models, phantom):
+    """infer.local_update delta: a click the networks cannot see changes nothing (replace blends in
+    the crop's own probabilities, which differ from the tiled ones), a click they see moves its
+    voxel; each window costs two crops per checkpoint (new clicks and previous clicks)."""
+    from petclick.inference.engine import LocalSettings
+    from petclick.inference.session import default_local_settings
+    click = phantom.clicks.tumor[0]
+    blind = EnsemblePredictor(_click_blind_models(tmp_path, update="delta"))
+    assert default_local_settings(blind) == LocalSettings(update="delta")
+    moved = {}
+    for update in ("replace", "delta"):
+        s = InteractiveSession(blind, _case(phantom), mode="local", local=LocalSettings(window=0.5, update=update,
+                                                                                        max_grow=0))
+        before = s.predict()
+        s.add_clicks(tumor=[click])
+        after = s.predict()
+        assert after.tiles_computed == (4 if update == "delta" else 2)
+        moved[update] = float(np.abs(after.prob - before.prob).max())
+    assert moved["delta"] == 0.0 and moved["replace"] > 1e-4
+    s = InteractiveSession(EnsemblePredictor(sorted(models.rglob("model.pt"))), _case(phantom), mode="local",
+                           local=LocalSettings(window=0.5, update="delta", max_grow=0))
+    before = s.predict()
+    s.add_clicks(tumor=[click])
+    after = s.predict()
+    assert np.abs(after.prob - before.prob)[click] > 0 and after.prob.min() >= 0 and after.prob.max() <= 1
+    s.undo()
+    assert np.array_equal(s.predict().prob, before.prob)
+    with pytest.raises(InputError, match="infer.local_update"):
+        LocalSettings(update="average")
+
+
 def test_local_mode_widens_towards_changes_at_its_border():
     from petclick.inference.engine import EnsembleEngine
     flips = torch.zeros((16, 16, 16), dtype=torch.bool)

@@ -72,7 +72,8 @@ AUTOPET: dict[str, Any] = {
               "backend": "auto", "channels_last": False, "compile": "none", "cudnn_benchmark": False,
               "incremental": "exact",        # re-inference after clicks: naive | exact | local (petclick.inference.engine)
               "tile_cache_mb": 2048,         # memory limit of the exact mode's tile cache (past it: recompute)
-              "local_window": 1.0},          # local mode's window per click, as a fraction of the ROI per axis
+              "local_window": 1.0,           # local mode's window per click, as a fraction of the ROI per axis
+              "local_update": "replace"},    # local mode blends in: replace (crop probabilities) | delta (their change)
 }
 
 DEMO: dict[str, Any] = copy.deepcopy(AUTOPET)

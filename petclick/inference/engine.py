@@ -10,7 +10,11 @@ Three modes (YAML `infer.incremental` or `--incremental`):
   Equals a full recomputation (tests: max |dp| <= 1e-6).
 - `local`: one window per added or removed click, centred on it, run on that crop alone and
   blended into the previous probabilities with weights that fall from 1 to 0 over a quarter window
-  towards sides inside the image; when the mask changes within that margin of a side, the region
+  towards sides inside the image. `update` says what is blended: `replace` (the crop's
+  probabilities) or `delta` (the crop's probabilities with the new clicks minus those of the same
+  crop with the previous clicks, added to the previous probabilities: what the crop's missing
+  context and its own normalisation change cancels out, only the clicks' effect remains, at two
+  crop passes per window). When the mask changes within the fade margin of a side, the region
   widens by one more window centred on those changes and reaching half a window past that side (at
   most `max_grow` widenings per click; windows blend by their weights). The window is `window`
   times the group's ROI per axis (rounded down to the network's ROI multiple; 1: the ROI itself),
@@ -47,6 +51,7 @@ from petclick.runtime.tiles import DEFAULT_CACHE_MB, Box, TileCache, TileCounter
 log = logging.getLogger(__name__)
 
 MODES = ("naive", "exact", "local")
+LOCAL_UPDATES = ("replace", "delta")
 DEFAULT_JOURNAL_MB = 512
 
 
@@ -107,16 +112,21 @@ class Group:
 
 @dataclass
 class LocalSettings:
-    """Local mode: the window's size (fraction of the ROI per axis), its fade margin (fraction of the
-    window) and widenings per click."""
+    """Local mode: the window's size (fraction of the ROI per axis), what it blends in (`replace` or
+    `delta`, module docstring), its fade margin (fraction of the window) and widenings per click."""
 
     window: float = 1.0
+    update: str = "replace"
     margin: float = 0.25
     max_grow: int = 3
 
     def __post_init__(self) -> None:
         if not 0 < float(self.window) <= 1:
             raise InputError("infer.local_window", f"must be a number in (0, 1], got {self.window!r}")
+        self.update = str(self.update).strip().lower()
+        if self.update not in LOCAL_UPDATES:
+            raise InputError("infer.local_update", f"unknown local update {self.update!r}; use one of "
+                                                   f"{', '.join(LOCAL_UPDATES)}")
 
 
 @dataclass
@@ -255,6 +265,7 @@ class EnsembleEngine:
         changes: dict[int, Box | None] = {}
         for n, g in enumerate(self.groups):
             boxes = g.encoder.changed_boxes(g.prepared, self.clicks, clicks)
+            x_before = g.x
             self._set_input(g, clicks)
             if not boxes:
                 changes[n] = None
@@ -267,7 +278,7 @@ class EnsembleEngine:
                     g.total[_slices(region)] = self._region_sum(g, region)
                     changes[n] = _union(changes[n], region)
             else:
-                changes[n] = self._local(n, g, self.clicks, clicks, saved)
+                changes[n] = self._local(n, g, self.clicks, clicks, saved, x_before)
         self._push(Transition(_key(self.clicks), _key(clicks), saved))
         return changes
 
@@ -311,9 +322,10 @@ class EnsembleEngine:
             ramps.append(r)
         return ramps[0][:, None, None] * ramps[1][None, :, None] * ramps[2][None, None, :]
 
-    def _crop_sum(self, g: Group, box: Box) -> torch.Tensor:
-        """Sum of scale * sigmoid over members run on the crop `box` of the input alone."""
-        crop = g.x[(slice(None), *_slices(box))]
+    def _crop_sum(self, g: Group, box: Box, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Sum of scale * sigmoid over members run on the crop `box` of the input `x` (None: the
+        current input) alone."""
+        crop = (g.x if x is None else x)[(slice(None), *_slices(box))]
         shape = tuple(b - a for a, b in zip(*box))
         acc = None
         local = tuple(int(v) for v in self._local_roi(g))
@@ -326,15 +338,25 @@ class EnsembleEngine:
             acc = prob.mul_(m.scale) if acc is None else acc.add_(prob, alpha=m.scale)
         return acc
 
-    def _local(self, n: int, g: Group, before: Clicks, after: Clicks, saved: list) -> Box | None:
+    def _window_value(self, g: Group, box: Box, x_before: torch.Tensor | None) -> torch.Tensor:
+        """What a local window blends in: the crop's probability sum (replace), or its change from
+        the previous input `x_before` to the current one (delta)."""
+        after = self._crop_sum(g, box)
+        return after if x_before is None else after.sub_(self._crop_sum(g, box, x_before))
+
+    def _local(self, n: int, g: Group, before: Clicks, after: Clicks, saved: list,
+               x_before: torch.Tensor | None = None) -> Box | None:
         """Local update of group `n`: per changed click a window, widened window by window (module
-        docstring); returns the region changed (None: none)."""
+        docstring); returns the region changed (None: none). `x_before`: the input of `before`
+        (needed by the delta update)."""
         shape = np.asarray(g.shape)
         roi = np.minimum(self._local_roi(g), shape)
         margin = np.maximum(1, (roi * self.local.margin).astype(int))
         weight, changed = g.weight, None
+        delta = self.local.update == "delta"
+        ref = x_before if delta else None
         for first in self._windows(g, before, after):
-            windows, sums = [first], [self._crop_sum(g, first)]
+            windows, sums = [first], [self._window_value(g, first, ref)]
             for grown in range(self.local.max_grow + 1):
                 region = _bbox(windows)
                 sl = _slices(region)
@@ -346,7 +368,10 @@ class EnsembleEngine:
                     num[inner] += f * total
                     den[inner] += f
                 cover = den.clamp(max=1.0)
-                new = old * (1 - cover) + torch.where(den > 0, num / den.clamp_min(1e-12), old) * cover
+                if delta:
+                    new = (old + torch.where(den > 0, num / den.clamp_min(1e-12), 0.0) * cover).clamp_(0.0, weight)
+                else:
+                    new = old * (1 - cover) + torch.where(den > 0, num / den.clamp_min(1e-12), old) * cover
                 if grown == self.local.max_grow:
                     break
                 flips = (new >= 0.5 * weight) != (old >= 0.5 * weight)
@@ -354,7 +379,7 @@ class EnsembleEngine:
                 if not extra:
                     break
                 windows += extra
-                sums += [self._crop_sum(g, w) for w in extra]
+                sums += [self._window_value(g, w, ref) for w in extra]
             saved.append((n, region, old.clone()))
             g.total[sl] = new
             changed = _union(changed, region)

@@ -143,7 +143,7 @@ class InteractiveSession:
             mode, cache_mb, local = self._engine_args
             mode = check_mode(mode if mode is not None else default_mode(member))
             cache = cache_mb if cache_mb is not None else default_cache_mb(member)
-            settings = local if local is not None else LocalSettings(window=default_local_window(member))
+            settings = local if local is not None else default_local_settings(member)
             self._engines[n] = EnsembleEngine(member, self.case, mode, self.checkpoints, self.tta_axes, cache,
                                               local=settings)
         return self._engines[n]
@@ -430,10 +430,13 @@ def default_mode(predictor: EnsemblePredictor) -> str:
     return modes.pop() if len(modes) == 1 else "exact"
 
 
-def default_local_window(predictor: EnsemblePredictor) -> float:
-    """Local mode's window fraction the checkpoints ask for (`infer.local_window`, largest), else 1."""
-    values = [predictor.info[p]["infer"].get("local_window") for p in predictor.checkpoints]
-    return max([float(v) for v in values if v is not None], default=1.0)
+def default_local_settings(predictor: EnsemblePredictor) -> LocalSettings:
+    """Local mode's settings the checkpoints ask for: `infer.local_window` (largest, else 1) and
+    `infer.local_update` (replace unless every checkpoint that names one says delta)."""
+    infos = [predictor.info[p]["infer"] for p in predictor.checkpoints]
+    windows = [float(i["local_window"]) for i in infos if i.get("local_window") is not None]
+    updates = {str(i["local_update"]).strip().lower() for i in infos if i.get("local_update") is not None}
+    return LocalSettings(window=max(windows, default=1.0), update=updates.pop() if len(updates) == 1 else "replace")
 
 
 def default_cache_mb(predictor: EnsemblePredictor) -> float:
