@@ -15,7 +15,8 @@ network, blending, PET-grid mapping, thresholding), not the protocol's scoring o
 `--local-windows`: one local run per window size (YAML `infer.local_window`, a fraction of the ROI
 per axis); smaller windows cost a fraction of a tile, so the table also gives the network voxels
 computed over the click steps against naive's. `--local-updates replace delta`: one local run per
-update (YAML `infer.local_update`) and window.
+update (YAML `infer.local_update`) and window; `--local-grows`: widenings per click (YAML
+`infer.local_max_grow`).
 
 Checkpoints: `--train-iterations K` (default 16: 2 epochs of the demo preset's 8 iterations; the
 preset itself runs 4) trains each of the N repeats (own seed) with petclick's training loop on two
@@ -41,12 +42,13 @@ MODES = ("naive", "exact", "local")
 DEMO_NET = {"init_filters": 8, "blocks_down": [1, 1, 1], "dsdepth": 2, "norm": "INSTANCE"}
 
 
-def variant_name(mode: str, local_window: float, local_update: str = "replace") -> str:
-    """A run's name: the mode, with local mode's window fraction when it is not the whole ROI and
-    its update when it is not `replace`."""
+def variant_name(mode: str, local_window: float, local_update: str = "replace", local_grow: int = 3) -> str:
+    """A run's name: the mode, with local mode's settings where they are not the defaults (window
+    fraction 1, update replace, 3 widenings)."""
     if mode != "local":
         return mode
-    return "local" + (f"-w{local_window:g}" if local_window < 1 else "") + ("" if local_update == "replace" else f"-{local_update}")
+    return ("local" + (f"-w{local_window:g}" if local_window < 1 else "")
+            + ("" if local_update == "replace" else f"-{local_update}") + ("" if local_grow == 3 else f"-g{local_grow}"))
 
 
 def _shape(text: str) -> list[int]:
@@ -142,7 +144,7 @@ def worker(args: argparse.Namespace) -> None:
     clicks = read_clicks(args.case / "clicks.json", case.shape, policy="strict", budget=10)
     ckpts = find_checkpoints(args.models)[: args.checkpoints]
     predictor = EnsemblePredictor(ckpts, roi=_shape(args.roi), sw_batch_size=args.sw_batch_size)
-    local = LocalSettings(window=args.local_window, update=args.local_update)
+    local = LocalSettings(window=args.local_window, update=args.local_update, max_grow=args.local_grow)
     session = InteractiveSession(predictor, case, mode=args.mode, tile_cache_mb=args.cache_mb, local=local)
     ref_dir = args.run / "naive_probs"
     ref_dir.mkdir(parents=True, exist_ok=True)
@@ -169,14 +171,15 @@ def worker(args: argparse.Namespace) -> None:
 
     rows = run_protocol(session, case, clicks, mode="official", on_step=on_step)
     total_s = sum(r["seconds"] for r in steps)          # the session's own time (predict + post-processing)
-    result = {"mode": args.mode, "local_window": args.local_window, "local_update": args.local_update, "roi": args.roi, "checkpoints": len(ckpts), "steps": steps,
+    result = {"mode": args.mode, "local_window": args.local_window, "local_update": args.local_update,
+              "local_grow": args.local_grow, "roi": args.roi, "checkpoints": len(ckpts), "steps": steps,
               "seconds_case": total_s, "windows_per_pass": session.engine.tiles_per_pass // len(ckpts),
               "tiles_per_pass": session.engine.tiles_per_pass, "voxels_per_pass": session.engine.voxels_per_pass,
               "counters": session.counters,
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
               "cache_peak_mb": 0 if session.engine.cache is None else session.engine.cache.peak_bytes / 2**20,
               "dice_vs_label": [r["dice"] for r in rows]}
-    (args.run / f"{variant_name(args.mode, args.local_window, args.local_update)}.json").write_text(json.dumps(result, indent=1))
+    (args.run / f"{variant_name(args.mode, args.local_window, args.local_update, args.local_grow)}.json").write_text(json.dumps(result, indent=1))
 
 
 def table(out: Path, rois: list[str], modes: list[str]) -> str:
@@ -224,7 +227,10 @@ def main() -> None:
     p.add_argument("--local-updates", nargs="+", default=["replace"], choices=["replace", "delta"],
                    help="local mode's update (YAML infer.local_update): replace blends the crop's probabilities, "
                         "delta their change from the previous clicks; one local run per value and window")
+    p.add_argument("--local-grows", type=int, nargs="+", default=[3],
+                   help="local mode's widenings per click (YAML infer.local_max_grow); one local run per value")
     p.add_argument("--local-window", type=float, default=1.0, help=argparse.SUPPRESS)
+    p.add_argument("--local-grow", type=int, default=3, help=argparse.SUPPRESS)
     p.add_argument("--local-update", default="replace", help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mode", help=argparse.SUPPRESS)
@@ -239,22 +245,22 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     models = make_models(args.out, args.checkpoints, args.shape, args.train_iterations)
     case = make_case(args.out, args.shape, args.seed)
-    variants = [("naive", 1.0, "replace")] + [(m, w, u) for m in args.modes if m != "naive"
-                                              for w in (args.local_windows if m == "local" else [1.0])
-                                              for u in (args.local_updates if m == "local" else ["replace"])]
+    local = [(w, u, g) for w in args.local_windows for u in args.local_updates for g in args.local_grows]
+    variants = [("naive", 1.0, "replace", 3)] + [(m, *v) for m in args.modes if m != "naive"
+                                                 for v in (local if m == "local" else [(1.0, "replace", 3)])]
     for roi in args.rois:
         run = args.out / f"run_{roi}"
         run.mkdir(exist_ok=True)
-        for mode, window, update in variants:
-            if (run / f"{variant_name(mode, window, update)}.json").is_file():
+        for mode, window, update, grow in variants:
+            if (run / f"{variant_name(mode, window, update, grow)}.json").is_file():
                 continue
             cmd = [sys.executable, __file__, "--worker", "--mode", mode, "--roi", roi, "--run", str(run), "--case",
                    str(case), "--models", str(models), "--checkpoints", str(args.checkpoints),
                    "--sw-batch-size", str(args.sw_batch_size), "--cache-mb", str(args.cache_mb),
-                   "--local-window", str(window), "--local-update", update]
+                   "--local-window", str(window), "--local-update", update, "--local-grow", str(grow)]
             t0 = time.time()
             subprocess.run(cmd, check=True)
-            print(f"== {roi} {variant_name(mode, window, update)}: {time.time() - t0:.0f} s", flush=True)
+            print(f"== {roi} {variant_name(mode, window, update, grow)}: {time.time() - t0:.0f} s", flush=True)
     text = table(args.out, args.rois, [variant_name(*v) for v in variants])
     (args.out / "table.md").write_text(text + "\n")
     print(f"\n{args.checkpoints} checkpoints, phantom {'x'.join(map(str, args.shape))}, 11-step official protocol\n")

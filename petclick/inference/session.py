@@ -431,12 +431,15 @@ def default_mode(predictor: EnsemblePredictor) -> str:
 
 
 def default_local_settings(predictor: EnsemblePredictor) -> LocalSettings:
-    """Local mode's settings the checkpoints ask for: `infer.local_window` (largest, else 1) and
-    `infer.local_update` (replace unless every checkpoint that names one says delta)."""
+    """Local mode's settings the checkpoints ask for: `infer.local_window` (largest, else 1),
+    `infer.local_update` (replace unless every checkpoint that names one says delta) and
+    `infer.local_max_grow` (largest, else 3)."""
     infos = [predictor.info[p]["infer"] for p in predictor.checkpoints]
     windows = [float(i["local_window"]) for i in infos if i.get("local_window") is not None]
     updates = {str(i["local_update"]).strip().lower() for i in infos if i.get("local_update") is not None}
-    return LocalSettings(window=max(windows, default=1.0), update=updates.pop() if len(updates) == 1 else "replace")
+    grows = [int(i["local_max_grow"]) for i in infos if i.get("local_max_grow") is not None]
+    return LocalSettings(window=max(windows, default=1.0), update=updates.pop() if len(updates) == 1 else "replace",
+                         max_grow=max(grows, default=LocalSettings.max_grow))
 
 
 def default_cache_mb(predictor: EnsemblePredictor) -> float:
