@@ -284,6 +284,25 @@ def test_local_mode_window_fraction_runs_a_smaller_crop_per_click(models, phanto
         LocalSettings(window=0)
 
 
+def test_local_mode_overlapping_windows_cost_one_pass_each(models, phantom):
+    """Two clicks whose windows overlap: one pass per window and checkpoint (their windows blend
+    as one region), not a sliding window over their bounding box."""
+    from petclick.inference.engine import LocalSettings, overlap_groups
+    predictor = EnsemblePredictor(sorted(models.rglob("model.pt")))
+    s = InteractiveSession(predictor, _case(phantom), mode="local", local=LocalSettings(window=0.5, max_grow=0))
+    before = s.predict()
+    click = tuple(int(v) for v in phantom.clicks.tumor[0])
+    near = tuple(min(c + d, n - 1) for c, d, n in zip(click, (3, 0, 3), phantom.pet.shape))
+    s.add_clicks(tumor=[click], background=[near])
+    after = s.predict()
+    assert after.tiles_computed == 2 * 2
+    assert np.abs(after.prob - before.prob)[click] > 0 and np.abs(after.prob - before.prob)[near] > 0
+    a, b, c = ((0, 0, 0), (4, 4, 4)), ((3, 3, 3), (6, 6, 6)), ((5, 5, 5), (8, 8, 8))
+    far = ((10, 0, 0), (12, 2, 2))
+    assert overlap_groups([a, far, c, b]) == [[a, c, b], [far]]        # b joins a and c
+    assert overlap_groups([a, far]) == [[a], [far]]
+
+
 def _click_blind_models(root, update: str | None = None):
     """Two tiny checkpoints whose first convolution ignores the click channels (their output cannot
     depend on clicks), `infer.local_update` set to `update`."""

@@ -8,8 +8,9 @@ Three modes (YAML `infer.incremental` or `--incremental`):
   windows merged) are re-blended from cached tile outputs (petclick/runtime/tiles.py), the rest of
   the probability map is kept.
   Equals a full recomputation (tests: max |dp| <= 1e-6).
-- `local`: one window per added or removed click, centred on it, run on that crop alone and
-  blended into the previous probabilities with weights that fall from 1 to 0 over a quarter window
+- `local`: one window per added or removed click, centred on it, run on that crop alone (one
+  network pass per checkpoint; windows that overlap blend as one region) and blended into the
+  previous probabilities with weights that fall from 1 to 0 over a quarter window
   towards sides inside the image. `update` says what is blended: `replace` (the crop's
   probabilities) or `delta` (the crop's probabilities with the new clicks minus those of the same
   crop with the previous clicks, added to the previous probabilities: what the crop's missing
@@ -73,6 +74,23 @@ def _slices(box: Box) -> tuple[slice, ...]:
 
 def _bbox(boxes: Sequence[Box]) -> Box:
     return (tuple(min(b[0][a] for b in boxes) for a in range(3)), tuple(max(b[1][a] for b in boxes) for a in range(3)))
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return all(p < s and r < q for p, q, r, s in zip(a[0], a[1], b[0], b[1]))
+
+
+def overlap_groups(boxes: Sequence[Box]) -> list[list[Box]]:
+    """`boxes` split into groups connected by overlaps (a box joins every group it overlaps), in
+    the order of their first box."""
+    groups: list[list[Box]] = []
+    for box in boxes:
+        hit = [grp for grp in groups if any(_overlap(box, other) for other in grp)]
+        joined = [b for grp in hit for b in grp] + [box]
+        groups = [grp for grp in groups if not any(grp is h for h in hit)]
+        groups.append(joined)
+    order = {b: i for i, b in enumerate(boxes)}
+    return sorted(groups, key=lambda grp: min(order[b] for b in grp))
 
 
 def _union(a: Box | None, b: Box | None) -> Box | None:
@@ -286,8 +304,9 @@ class EnsembleEngine:
         return changes
 
     # ------------------------------------------------------------------ local mode
-    def _windows(self, g: Group, before: Clicks, after: Clicks) -> list[Box]:
-        """Boxes of one ROI centred on each click added or removed, merged where they overlap."""
+    def _windows(self, g: Group, before: Clicks, after: Clicks) -> list[list[Box]]:
+        """Windows of the local ROI centred on each click added or removed, grouped where they
+        overlap (each group is blended as one region; every window stays one network pass)."""
         roi = self._local_roi(g)
         shape = np.asarray(g.shape)
         old, new = clicks_in_network_space(g.prepared, before), clicks_in_network_space(g.prepared, after)
@@ -297,8 +316,10 @@ class EnsembleEngine:
             for p in ((a - b) + (b - a)):
                 size = np.minimum(roi, shape)
                 lo = np.clip(np.floor(np.asarray(p)).astype(int) - size // 2, 0, shape - size)
-                boxes.append((tuple(int(v) for v in lo), tuple(int(v) for v in lo + size)))
-        return merge_boxes(boxes)
+                box = (tuple(int(v) for v in lo), tuple(int(v) for v in lo + size))
+                if box not in boxes:
+                    boxes.append(box)
+        return overlap_groups(boxes)
 
     def _local_roi(self, g: Group) -> np.ndarray:
         """Size of a local window of group `g`: `window` times its largest ROI per axis, rounded down
@@ -334,7 +355,7 @@ class EnsembleEngine:
         local = tuple(int(v) for v in self._local_roi(g))
         for m in g.members:
             t = m.tiled
-            roi = local if self.local.window < 1 else m.roi    # merged boxes tile by it; smaller ones pad to it
+            roi = local if self.local.window < 1 else m.roi    # a member with a smaller ROI tiles the window
             tl = t.on_grid(TileGrid(shape, roi, t.grid.overlap, t.grid.mode, t.grid.sigma_scale, device=g.x.device))
             tl.set_input(crop)
             prob = torch.sigmoid(tl.logits(((0, 0, 0), shape)))
@@ -358,8 +379,8 @@ class EnsembleEngine:
         weight, changed = g.weight, None
         delta = self.local.update == "delta"
         ref = x_before if delta else None
-        for first in self._windows(g, before, after):
-            windows, sums = [first], [self._window_value(g, first, ref)]
+        for cluster in self._windows(g, before, after):
+            windows, sums = list(cluster), [self._window_value(g, w, ref) for w in cluster]
             for grown in range(self.local.max_grow + 1):
                 region = _bbox(windows)
                 sl = _slices(region)
