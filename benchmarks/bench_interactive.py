@@ -5,9 +5,10 @@ N demo-preset SegResNet-DS checkpoints, at one or more ROIs. Each (ROI, mode) ru
 process (peak memory = that process's maximum resident set), through the same InteractiveSession
 every petclick command uses. Prints, per ROI and mode: windows per pass, tiles computed over the
 case and over the 10 click steps, the ratio to naive, seconds per click step and per case, peak
-memory (process RSS and tile cache), and the largest difference from naive over the steps
-(max |dp| and the smallest Dice of the masks). Seconds are the session's own (`Prediction.seconds`:
-network, blending, PET-grid mapping, thresholding), not the protocol's scoring or the comparison.
+memory (process RSS and tile cache), the largest difference from naive over the steps
+(max |dp| and the smallest Dice of the masks), and each mode's Dice against the phantom's label.
+Seconds are the session's own (`Prediction.seconds`: network, blending, PET-grid mapping,
+thresholding), not the protocol's scoring or the comparison.
 
     python benchmarks/bench_interactive.py --out /tmp/bench_interactive --checkpoints 20 \
         --rois 64x64x96 96x96x160 --local-windows 1 0.5
@@ -188,7 +189,8 @@ def worker(args: argparse.Namespace) -> None:
 def table(out: Path, rois: list[str], modes: list[str]) -> str:
     lines = ["| ROI | mode | windows/pass | tiles computed: case (steps 1-10) | fewer than naive: case (steps 1-10) | "
              "network voxels, fewer than naive: steps 1-10 | s per click step (median) | s per case | peak RSS MB | "
-             "tile cache MB | max abs dp vs naive | min Dice vs naive |", "|" + " --- |" * 12]
+             "tile cache MB | max abs dp vs naive | min Dice vs naive | Dice vs label, steps 0/10 (mean over 0-10) |",
+             "|" + " --- |" * 13]
     for roi in rois:
         res = {m: json.loads((out / f"run_{roi}" / f"{m}.json").read_text()) for m in modes
                if (out / f"run_{roi}" / f"{m}.json").is_file()}
@@ -206,10 +208,12 @@ def table(out: Path, rois: list[str], modes: list[str]) -> str:
             secs = float(np.median([s["seconds"] for s in r["steps"][1:]]))
             dp = max((s.get("max_dp", 0.0) for s in r["steps"]), default=0.0)
             dice = min((s.get("dice", 1.0) for s in r["steps"]), default=1.0)
+            label = r["dice_vs_label"]              # the protocol's own score against the phantom's label
             lines.append(f"| {roi} | {m} | {r['windows_per_pass']} | {c} ({k}) | {n_case / max(c, 1):.1f}x "
                          f"({n_click / max(k, 1):.1f}x) | {voxels(res['naive']) / max(voxels(r), 1):.1f}x | {secs:.1f} | {r['seconds_case']:.0f} | "
                          f"{r['peak_rss_mb']:.0f} | {r['cache_peak_mb']:.1f} | "
-                         f"{'-' if m == 'naive' else f'{dp:.2g}'} | {'-' if m == 'naive' else f'{dice:.4f}'} |")
+                         f"{'-' if m == 'naive' else f'{dp:.2g}'} | {'-' if m == 'naive' else f'{dice:.4f}'} | "
+                         f"{label[0]:.3f}/{label[-1]:.3f} ({np.mean(label):.3f}) |")
     return "\n".join(lines)
 
 
