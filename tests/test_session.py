@@ -350,8 +350,9 @@ def test_local_delta_update_blends_in_only_what_the_clicks_change(tmp_path, mode
     assert np.array_equal(s.predict().prob, before.prob)
     with pytest.raises(InputError, match="infer.local_update"):
         LocalSettings(update="average")
-    with pytest.raises(InputError, match="infer.local_max_grow"):
-        LocalSettings(max_grow=1.5)
+    for bad in (1.5, -1, "two", True):
+        with pytest.raises(InputError, match="infer.local_max_grow"):
+            LocalSettings(max_grow=bad)
 
 
 def test_local_mode_widens_towards_changes_at_its_border():

@@ -141,7 +141,8 @@ class LocalSettings:
     def __post_init__(self) -> None:
         if not 0 < float(self.window) <= 1:
             raise InputError("infer.local_window", f"must be a number in (0, 1], got {self.window!r}")
-        if isinstance(self.max_grow, bool) or int(self.max_grow) != self.max_grow or self.max_grow < 0:
+        if isinstance(self.max_grow, bool) or not isinstance(self.max_grow, (int, float)) \
+                or int(self.max_grow) != self.max_grow or self.max_grow < 0:
             raise InputError("infer.local_max_grow", f"must be a whole number >= 0, got {self.max_grow!r}")
         self.max_grow = int(self.max_grow)
         self.update = str(self.update).strip().lower()
