@@ -1,12 +1,15 @@
 """The interactive engine on the 11-step official protocol: naive vs exact vs local re-inference.
 
-One held-out phantom (default 200x200x326, FDG), its official clicks (10 per kind), an ensemble of
-N demo-preset SegResNet-DS checkpoints, at one or more ROIs. Each (ROI, mode) runs in its own
-process (peak memory = that process's maximum resident set), through the same InteractiveSession
-every petclick command uses. Prints, per ROI and mode: windows per pass, tiles computed over the
-case and over the 10 click steps, the ratio to naive, seconds per click step and per case, peak
-memory (process RSS and tile cache), the largest difference from naive over the steps
-(max |dp| and the smallest Dice of the masks), and each mode's Dice against the phantom's label.
+Held-out phantoms (`--seeds`, default one; 200x200x326, FDG), their official clicks (10 per kind),
+an ensemble of N demo-preset SegResNet-DS checkpoints, at one or more ROIs. Each (ROI, phantom,
+mode) runs in its own process (peak memory = that process's maximum resident set), through the
+same InteractiveSession every petclick command uses. Prints, per ROI and mode, over the phantoms:
+windows per pass, tiles computed over the cases and over the 10 click steps, the ratio to naive,
+seconds per click step and per case, peak memory (process RSS and tile cache), the largest
+difference from naive over the steps (max |dp| and the smallest Dice of the masks), and the
+protocol's own score: Dice against the phantoms' labels (steps 0 and 10, the 11-step AUC) and how
+far that curve lies from naive's (the mean curve's worst step; in brackets the worst phantom and
+step).
 Seconds are the session's own (`Prediction.seconds`: network, blending, PET-grid mapping,
 thresholding), not the protocol's scoring or the comparison.
 
@@ -182,46 +185,89 @@ def worker(args: argparse.Namespace) -> None:
               "counters": session.counters,
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
               "cache_peak_mb": 0 if session.engine.cache is None else session.engine.cache.peak_bytes / 2**20,
-              "dice_vs_label": [r["dice"] for r in rows]}
+              "dice_vs_label": [r["dice"] for r in rows], "fpv_ml": [r["fpv_ml"] for r in rows],
+              "fnv_ml": [r["fnv_ml"] for r in rows]}
     (args.run / f"{variant_name(args.mode, args.local_window, args.local_update, args.local_grow)}.json").write_text(json.dumps(result, indent=1))
 
 
-def table(out: Path, rois: list[str], modes: list[str]) -> str:
-    lines = ["| ROI | mode | windows/pass | tiles computed: case (steps 1-10) | fewer than naive: case (steps 1-10) | "
-             "network voxels, fewer than naive: steps 1-10 | s per click step (median) | s per case | peak RSS MB | "
-             "tile cache MB | max abs dp vs naive | min Dice vs naive | Dice vs label, steps 0/10 (mean over 0-10) |",
-             "|" + " --- |" * 13]
+def _load_runs(out: Path, roi: str, seeds: list[int], modes: list[str]) -> dict[str, list[dict]]:
+    """Each mode's results, one per held-out phantom that naive and the mode both finished."""
+    runs: dict[str, list[dict]] = {m: [] for m in modes}
+    for seed in seeds:
+        run = run_dir(out, roi, seed)
+        if not (run / "naive.json").is_file():
+            continue
+        for m in modes:
+            if (run / f"{m}.json").is_file():
+                runs[m].append({"seed": seed, **json.loads((run / f"{m}.json").read_text())})
+    return {m: r for m, r in runs.items() if r}
+
+
+def _score_gap(naive: list[dict], mode: list[dict]) -> tuple[float, float]:
+    """How far the mode's protocol Dice (against the label) lies from naive's: the largest absolute
+    difference of the per-step curves averaged over the phantoms, and the largest on any one
+    phantom and step. Phantoms without lesions (Dice NaN) do not count."""
+    by_seed = {r["seed"]: np.asarray(r["dice_vs_label"], dtype=float) for r in naive}
+    diffs = np.array([np.asarray(r["dice_vs_label"], dtype=float) - by_seed[r["seed"]] for r in mode])
+    if diffs.size == 0 or np.isnan(diffs).all():
+        return float("nan"), float("nan")
+    return float(np.nanmax(np.abs(np.nanmean(diffs, axis=0)))), float(np.nanmax(np.abs(diffs)))
+
+
+def table(out: Path, rois: list[str], modes: list[str], seeds: list[int]) -> str:
+    """One row per ROI and mode, summed or pooled over the held-out phantoms that naive finished."""
+    from petclick.metrics.aggregate import auc_trapezoid
+
+    lines = ["| ROI | mode | phantoms | windows/pass | tiles computed: case (steps 1-10) | fewer than naive: case "
+             "(steps 1-10) | network voxels, fewer than naive: steps 1-10 | s per click step (median) | s per case "
+             "(mean) | peak RSS MB | tile cache MB | max abs dp vs naive | min Dice vs naive | Dice vs label, "
+             "steps 0/10 (mean) | Dice AUC vs label (mean) | Dice vs label minus naive's: mean curve, worst step "
+             "(worst phantom and step) |",
+             "|" + " --- |" * 16]
     for roi in rois:
-        res = {m: json.loads((out / f"run_{roi}" / f"{m}.json").read_text()) for m in modes
-               if (out / f"run_{roi}" / f"{m}.json").is_file()}
+        res = _load_runs(out, roi, seeds, modes)
         if "naive" not in res:
             continue
-        def tiles(r):
-            t = [s["tiles_computed"] for s in r["steps"]]
-            return sum(t), sum(t[1:])
 
-        def voxels(r):  # results from before the voxel counter: tiles of the ROI
-            return sum(s.get("voxels_computed", s["tiles_computed"]) for s in r["steps"][1:])
-        n_case, n_click = tiles(res["naive"])
-        for m, r in res.items():
-            c, k = tiles(r)
-            secs = float(np.median([s["seconds"] for s in r["steps"][1:]]))
-            dp = max((s.get("max_dp", 0.0) for s in r["steps"]), default=0.0)
-            dice = min((s.get("dice", 1.0) for s in r["steps"]), default=1.0)
-            label = r["dice_vs_label"]              # the protocol's own score against the phantom's label
-            lines.append(f"| {roi} | {m} | {r['windows_per_pass']} | {c} ({k}) | {n_case / max(c, 1):.1f}x "
-                         f"({n_click / max(k, 1):.1f}x) | {voxels(res['naive']) / max(voxels(r), 1):.1f}x | {secs:.1f} | {r['seconds_case']:.0f} | "
-                         f"{r['peak_rss_mb']:.0f} | {r['cache_peak_mb']:.1f} | "
-                         f"{'-' if m == 'naive' else f'{dp:.2g}'} | {'-' if m == 'naive' else f'{dice:.4f}'} | "
-                         f"{label[0]:.3f}/{label[-1]:.3f} ({np.mean(label):.3f}) |")
+        def tiles(runs):
+            t = np.array([[s["tiles_computed"] for s in r["steps"]] for r in runs])
+            return int(t.sum()), int(t[:, 1:].sum())
+
+        def voxels(runs):  # results from before the voxel counter: tiles of the ROI
+            return sum(s.get("voxels_computed", s["tiles_computed"]) for r in runs for s in r["steps"][1:])
+
+        naive = res["naive"]
+        n_case, n_click = tiles(naive)
+        for m, runs in res.items():
+            c, k = tiles(runs)
+            secs = float(np.median([s["seconds"] for r in runs for s in r["steps"][1:]]))
+            dp = max((s.get("max_dp", 0.0) for r in runs for s in r["steps"]), default=0.0)
+            dice = min((s.get("dice", 1.0) for r in runs for s in r["steps"]), default=1.0)
+            label = np.array([r["dice_vs_label"] for r in runs], dtype=float)   # the protocol's own score
+            auc = float(np.nanmean([auc_trapezoid(d) for d in label]))
+            gap, worst = _score_gap(naive, runs)
+            lines.append(
+                f"| {roi} | {m} | {len(runs)} | {runs[0]['windows_per_pass']} | {c} ({k}) | {n_case / max(c, 1):.1f}x "
+                f"({n_click / max(k, 1):.1f}x) | {voxels(naive) / max(voxels(runs), 1):.1f}x | {secs:.1f} | "
+                f"{np.mean([r['seconds_case'] for r in runs]):.0f} | {max(r['peak_rss_mb'] for r in runs):.0f} | "
+                f"{max(r['cache_peak_mb'] for r in runs):.1f} | "
+                f"{'-' if m == 'naive' else f'{dp:.2g}'} | {'-' if m == 'naive' else f'{dice:.4f}'} | "
+                f"{np.nanmean(label[:, 0]):.3f}/{np.nanmean(label[:, -1]):.3f} | {auc:.3f} | "
+                f"{'-' if m == 'naive' else f'{gap:.3f} ({worst:.3f})'} |")
     return "\n".join(lines)
+
+
+def run_dir(out: Path, roi: str, seed: int) -> Path:
+    """Where one ROI's runs on one held-out phantom go."""
+    return out / f"run_{roi}" / f"seed{seed}"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("/tmp/bench_interactive"))
     p.add_argument("--shape", type=_shape, default=[200, 200, 326], help="phantom shape, e.g. 200x200x326")
-    p.add_argument("--seed", type=int, default=101, help="seed of the held-out phantom")
+    p.add_argument("--seeds", type=int, nargs="+", default=[101],
+                   help="seeds of the held-out phantoms (one protocol run per phantom, mode and ROI)")
     p.add_argument("--checkpoints", type=int, default=20)
     p.add_argument("--train-iterations", type=int, default=16)
     p.add_argument("--train-cases", type=int, default=1,
@@ -253,26 +299,29 @@ def main() -> None:
         return
     args.out.mkdir(parents=True, exist_ok=True)
     models = make_models(args.out, args.checkpoints, args.shape, args.train_iterations, args.train_cases)
-    case = make_case(args.out, args.shape, args.seed)
+    cases = {seed: make_case(args.out, args.shape, seed) for seed in args.seeds}
     local = [(w, u, g) for w in args.local_windows for u in args.local_updates for g in args.local_grows]
     variants = [("naive", 1.0, "replace", 3)] + [(m, *v) for m in args.modes if m != "naive"
                                                  for v in (local if m == "local" else [(1.0, "replace", 3)])]
     for roi in args.rois:
-        run = args.out / f"run_{roi}"
-        run.mkdir(exist_ok=True)
-        for mode, window, update, grow in variants:
-            if (run / f"{variant_name(mode, window, update, grow)}.json").is_file():
-                continue
-            cmd = [sys.executable, __file__, "--worker", "--mode", mode, "--roi", roi, "--run", str(run), "--case",
-                   str(case), "--models", str(models), "--checkpoints", str(args.checkpoints),
-                   "--sw-batch-size", str(args.sw_batch_size), "--cache-mb", str(args.cache_mb),
-                   "--local-window", str(window), "--local-update", update, "--local-grow", str(grow)]
-            t0 = time.time()
-            subprocess.run(cmd, check=True)
-            print(f"== {roi} {variant_name(mode, window, update, grow)}: {time.time() - t0:.0f} s", flush=True)
-    text = table(args.out, args.rois, [variant_name(*v) for v in variants])
+        for seed, case in cases.items():
+            run = run_dir(args.out, roi, seed)
+            run.mkdir(parents=True, exist_ok=True)
+            for mode, window, update, grow in variants:
+                name = variant_name(mode, window, update, grow)
+                if (run / f"{name}.json").is_file():
+                    continue
+                cmd = [sys.executable, __file__, "--worker", "--mode", mode, "--roi", roi, "--run", str(run),
+                       "--case", str(case), "--models", str(models), "--checkpoints", str(args.checkpoints),
+                       "--sw-batch-size", str(args.sw_batch_size), "--cache-mb", str(args.cache_mb),
+                       "--local-window", str(window), "--local-update", update, "--local-grow", str(grow)]
+                t0 = time.time()
+                subprocess.run(cmd, check=True)
+                print(f"== {roi} seed {seed} {name}: {time.time() - t0:.0f} s", flush=True)
+    text = table(args.out, args.rois, [variant_name(*v) for v in variants], args.seeds)
     (args.out / "table.md").write_text(text + "\n")
-    print(f"\n{args.checkpoints} checkpoints, phantom {'x'.join(map(str, args.shape))}, 11-step official protocol\n")
+    print(f"\n{args.checkpoints} checkpoints, held-out phantoms {args.seeds} of {'x'.join(map(str, args.shape))}, "
+          "11-step official protocol\n")
     print(text)
 
 
