@@ -279,10 +279,9 @@ def main() -> None:
     p.add_argument("--local-windows", type=float, nargs="+", default=[1.0],
                    help="local mode's window per click as fractions of the ROI (YAML infer.local_window); one "
                         "local run per value")
-    p.add_argument("--local-updates", nargs="+", default=["replace"], choices=["replace", "delta", "logit"],
+    p.add_argument("--local-updates", nargs="+", default=["replace"], choices=["replace", "delta"],
                    help="local mode's update (YAML infer.local_update): replace blends the crop's probabilities, "
-                        "delta their change from the previous clicks, logit that change in logit space; one local "
-                        "run per value and window")
+                        "delta their change from the previous clicks; one local run per value and window")
     p.add_argument("--local-grows", type=int, nargs="+", default=[3],
                    help="local mode's widenings per click (YAML infer.local_max_grow); one local run per value")
     p.add_argument("--local-window", type=float, default=1.0, help=argparse.SUPPRESS)

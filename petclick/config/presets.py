@@ -73,7 +73,7 @@ AUTOPET: dict[str, Any] = {
               "incremental": "exact",        # re-inference after clicks: naive | exact | local (petclick.inference.engine)
               "tile_cache_mb": 2048,         # memory limit of the exact mode's tile cache (past it: recompute)
               "local_window": 1.0,           # local mode's window per click, as a fraction of the ROI per axis
-              "local_update": "replace",     # local mode blends in: replace (crop probabilities) | delta (their change) | logit (their logit change)
+              "local_update": "replace",     # local mode blends in: replace (crop probabilities) | delta (their change)
               "local_max_grow": 3},          # local mode's widenings per click when the mask changes at a window's side
 }
 

@@ -12,14 +12,10 @@ Three modes (YAML `infer.incremental` or `--incremental`):
   network pass per checkpoint; windows that overlap blend as one region) and blended into the
   previous probabilities with weights that fall from 1 to 0 over a quarter window
   towards sides inside the image. `update` says what is blended: `replace` (the crop's
-  probabilities), `delta` (the crop's probabilities with the new clicks minus those of the same
+  probabilities) or `delta` (the crop's probabilities with the new clicks minus those of the same
   crop with the previous clicks, added to the previous probabilities: what the crop's missing
   context and its own normalisation change cancels out, only the clicks' effect remains, at two
-  crop passes per window) or `logit` (the same difference taken in logit space, the members' mean
-  logit change added to the logit of the previous ensemble probability: a crop whose missing
-  context shifts its logits by a constant gives the same change as the full tile, where in
-  probability space the sigmoid's slope at the crop's own operating point scales it; two crop
-  passes per window). When the mask changes within the fade margin of a side, the region
+  crop passes per window). When the mask changes within the fade margin of a side, the region
   widens by one more window centred on those changes and reaching half a window past that side (at
   most `max_grow` widenings per click; windows blend by their weights). The window is `window`
   times the group's ROI per axis (rounded down to the network's ROI multiple; 1: the ROI itself),
@@ -56,7 +52,7 @@ from petclick.runtime.tiles import DEFAULT_CACHE_MB, Box, TileCache, TileCounter
 log = logging.getLogger(__name__)
 
 MODES = ("naive", "exact", "local")
-LOCAL_UPDATES = ("replace", "delta", "logit")
+LOCAL_UPDATES = ("replace", "delta")
 DEFAULT_JOURNAL_MB = 512
 
 
@@ -134,8 +130,8 @@ class Group:
 
 @dataclass
 class LocalSettings:
-    """Local mode: the window's size (fraction of the ROI per axis), what it blends in (`replace`,
-    `delta` or `logit`, module docstring), its fade margin (fraction of the window) and widenings per click."""
+    """Local mode: the window's size (fraction of the ROI per axis), what it blends in (`replace` or
+    `delta`, module docstring), its fade margin (fraction of the window) and widenings per click."""
 
     window: float = 1.0
     update: str = "replace"
@@ -351,9 +347,9 @@ class EnsembleEngine:
             ramps.append(r)
         return ramps[0][:, None, None] * ramps[1][None, :, None] * ramps[2][None, None, :]
 
-    def _crop_sum(self, g: Group, box: Box, x: torch.Tensor | None = None, logits: bool = False) -> torch.Tensor:
-        """Sum of scale * sigmoid (with `logits`: scale * logit) over members run on the crop `box`
-        of the input `x` (None: the current input) alone."""
+    def _crop_sum(self, g: Group, box: Box, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Sum of scale * sigmoid over members run on the crop `box` of the input `x` (None: the
+        current input) alone."""
         crop = (g.x if x is None else x)[(slice(None), *_slices(box))]
         shape = tuple(b - a for a, b in zip(*box))
         acc = None
@@ -363,18 +359,13 @@ class EnsembleEngine:
             roi = local if self.local.window < 1 else m.roi    # a member with a smaller ROI tiles the window
             tl = t.on_grid(TileGrid(shape, roi, t.grid.overlap, t.grid.mode, t.grid.sigma_scale, device=g.x.device))
             tl.set_input(crop)
-            out = tl.logits(((0, 0, 0), shape))
-            out = out.to(torch.float32, copy=True) if logits else torch.sigmoid(out)
-            acc = out.mul_(m.scale) if acc is None else acc.add_(out, alpha=m.scale)
+            prob = torch.sigmoid(tl.logits(((0, 0, 0), shape)))
+            acc = prob.mul_(m.scale) if acc is None else acc.add_(prob, alpha=m.scale)
         return acc
 
     def _window_value(self, g: Group, box: Box, x_before: torch.Tensor | None) -> torch.Tensor:
-        """What a local window blends in: the crop's probability sum (replace), its change from the
-        previous input `x_before` to the current one (delta), or the members' mean logit change
-        (logit)."""
-        if self.local.update == "logit":
-            change = self._crop_sum(g, box, logits=True).sub_(self._crop_sum(g, box, x_before, logits=True))
-            return change.div_(g.weight)
+        """What a local window blends in: the crop's probability sum (replace), or its change from
+        the previous input `x_before` to the current one (delta)."""
         after = self._crop_sum(g, box)
         return after if x_before is None else after.sub_(self._crop_sum(g, box, x_before))
 
@@ -387,8 +378,8 @@ class EnsembleEngine:
         roi = np.minimum(self._local_roi(g), shape)
         margin = np.maximum(1, (roi * self.local.margin).astype(int))
         weight, changed = g.weight, None
-        update = self.local.update
-        ref = None if update == "replace" else x_before
+        delta = self.local.update == "delta"
+        ref = x_before if delta else None
         for cluster in self._windows(g, before, after):
             windows, sums = list(cluster), [self._window_value(g, w, ref) for w in cluster]
             for grown in range(self.local.max_grow + 1):
@@ -402,12 +393,8 @@ class EnsembleEngine:
                     num[inner] += f * total
                     den[inner] += f
                 cover = den.clamp(max=1.0)
-                if update == "delta":
+                if delta:
                     new = (old + torch.where(den > 0, num / den.clamp_min(1e-12), 0.0) * cover).clamp_(0.0, weight)
-                elif update == "logit":
-                    shift = torch.where(den > 0, num / den.clamp_min(1e-12), 0.0) * cover
-                    p = (old / weight).clamp(1e-7, 1 - 1e-7)
-                    new = torch.where(shift != 0, torch.sigmoid(torch.logit(p) + shift) * weight, old)
                 else:
                     new = old * (1 - cover) + torch.where(den > 0, num / den.clamp_min(1e-12), old) * cover
                 if grown == self.local.max_grow:

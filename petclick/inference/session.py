@@ -432,7 +432,7 @@ def default_mode(predictor: EnsemblePredictor) -> str:
 
 def default_local_settings(predictor: EnsemblePredictor) -> LocalSettings:
     """Local mode's settings the checkpoints ask for: `infer.local_window` (largest, else 1),
-    `infer.local_update` (the one every checkpoint that names one agrees on, else replace) and
+    `infer.local_update` (replace unless every checkpoint that names one says delta) and
     `infer.local_max_grow` (largest, else 3)."""
     infos = [predictor.info[p]["infer"] for p in predictor.checkpoints]
     windows = [float(i["local_window"]) for i in infos if i.get("local_window") is not None]
