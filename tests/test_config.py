@@ -41,6 +41,7 @@ def test_missing_keys_come_from_the_preset_and_read_both_ways(tmp_path):
     ("data", "roi", [32, 32], "data.roi: must be a list of 3 integers"),
     ("data", "cache_rate", 1.5, "data.cache_rate: must be a number >= 0 and <= 1"),
     ("infer", "mode", "mean", "infer.mode: must be one of 'gaussian', 'constant'"),
+    ("infer", "local_update", "average", "infer.local_update: must be one of 'replace', 'delta'"),
     ("network", "output_prior", 1.0, "network.output_prior"),
     ("augment", "flip_prob", True, "augment.flip_prob"),
     ("training", "amp", "yes", "training.amp: must be true or false"),   # type inferred from the preset
@@ -57,6 +58,11 @@ def test_a_bad_override_names_the_command_line(tmp_path):
         load_bundle_config(_hyper(tmp_path), {"training#num_epochs": -1})
     assert err.value.source == "command-line overrides"
     assert load_bundle_config(_hyper(tmp_path), {"training#num_epochs": 2})["training"]["num_epochs"] == 2
+
+
+def test_every_local_update_passes_the_schema(tmp_path):
+    for update in ("replace", "delta"):
+        assert load_bundle_config(_hyper(tmp_path, infer={"local_update": update})).infer.local_update == update
 
 
 def test_unknown_keys_are_kept_and_warned_about(tmp_path, caplog):
