@@ -9,7 +9,8 @@ seconds per click step and per case, peak memory (process RSS and tile cache), t
 difference from naive over the steps (max |dp| and the smallest Dice of the masks), and the
 protocol's own score: Dice against the phantoms' labels (steps 0 and 10, the 11-step AUC) and how
 far that curve lies from naive's (the mean curve's worst step; in brackets the worst phantom and
-step).
+step); and where a mode's masks differ from naive's: the differing voxels' median distance to the
+nearest click, and how many of naive's voxels the mode misses are lesion.
 Seconds are the session's own (`Prediction.seconds`: network, blending, PET-grid mapping,
 thresholding), not the protocol's scoring or the comparison.
 
@@ -131,6 +132,25 @@ def make_case(out: Path, shape: list[int], seed: int) -> Path:
     return folder
 
 
+def where_masks_differ(mask: np.ndarray, naive: np.ndarray, clicks, label: np.ndarray) -> dict:
+    """Where a mode's mask differs from naive's (PET voxels): the median distance of the differing
+    voxels to the nearest click of the step, and how many of naive's voxels the mode misses are
+    lesion (label) voxels; empty when the masks agree or the step has no clicks."""
+    from scipy import ndimage
+
+    differ = mask != naive
+    points = [tuple(int(v) for v in p) for p in (*clicks.tumor, *clicks.background)]
+    if not differ.any() or not points:
+        return {}
+    no_click = np.ones(mask.shape, dtype=bool)
+    for p in points:
+        no_click[p] = False
+    distance = ndimage.distance_transform_edt(no_click)
+    missed = naive & ~mask
+    return {"differ_median_click_distance": float(np.median(distance[differ])),
+            "missed_voxels": int(missed.sum()), "missed_lesion_voxels": int((missed & label).sum())}
+
+
 def worker(args: argparse.Namespace) -> None:
     """One (ROI, mode): the 11-step official protocol; writes a JSON of per-step figures; naive also
     writes each step's probability, which the other modes compare with."""
@@ -153,6 +173,7 @@ def worker(args: argparse.Namespace) -> None:
     predictor = EnsemblePredictor(ckpts, roi=_shape(args.roi), sw_batch_size=args.sw_batch_size)
     local = LocalSettings(window=args.local_window, update=args.local_update, max_grow=args.local_grow)
     session = InteractiveSession(predictor, case, mode=args.mode, tile_cache_mb=args.cache_mb, local=local)
+    gt = case.label.array != 0
     ref_dir = args.run / "naive_probs"
     ref_dir.mkdir(parents=True, exist_ok=True)
     steps = []
@@ -171,7 +192,7 @@ def worker(args: argparse.Namespace) -> None:
             a, b = mask, ref >= 0.5
             inter, total = int(np.count_nonzero(a & b)), int(a.sum() + b.sum())
             row.update(max_dp=float(np.abs(prob - ref).max()), dice=1.0 if total == 0 else 2 * inter / total,
-                       voxels_differ=int(np.count_nonzero(a != b)))
+                       voxels_differ=int(np.count_nonzero(a != b)), **where_masks_differ(a, b, step_clicks, gt))
         steps.append(row)
         last.update(c=ctr["tiles_computed"], r=ctr["tiles_reused"], v=ctr["voxels_computed"])
         print(f"  {args.mode} roi {args.roi} step {step}: {row}", flush=True)
@@ -214,6 +235,12 @@ def _score_gap(naive: list[dict], mode: list[dict]) -> tuple[float, float]:
     return float(np.nanmax(np.abs(np.nanmean(diffs, axis=0)))), float(np.nanmax(np.abs(diffs)))
 
 
+def _span(values: list[int]) -> str:
+    """`5` when every phantom has the same value, else `5-10`."""
+    lo, hi = min(values), max(values)
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
+
+
 def table(out: Path, rois: list[str], modes: list[str], seeds: list[int]) -> str:
     """One row per ROI and mode, summed or pooled over the held-out phantoms that naive finished."""
     from petclick.metrics.aggregate import auc_trapezoid
@@ -222,8 +249,9 @@ def table(out: Path, rois: list[str], modes: list[str], seeds: list[int]) -> str
              "(steps 1-10) | network voxels, fewer than naive: steps 1-10 | s per click step (median) | s per case "
              "(mean) | peak RSS MB | tile cache MB | max abs dp vs naive | min Dice vs naive | Dice vs label, "
              "steps 0/10 (mean) | Dice AUC vs label (mean) | Dice vs label minus naive's: mean curve, worst step "
-             "(worst phantom and step) |",
-             "|" + " --- |" * 16]
+             "(worst phantom and step) | differing voxels: median distance to a click (median over steps) | "
+             "naive's voxels missed, of them lesion (all steps) |",
+             "|" + " --- |" * 18]
     for roi in rois:
         res = _load_runs(out, roi, seeds, modes)
         if "naive" not in res:
@@ -246,14 +274,18 @@ def table(out: Path, rois: list[str], modes: list[str], seeds: list[int]) -> str
             label = np.array([r["dice_vs_label"] for r in runs], dtype=float)   # the protocol's own score
             auc = float(np.nanmean([auc_trapezoid(d) for d in label]))
             gap, worst = _score_gap(naive, runs)
+            near = [st["differ_median_click_distance"] for r in runs for st in r["steps"] if "differ_median_click_distance" in st]
+            missed = [(st["missed_voxels"], st["missed_lesion_voxels"]) for r in runs for st in r["steps"] if "missed_voxels" in st]
+            near_text = f"{np.median(near):.1f}" if near else "-"
+            missed_text = f"{sum(v for v, _ in missed)}, {sum(v for _, v in missed)}" if missed else "-"
             lines.append(
-                f"| {roi} | {m} | {len(runs)} | {runs[0]['windows_per_pass']} | {c} ({k}) | {n_case / max(c, 1):.1f}x "
+                f"| {roi} | {m} | {len(runs)} | {_span([r['windows_per_pass'] for r in runs])} | {c} ({k}) | {n_case / max(c, 1):.1f}x "
                 f"({n_click / max(k, 1):.1f}x) | {voxels(naive) / max(voxels(runs), 1):.1f}x | {secs:.1f} | "
                 f"{np.mean([r['seconds_case'] for r in runs]):.0f} | {max(r['peak_rss_mb'] for r in runs):.0f} | "
                 f"{max(r['cache_peak_mb'] for r in runs):.1f} | "
                 f"{'-' if m == 'naive' else f'{dp:.2g}'} | {'-' if m == 'naive' else f'{dice:.4f}'} | "
                 f"{np.nanmean(label[:, 0]):.3f}/{np.nanmean(label[:, -1]):.3f} | {auc:.3f} | "
-                f"{'-' if m == 'naive' else f'{gap:.3f} ({worst:.3f})'} |")
+                f"{'-' if m == 'naive' else f'{gap:.3f} ({worst:.3f})'} | {near_text} | {missed_text} |")
     return "\n".join(lines)
 
 
