@@ -206,8 +206,7 @@ def worker(args: argparse.Namespace) -> None:
               "counters": session.counters,
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
               "cache_peak_mb": 0 if session.engine.cache is None else session.engine.cache.peak_bytes / 2**20,
-              "dice_vs_label": [r["dice"] for r in rows], "fpv_ml": [r["fpv_ml"] for r in rows],
-              "fnv_ml": [r["fnv_ml"] for r in rows]}
+              "dice_vs_label": [r["dice"] for r in rows]}
     (args.run / f"{variant_name(args.mode, args.local_window, args.local_update, args.local_grow)}.json").write_text(json.dumps(result, indent=1))
 
 
