@@ -1,7 +1,7 @@
 """Per-tracer uptake (SUV) and CT attenuation (HU) tables, sampled once per case.
 
-Ranges follow DESIGN.md "Phantoms". Values not fixed there (fat, lung, bone marrow, bowel and
-glands under FDG, PSMA soft tissue) use typical clinical figures. Each case draws one value per
+Ranges are the ones docs/phantoms.md lists per tracer. Values it does not fix (fat, lung, bone marrow,
+bowel and glands under FDG, PSMA soft tissue) use typical clinical figures. Each case draws one value per
 tissue, so organ uptake varies between patients (myocardium 1-10 under FDG, bladder filling).
 """
 
