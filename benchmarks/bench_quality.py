@@ -1,40 +1,47 @@
-"""Quality of the demo recipe: the 20-checkpoint ensemble, one checkpoint alone and suv-threshold,
-through the official 11-step protocol, over several training seeds, on a phantom cohort whose seed
-is given on the command line.
+"""Quality of a training recipe through the official 11-step protocol: what the network adds to
+the shipped masks, against no model at all and against the `suv-threshold` baseline.
 
-    python benchmarks/bench_quality.py --cohort-seed 7                       # the demo cohort, testing split
-    python benchmarks/bench_quality.py --cohort-seed 21 --seeds 0 1 2
-    python benchmarks/bench_quality.py --cohort-seed 7 --split validation --seeds 0 --set training#lr=3e-3
+    python benchmarks/bench_quality.py --scale demo --cohort-seed 7                    # the demo cohort's testing split
+    python benchmarks/bench_quality.py --scale demo --cohort-seed 7 --test-seeds 101 102 --seeds 0 1 2
+    python benchmarks/bench_quality.py --scale mid --cohort-seed 2026 --split validation --seeds 0
+    python benchmarks/bench_quality.py --scale mid --cohort-seed 2026 --test-seeds 101 102 103 --seeds 0
 
-For each training seed it trains every fold's repeats as a bundle's train.py does (petclick's loop,
-the config fill_template_config would write for the `demo` preset plus `--set` overrides), then:
-- `--split testing`: the ensemble of every checkpoint (5 folds x 4 repeats), one checkpoint alone
-  (fold 0's last repeat) and suv-threshold on the testing cases;
-- `--split validation` (for choosing a recipe without touching the testing cases): each fold's
-  ensemble of its repeats, and its last repeat alone, on that fold's validation cases, pooled over
-  the folds; suv-threshold on the same cases.
-It prints the mean 11-step curves of Dice, FPV and FNV with their spread (min-max over seeds),
-the AUCs and the issue-13 criteria, and writes every number to --json.
+Scales (SCALES): `demo` is the demo's own cohort settings (48x48x64, 24 cases) and recipe
+(petclick's input template, preset `demo`: 5 folds, 4 snapshot checkpoints each); `mid` resolves
+lesions (160x160x200, 5.1 x 5.1 x 4.9 mm; 40 training cases) and trains the recipe of
+`benchmarks/quality_mid.yaml` on folds 1-4 (one snapshot run, 4 checkpoints), sized to run on this
+project's 2-core CPU in about an hour per training seed.
 
-Post-processing (`--postprocess`, default `default`): the models' masks go through petclick's
-default post-processing, as `petclick predict`, `gc` and the demo ship them (click consistency:
-a tumour click the mask misses grows the model's low-probability region or the 41%-of-peak SUV
-iso-contour around it; a covered background click cuts). Rows: `ensemble`, `single ckpt` (with
-it), `ensemble raw` (the same ensemble, prob >= 0.5), `suv-threshold` (as defined: no
-post-processing), `suv-thr + pp` (the baseline with the same post-processing) and `no model + pp`
-(a predictor that finds nothing, then the post-processing: what the click rule alone scores).
+For each training seed it trains the folds as a bundle's train.py does (petclick's loop, the config
+fill_template_config writes for the input file's keys plus `--set` overrides), then scores:
+- `--split validation` (choose recipes here, never on testing cases): each trained fold's models on
+  that fold's validation cases (mid: fold 0, whose cases no model trained on);
+- `--split testing`: the cohort's own testing split (demo);
+- `--test-seeds S...`: whole cohorts of other seeds, generated with the scale's settings
+  (`--test-cases` each), every case scored: what an unseen cohort gives.
+
+Rows, all from one run of each predictor through the steps (the probability is computed once per
+step and both masks are taken from it):
+- `ensemble + pp`: every checkpoint's mean, post-processed as `petclick predict`, `gc` and the demo
+  ship masks (petclick.postprocess defaults: click consistency; or `--postprocess FILE`);
+- `ensemble raw`: the same probability at >= 0.5, no post-processing: the network alone;
+- `single + pp`: one checkpoint alone (the first fold's last), post-processed;
+- `rule alone`: a predictor that finds nothing, post-processed: what the click rule alone makes;
+- `suv-thr + pp`: the `suv-threshold` baseline, post-processed the same way.
+Columns: Dice AUC (11 steps, trapezoid), Dice at 0 and 10 clicks (cases with lesions), FPV AUC,
+and FPV at step 0 on the lesion-free cases. Then the issue-26 criteria.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +51,29 @@ from petclick.config.packaged import BUNDLES, INPUT_TEMPLATE
 
 METRICS = ("dice", "fpv_ml", "fnv_ml")
 STEPS = 11
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Cohort settings, the input file of the recipe and the folds trained."""
+
+    shape: tuple[int, int, int]
+    cases: int
+    min_test_cases: int | None
+    input: Path
+    folds: tuple[int, ...]
+    test_cases: int
+    notes: str = ""
+    val_folds: tuple[int, ...] = field(default=())
+
+
+SCALES: dict[str, Scale] = {
+    "demo": Scale((48, 48, 64), 24, 8, INPUT_TEMPLATE, (0, 1, 2, 3, 4), 24,
+                  "the demo cohort's settings and recipe"),
+    "mid": Scale((160, 160, 200), 40, 1, HERE / "quality_mid.yaml", (0,), 12,
+                 "lesions resolved at 5.1 x 5.1 x 4.9 mm; one fold trained, fold 0 validates"),
+}
 
 
 def cohort(data: Path, cases: int, seed: int, shape, min_test_cases: int | None) -> Path:
@@ -53,7 +83,7 @@ def cohort(data: Path, cases: int, seed: int, shape, min_test_cases: int | None)
 
 
 def fold_config(datalist: Path, fold: int, ckpt: Path, overrides: dict[str, Any], user: dict[str, Any]) -> dict:
-    """The resolved bundle config of `fold` for the demo input.yaml keys in `user` plus `overrides`."""
+    """The resolved bundle config of `fold` for the input file's keys in `user` plus `overrides`."""
     from petclick.auto3dseg.algo import derive_from_data, merged_config
     from petclick.core.yamlio import apply_overrides, read_yaml
     from petclick.io.datalist import load_datalist
@@ -72,18 +102,30 @@ def fold_config(datalist: Path, fold: int, ckpt: Path, overrides: dict[str, Any]
     return cfg
 
 
-def train_all(datalist: Path, work: Path, seed: int, overrides: dict, user: dict, folds: int) -> dict[str, Any]:
-    """Train every fold's repeats (training seed `seed`); returns {fold: [model.pt paths]} and timing."""
+def train_all(datalist: Path, work: Path, seed: int, overrides: dict, user: dict, folds) -> dict[str, Any]:
+    """Train the folds' repeats (training seed `seed`); returns {fold: [model.pt paths]} and timing."""
     from petclick.training.loop import train_fold
 
     out, t0 = {}, time.time()
-    for fold in range(folds):
+    for fold in folds:
         ckpt = work / f"segresnet_{fold}" / "model"
         cfg = fold_config(datalist, fold, ckpt, {**overrides, "training#seed": seed}, user)
         train_fold(cfg)
         out[fold] = sorted(ckpt.glob("repeat*/model.pt"), key=lambda p: int(p.parent.name[6:]))
         print(f"  seed {seed} fold {fold}: {len(out[fold])} checkpoints ({time.time() - t0:.0f} s)", flush=True)
     return {"checkpoints": out, "train_s": time.time() - t0}
+
+
+def kept_checkpoints(seed_dir: Path, folds) -> dict[str, Any]:
+    """The checkpoints train_all wrote under `seed_dir` ({fold: [model.pt by repeat]})."""
+    out = {}
+    for fold in folds:
+        paths = sorted((seed_dir / f"segresnet_{fold}" / "model").glob("repeat*/model.pt"),
+                       key=lambda p: int(p.parent.name[6:]))
+        if not paths:
+            raise SystemExit(f"{seed_dir / f'segresnet_{fold}'}: no checkpoints to rescore")
+        out[fold] = paths
+    return {"checkpoints": out, "train_s": float("nan")}
 
 
 class NoModel:
@@ -95,27 +137,41 @@ class NoModel:
         return np.zeros(case.shape, np.float32)
 
 
-def protocol_rows(predictor, entries: list[dict], dataroot: Path, postprocess: dict | None = None) -> list[dict]:
-    """The 11-step rows of `predictor` on `entries`, masks post-processed by `postprocess` (None: prob >= 0.5)."""
+def protocol_rows(predictor, entries: list[dict], dataroot: Path, variants: dict[str, dict | None]) -> dict[str, list[dict]]:
+    """{variant: 11-step rows} of `predictor` on `entries`: one session per case, and each step's
+    probability turned into every variant's mask (a post-processing config, or None: prob >= 0.5)."""
+    from petclick.inference.session import InteractiveSession
+    from petclick.inference.steps import official_clicks, run_steps
     from petclick.io.clickfile import read_clicks
     from petclick.io.datalist import entry_case_id, resolve_entry
     from petclick.io.images import load_case
-    from petclick.inference.protocol import run_protocol
+    from petclick.metrics.lesion import LesionScorer
+    from petclick.metrics.protocol import protocol_row
+    from petclick.postprocess import postprocess
 
-    rows = []
+    rows: dict[str, list[dict]] = {name: [] for name in variants}
     for e in entries:
         r = resolve_entry(e, dataroot)
         case = load_case(r["image"], r["pet"], r["label"])
-        rows += run_protocol(predictor, case, read_clicks(r["clicks"]), case_id=entry_case_id(e),
-                             tracer=str(e.get("tracer", "unknown")), session={"postprocess": postprocess})
+        cid, tracer = entry_case_id(e), str(e.get("tracer", "unknown"))
+        scorer = LesionScorer(case.label.array != 0, case.pet.spacing)
+        session = InteractiveSession(predictor, case, source=cid)
+        for step, pred in run_steps(session, range(STEPS), official_clicks(read_clicks(r["clicks"]))):
+            for name, pp in variants.items():
+                mask = pred.prob >= 0.5 if pp is None else postprocess(pred.prob, case, pred.clicks, tracer, pp)
+                rows[name].append(protocol_row(cid, tracer, int(step), scorer(np.asarray(mask, bool)), pred.clicks))
     return rows
 
 
 def curves(rows: list[dict]) -> dict[str, list[float]]:
-    """Cohort-mean curve per metric over the 11 steps (Dice over cases with lesions)."""
+    """Cohort-mean curve per metric over the 11 steps (Dice over cases with lesions), plus the mean FPV
+    at each step over the lesion-free cases (`fpv_neg`)."""
     out = {}
     for m in METRICS:
         out[m] = [float(np.nanmean([r[m] for r in rows if r["step"] == k] or [np.nan])) for k in range(STEPS)]
+    neg = [r for r in rows if r.get("gt_ml", 1) == 0]
+    out["fpv_neg"] = [float(np.mean([r["fpv_ml"] for r in neg if r["step"] == k])) if neg else float("nan")
+                      for k in range(STEPS)]
     return out
 
 
@@ -125,50 +181,10 @@ def auc(curve: list[float]) -> float:
     return auc_trapezoid(curve)
 
 
-def kept_checkpoints(seed_dir: Path, folds: int) -> dict[str, Any]:
-    """The checkpoints train_all wrote under `seed_dir` ({fold: [model.pt by repeat]})."""
-    out = {}
-    for fold in range(folds):
-        paths = sorted((seed_dir / f"segresnet_{fold}" / "model").glob("repeat*/model.pt"),
-                       key=lambda p: int(p.parent.name[6:]))
-        if not paths:
-            raise SystemExit(f"{seed_dir / f'segresnet_{fold}'}: no checkpoints to rescore")
-        out[fold] = paths
-    return {"checkpoints": out, "train_s": float("nan")}
-
-
-def evaluate(ckpts: dict[int, list[Path]], datalist: Path, split: str, pp: dict | None = None) -> dict[str, list[dict]]:
-    """Protocol rows of the ensemble and the single checkpoint (see module docstring)."""
-    from petclick.inference.predictor import EnsemblePredictor
-    from petclick.io.datalist import load_datalist
-
-    data = load_datalist(datalist)
-    root = datalist.parent
-    if split == "testing":
-        every = [p for f in sorted(ckpts) for p in ckpts[f]]
-        return {"ensemble": protocol_rows(EnsemblePredictor(every), data["testing"], root, pp),
-                "single": protocol_rows(EnsemblePredictor([ckpts[0][-1]]), data["testing"], root, pp)}
-    out: dict[str, list[dict]] = {"ensemble": [], "single": []}
-    for fold, paths in ckpts.items():
-        val = [e for e in data["training"] if int(e["fold"]) == fold]
-        out["ensemble"] += protocol_rows(EnsemblePredictor(paths), val, root, pp)
-        out["single"] += protocol_rows(EnsemblePredictor([paths[-1]]), val, root, pp)
-    return out
-
-
-def split_entries(datalist: Path, split: str, folds: int) -> list[dict]:
-    from petclick.io.datalist import load_datalist
-
-    data = load_datalist(datalist)
-    if split == "testing":
-        return data["testing"]
-    return [e for e in data["training"] if int(e["fold"]) < folds]
-
-
 def summarise(name: str, per_seed: list[dict[str, list[float]]]) -> dict[str, Any]:
     """Mean curves and spread (min, max over seeds), AUC and final values."""
     res: dict[str, Any] = {"name": name}
-    for m in METRICS:
+    for m in (*METRICS, "fpv_neg"):
         arr = np.asarray([c[m] for c in per_seed], dtype=float)
         res[m] = {"mean": arr.mean(0).tolist(), "min": arr.min(0).tolist(), "max": arr.max(0).tolist()}
         aucs = [auc(c[m]) for c in per_seed]
@@ -176,33 +192,27 @@ def summarise(name: str, per_seed: list[dict[str, list[float]]]) -> dict[str, An
     return res
 
 
-def _fmt(x: float, digits: int = 2) -> str:
-    return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
-
-
 def print_table(results: list[dict[str, Any]], n_seeds: int) -> None:
-    for m, digits in (("dice", 3), ("fpv_ml", 1), ("fnv_ml", 1)):
-        print(f"\n{m}: mean over {n_seeds} training seed(s) at steps 0..10 [min-max at 0, 5, 10]")
-        for r in results:
-            c = r[m]
-            cells = " ".join(f"{v:7.{digits}f}" for v in c["mean"])
-            spread = ", ".join(f"{c['min'][k]:.{digits}f}-{c['max'][k]:.{digits}f}" for k in (0, 5, 10))
-            print(f"  {r['name']:>14} {cells}  [{spread}]")
-    print(f"\n{'predictor':>16} {'Dice AUC':>16} {'Dice@0':>7} {'Dice@10':>8} {'FPV AUC mL':>18} {'FNV AUC mL':>12}")
+    print(f"\nDice: mean over {n_seeds} training seed(s) at steps 0..10")
+    for r in results:
+        print(f"  {r['name']:>14} " + " ".join(f"{v:6.3f}" for v in r["dice"]["mean"]))
+    print(f"\n| predictor | Dice AUC | Dice@0 | Dice@10 | FPV AUC mL | FPV@0 lesion-free mL | FNV AUC mL |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         d, f = r["dice_auc"], r["fpv_ml_auc"]
-        print(f"{r['name']:>16} {d['mean']:6.2f} [{d['min']:.2f}-{d['max']:.2f}] {r['dice']['mean'][0]:7.3f} "
-              f"{r['dice']['mean'][10]:8.3f} {f['mean']:7.1f} [{f['min']:.0f}-{f['max']:.0f}] "
-              f"{r['fnv_ml_auc']['mean']:12.1f}")
+        spread = f" [{d['min']:.2f}-{d['max']:.2f}]" if n_seeds > 1 and d["max"] > d["min"] else ""
+        print(f"| {r['name']} | {d['mean']:.2f}{spread} | {r['dice']['mean'][0]:.3f} | {r['dice']['mean'][10]:.3f} | "
+              f"{f['mean']:.1f} | {r['fpv_neg']['mean'][0]:.1f} | {r['fnv_ml_auc']['mean']:.1f} |")
 
 
-def criteria(model: dict[str, Any], base: dict[str, Any]) -> dict[str, bool]:
-    """Issue 13's four criteria on the mean curves."""
-    d, b = model["dice"]["mean"], base["dice"]["mean"]
-    return {"dice_auc_above_baseline": model["dice_auc"]["mean"] > base["dice_auc"]["mean"],
-            "dice10_not_below_baseline": d[10] >= b[10],
-            "fpv_auc_below_baseline": model["fpv_ml_auc"]["mean"] < base["fpv_ml_auc"]["mean"],
-            "dice10_at_least_dice0_plus_0.1": d[10] >= d[0] + 0.10}
+def criteria(by_name: dict[str, dict[str, Any]], scale: str) -> dict[str, bool]:
+    """Issue 26's criteria: the network carries its weight (mid) / the demo's model detects (demo)."""
+    prod, raw, rule, base = (by_name[k] for k in ("ensemble + pp", "ensemble raw", "rule alone", "suv-thr + pp"))
+    dice0, margin = (0.4, 0.5) if scale == "mid" else (0.3, 0.3)
+    return {f"dice_at_0_at_least_{dice0}": prod["dice"]["mean"][0] >= dice0,
+            "raw_beats_suv_threshold_pp": raw["dice_auc"]["mean"] > base["dice_auc"]["mean"],
+            f"product_beats_rule_alone_by_{margin}": prod["dice_auc"]["mean"] >= rule["dice_auc"]["mean"] + margin,
+            "fpv_at_0_lesion_free_below_baseline": prod["fpv_neg"]["mean"][0] < base["fpv_neg"]["mean"][0]}
 
 
 def _set(values: list[str]) -> dict[str, Any]:
@@ -212,97 +222,122 @@ def _set(values: list[str]) -> dict[str, Any]:
     return parse_sets(values)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from petclick.workflows.demo import DEMO_COHORT
+def score_sets(args, scale: Scale, datalist: Path) -> list[tuple[str, list[dict], Path]]:
+    """(name, entries, dataroot) of every case set to score: validation folds, the testing split, other seeds."""
+    from petclick.io.datalist import load_datalist
 
+    data = load_datalist(datalist)
+    sets = []
+    if args.split == "validation":
+        folds = set(scale.folds)
+        sets.append(("validation", [e for e in data["training"] if int(e["fold"]) in folds], datalist.parent))
+    elif not args.test_seeds:
+        sets.append(("testing", data["testing"], datalist.parent))
+    for seed in args.test_seeds or []:
+        folder = args.data_root / f"petclick_quality_{seed}_{scale.test_cases}_{'x'.join(map(str, scale.shape))}"
+        dl = cohort(folder, scale.test_cases, seed, scale.shape, None)
+        every = load_datalist(dl)
+        sets.append((f"cohort {seed}", every["training"] + every.get("testing", []), dl.parent))
+    return sets
+
+
+def evaluate_seed(ckpts: dict[int, list[Path]], sets, pp: dict) -> dict[str, list[dict]]:
+    """Rows of the trained models: the ensemble (raw and post-processed) and the single checkpoint.
+    On validation folds each fold's models score that fold's cases; elsewhere every checkpoint scores."""
+    from petclick.inference.predictor import EnsemblePredictor
+
+    rows: dict[str, list[dict]] = {"ensemble + pp": [], "ensemble raw": [], "single + pp": []}
+    for name, entries, root in sets:
+        if name == "validation":   # each fold's models on that fold's own validation cases
+            groups = [(paths, [e for e in entries if int(e["fold"]) == fold]) for fold, paths in ckpts.items()]
+        else:
+            groups = [([p for f in sorted(ckpts) for p in ckpts[f]], entries)]
+        for paths, group in groups:
+            both = protocol_rows(EnsemblePredictor(paths), group, root, {"ensemble + pp": pp, "ensemble raw": None})
+            for k, v in both.items():
+                rows[k] += v
+            rows["single + pp"] += protocol_rows(EnsemblePredictor([paths[-1]]), group, root, {"s": pp})["s"]
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cohort-seed", type=int, required=True, help="phantom generator seed (the demo's is 7)")
-    ap.add_argument("--cases", type=int, default=DEMO_COHORT["cases"])
-    ap.add_argument("--shape", type=int, nargs=3, default=DEMO_COHORT["shape"])
-    ap.add_argument("--min-test-cases", type=int, default=DEMO_COHORT["min_test_cases"])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (training.seed)")
+    ap.add_argument("--scale", choices=sorted(SCALES), default="demo")
+    ap.add_argument("--cohort-seed", type=int, required=True, help="training cohort's generator seed (the demo's is 7)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (training.seed)")
     ap.add_argument("--split", choices=("testing", "validation"), default="testing")
-    ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--input", type=Path, default=INPUT_TEMPLATE, help="input.yaml whose petclick keys to use")
+    ap.add_argument("--test-seeds", type=int, nargs="*", default=[], help="score whole cohorts of these seeds")
+    ap.add_argument("--input", type=Path, help="input.yaml whose petclick keys to use (default: the scale's)")
     ap.add_argument("--set", nargs="*", default=[], help="config overrides section#key=value (YAML values)")
-    ap.add_argument("--data", type=Path, help="cohort folder (default <tmp>/petclick_quality_<seed>_<cases>)")
+    ap.add_argument("--data-root", type=Path, default=Path(tempfile.gettempdir()), help="where cohorts are generated")
     ap.add_argument("--work", type=Path, help="keep the trained folds here (default: a temporary folder)")
     ap.add_argument("--threads", type=int, help="torch threads (default: the recipe's training.num_threads)")
     ap.add_argument("--json", type=Path, help="write curves, AUCs and criteria here")
     ap.add_argument("--rescore", action="store_true",
-                    help="score the checkpoints kept in --work by an earlier run (e.g. under another --postprocess), "
-                         "without training")
-    ap.add_argument("--postprocess", default="default", metavar="default|off|FILE.yaml",
-                    help="the models' post-processing: default = what petclick predict, gc and the demo apply "
-                         "(click consistency); off = prob >= 0.5")
+                    help="score the checkpoints kept in --work by an earlier run, without training")
+    ap.add_argument("--postprocess", default="default", metavar="default|FILE.yaml",
+                    help="the shipped masks' post-processing (default: petclick's, as predict, gc and the demo)")
     args = ap.parse_args(argv)
     if args.rescore and args.work is None:
         ap.error("--rescore needs --work, the folder of an earlier run")
-    from petclick.postprocess import RULES, make_config
-
-    pp = (make_config(None, **{r: False for r in RULES}) if args.postprocess == "off"
-          else make_config(None if args.postprocess == "default" else args.postprocess))
-    data = args.data or Path(tempfile.gettempdir()) / f"petclick_quality_{args.cohort_seed}_{args.cases}"
-    datalist = cohort(data, args.cases, args.cohort_seed, args.shape, args.min_test_cases)
+    scale = SCALES[args.scale]
     from petclick.core.yamlio import read_yaml
     from petclick.inference.predictors import SuvThresholdPredictor
+    from petclick.postprocess import make_config
 
-    user = {k: v for k, v in read_yaml(args.input).items()
+    pp = make_config(None if args.postprocess == "default" else args.postprocess)
+    data = args.data_root / f"petclick_quality_{args.cohort_seed}_{scale.cases}_{'x'.join(map(str, scale.shape))}"
+    datalist = cohort(data, scale.cases, args.cohort_seed, scale.shape, scale.min_test_cases)
+    user = {k: v for k, v in read_yaml(args.input or scale.input).items()
             if k in ("preset", "num_repeats", "clicks", "overrides", "algo_overrides")}
     overrides = _set(args.set)
     if args.threads:
         overrides["training#num_threads"] = args.threads
+    sets = score_sets(args, scale, datalist)
+    entries = [e for _, es, _ in sets for e in es]
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_quality_"))
-    per_seed: dict[str, list] = {"ensemble": [], "single": [], "ensemble raw": []}
-    raw = make_config(None, **{r: False for r in RULES})
-    times = []
+    per_seed: dict[str, list] = {"ensemble + pp": [], "ensemble raw": [], "single + pp": []}
+    times, eval_s = [], []
     try:
         for seed in args.seeds:
             seed_dir = work / f"seed{seed}"
             if args.rescore:
-                trained = kept_checkpoints(seed_dir, args.folds)
+                trained = kept_checkpoints(seed_dir, scale.folds)
             else:
                 shutil.rmtree(seed_dir, ignore_errors=True)
-                trained = train_all(datalist, seed_dir, seed, overrides, user, args.folds)
+                trained = train_all(datalist, seed_dir, seed, overrides, user, scale.folds)
                 times.append(trained["train_s"])
-            rows = evaluate(trained["checkpoints"], datalist, args.split, pp)
-            for k in ("ensemble", "single"):
+            t0 = time.time()
+            rows = evaluate_seed(trained["checkpoints"], sets, pp)
+            eval_s.append(time.time() - t0)
+            for k in per_seed:
                 per_seed[k].append(curves(rows[k]))
-            if args.postprocess != "off":  # the models alone (prob >= 0.5), beside what post-processing adds
-                per_seed["ensemble raw"].append(curves(evaluate(trained["checkpoints"], datalist, args.split, raw)["ensemble"]))
-            c = per_seed["ensemble"][-1]
-            print(f"seed {seed}: trained in {trained['train_s']:.0f} s; ensemble Dice AUC {auc(c['dice']):.2f}, "
-                  f"Dice@0 {c['dice'][0]:.3f}, Dice@10 {c['dice'][10]:.3f}, FPV AUC {auc(c['fpv_ml']):.1f}", flush=True)
+            c = per_seed["ensemble + pp"][-1]
+            print(f"seed {seed}: trained in {trained['train_s']:.0f} s, scored in {eval_s[-1]:.0f} s; ensemble + pp "
+                  f"Dice AUC {auc(c['dice']):.2f}, Dice@0 {c['dice'][0]:.3f}, Dice@10 {c['dice'][10]:.3f}", flush=True)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
-    base_rows = protocol_rows(SuvThresholdPredictor(), split_entries(datalist, args.split, args.folds), datalist.parent)
-    base_pp = protocol_rows(SuvThresholdPredictor(), split_entries(datalist, args.split, args.folds), datalist.parent, pp)
-    results = [summarise("ensemble", per_seed["ensemble"]), summarise("single ckpt", per_seed["single"]),
-               *([summarise("ensemble raw", per_seed["ensemble raw"])] if per_seed["ensemble raw"] else []),
-               summarise("suv-threshold", [curves(base_rows)]), summarise("suv-thr + pp", [curves(base_pp)])]
-    if args.postprocess != "off":
-        nothing = protocol_rows(NoModel(), split_entries(datalist, args.split, args.folds), datalist.parent, pp)
-        results.append(summarise("no model + pp", [curves(nothing)]))
-    entries = split_entries(datalist, args.split, args.folds)
-    n_neg = sum(1 for e in entries if not any(r["case"] == e.get("case") and r["gt_ml"] > 0 for r in base_rows))
-    print(f"\ncohort seed {args.cohort_seed} ({args.cases} cases {tuple(args.shape)}), {args.split} split: "
-          f"{len(entries)} cases ({n_neg} without lesions; tracers "
-          f"{sorted({str(e.get('tracer')) for e in entries})}); training {f'{np.mean(times):.0f} s' if times else 'not run (--rescore)'} per seed; "
-          f"overrides {overrides or 'none'}; models post-processed: {args.postprocess}")
+    fixed: dict[str, list[dict]] = {"suv-thr + pp": [], "rule alone": []}
+    for predictor, name in ((SuvThresholdPredictor(), "suv-thr + pp"), (NoModel(), "rule alone")):
+        for _, es, root in sets:
+            fixed[name] += protocol_rows(predictor, es, root, {name: pp})[name]
+    results = [summarise(k, v) for k, v in per_seed.items()] + [summarise(k, [curves(v)]) for k, v in fixed.items()]
+    n_neg = len({r["case"] for r in fixed["rule alone"] if r["gt_ml"] == 0})
+    where = ", ".join(f"{name} ({len(es)} cases)" for name, es, _ in sets)
+    print(f"\nscale {args.scale} ({scale.notes}); training cohort seed {args.cohort_seed} ({scale.cases} cases "
+          f"{'x'.join(map(str, scale.shape))}); scored: {where}; {len(entries)} cases, {n_neg} without lesions; "
+          f"training {f'{np.mean(times) / 60:.1f} min' if times else 'not run (--rescore)'} and scoring "
+          f"{np.mean(eval_s) / 60:.1f} min per seed; overrides {overrides or 'none'}")
     print_table(results, len(args.seeds))
     by_name = {r["name"]: r for r in results}
-    crit = criteria(by_name["ensemble"], by_name["suv-threshold"])
-    print("\nissue 13 criteria (ensemble vs suv-threshold): " + ", ".join(f"{k} {'yes' if v else 'NO'}"
-                                                                          for k, v in crit.items()))
-    crit_pp = criteria(by_name["ensemble"], by_name["suv-thr + pp"])
-    print("the same against suv-threshold with the models' post-processing: "
-          + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in crit_pp.items()))
+    crit = criteria(by_name, args.scale)
+    print("\nissue 26 criteria: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in crit.items()))
     if args.json:
-        args.json.write_text(json.dumps({"cohort_seed": args.cohort_seed, "split": args.split, "seeds": args.seeds,
-                                         "overrides": overrides, "train_s": times, "results": results,
-                                         "criteria": crit, "criteria_vs_postprocessed_baseline": crit_pp,
-                                         "postprocess": args.postprocess, "per_seed": per_seed}, indent=1))
+        args.json.write_text(json.dumps({"scale": args.scale, "cohort_seed": args.cohort_seed, "split": args.split,
+                                         "test_seeds": args.test_seeds, "seeds": args.seeds, "overrides": overrides,
+                                         "train_s": times, "eval_s": eval_s, "results": results, "criteria": crit,
+                                         "postprocess": args.postprocess}, indent=1))
     return 0
 
 

@@ -36,7 +36,9 @@ AUTOPET: dict[str, Any] = {
         "pet_clip": [0.0, 10.0],      # SUV -> [0, 1]
         "pet_scale": "linear",        # linear | log (petclick.runtime.petscale)
         "roi": [192, 192, 384],       # shrunk to the data and rounded to the network's divisor
-        "pos": 1.0, "neg": 1.0,       # RandCropByPosNegLabeld foreground oversampling
+        "sampler": "posneg",          # patch centres: posneg | uptake (petclick.training.sampling)
+        "pos": 1.0, "neg": 1.0,       # posneg: RandCropByPosNegLabeld foreground oversampling
+        "sampler_ratios": [1.0, 1.0, 1.0],  # uptake: weights of lesion, hot non-lesion and body centres
         "num_crops": 2,               # patches per loaded image (the batch holds batch_size * num_crops)
         "batch_size": 1,
         "cache_rate": 1.0,

@@ -159,6 +159,8 @@ for _path, _rule in {
     "data.ct_window": numbers(2), "data.pet_clip": numbers(2, 0, allow=("auto",)),
     "data.pet_scale": choice("linear", "log"),
     "data.roi": numbers(3, 1, integer=True), "data.pos": number(0), "data.neg": number(0),
+    "data.sampler": choice("posneg", "uptake"),   # petclick.training.sampling.SAMPLERS
+    "data.sampler_ratios": numbers(3, 0),
     "data.num_crops": number(1, integer=True), "data.batch_size": number(1, integer=True),
     "data.cache_rate": number(0, 1), "data.num_workers": number(0, integer=True),
     "data.cache_dtype": choice("float16", "bfloat16", "float32", none=True), "data.crop_body": FLAG,

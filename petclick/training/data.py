@@ -3,7 +3,8 @@
 Training, per case (cached after the deterministic part):
     LoadImaged(CT image, pet, label) -> EnsureChannelFirstd -> petclick.runtime.preprocess
     (optional Spacingd, CT window, PET clip, concatenate, body crop) -> SpatialPadd(ROI) ->
-    FgBgToIndicesd -> [cache] -> RandCropByPosNegLabeld (foreground oversampling) -> rotation and
+    the sampler's index transform -> [cache] -> its random crop (`data.sampler`, petclick.training.sampling:
+    posneg = RandCropByPosNegLabeld, uptake = lesion / hot organ / body centres) -> rotation and
     scaling (RandAffined), flips on all axes -> SimulateTrainingClicksd (online click curriculum, or
     autoPET V scribbles with `clicks.curriculum.kind: scribbles`, on the patch label and PET channel, before any intensity change: the official simulator sees the
     clean PET) -> smoothing, noise, intensity shift and scale -> EncodeClicksd (CT, PET, fg, bg).
@@ -32,10 +33,8 @@ from monai.transforms import (
     Compose,
     DeleteItemsd,
     EnsureTyped,
-    FgBgToIndicesd,
     MapTransform,
     RandAffined,
-    RandCropByPosNegLabeld,
     RandFlipd,
     RandGaussianNoise,
     RandGaussianNoised,
@@ -123,7 +122,9 @@ def train_transforms(cfg: Mapping[str, Any], roi: Sequence[int]) -> tuple[list, 
     data, aug, clicks = cfg["data"], cfg["augment"], cfg["clicks"]
     from petclick.clicks.curriculum import BackgroundThresholdd
     from petclick.training.organs import ORGAN_KEY, OrganTargetd, organ_head
+    from petclick.training.sampling import sampler
 
+    crops = sampler(data)
     head = organ_head(cfg["network"])
     labels = ["label"] + ([ORGAN_KEY] if head else [])  # the organ map follows the label through every spatial step
     keys = ["image", *labels]
@@ -132,15 +133,13 @@ def train_transforms(cfg: Mapping[str, Any], roi: Sequence[int]) -> tuple[list, 
         BackgroundThresholdd("image", "label", PET_CHANNEL),  # the case's official background threshold
         EnsureTyped(keys=labels, dtype=torch.uint8, track_meta=True),
         SpatialPadd(keys=keys, spatial_size=list(roi)),
-        FgBgToIndicesd(keys="label", image_key="image", image_threshold=0.0),
+        *crops.indices(data),
     ]
     if data.get("cache_dtype"):
         det.append(CastImaged("image", data["cache_dtype"]))
     rand = [
-        RandCropByPosNegLabeld(keys=keys, label_key="label", spatial_size=list(roi), pos=float(data["pos"]),
-                               neg=float(data["neg"]), num_samples=int(data["num_crops"]),
-                               fg_indices_key="label_fg_indices", bg_indices_key="label_bg_indices"),
-        DeleteItemsd(keys=["label_fg_indices", "label_bg_indices"]),
+        crops.crop(data, keys, roi),
+        DeleteItemsd(keys=list(crops.keys)),
         EnsureTyped(keys="image", dtype=torch.float32, track_meta=True),
         EnsureTyped(keys=labels, dtype=torch.float32, track_meta=True),
         RandAffined(keys=keys, prob=float(aug["prob"]), rotate_range=[_radians(aug["rotate_deg"])] * 3,
