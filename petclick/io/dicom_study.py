@@ -25,6 +25,7 @@ from pydicom.dataset import Dataset
 
 from petclick.core.errors import InputError
 from petclick.io.casefiles import resample_to, same_grid
+from petclick.io.datalist import CASE_ID
 from petclick.io.dicom_series import SeriesRef, scan_folder, series_volume
 from petclick.io.dicom_suv import suv_factor
 from petclick.io.dicomweb import DicomWeb, is_dicomweb
@@ -49,10 +50,22 @@ class DicomCase:
 
     @property
     def case_id(self) -> str:
+        """The autoPET case id held as the patient's family name (petclick's export), else
+        `<PatientID>_<StudyDate>`."""
         header = self.pet_series.header
+        name = str(getattr(header.get("PatientName"), "family_name", "") or "")
+        if CASE_ID.match(name):
+            return name
         patient = str(header.get("PatientID", "") or "patient")
         day = str(header.get("StudyDate", "") or "")
-        return "_".join(x for x in (patient, day) if x) or self.study_uid
+        return "_".join(x for x in (patient, day) if x)
+
+    @property
+    def tracer(self) -> str | None:
+        """fdg or psma from the radiopharmaceutical's name, else None (classified from the PET later)."""
+        items = self.pet_series.header.get("RadiopharmaceuticalInformationSequence") or []
+        agent = str(items[0].get("Radiopharmaceutical", "")).lower() if len(items) else ""
+        return "psma" if "psma" in agent else "fdg" if ("fdg" in agent or "fluorodeoxyglucose" in agent) else None
 
 
 def series_of(source: str | Path) -> list[SeriesRef]:
