@@ -165,3 +165,39 @@ def test_case_id_and_tracer_come_from_the_study(cohort):
     for case, tracer, _ in D.CASES:
         read = load_dicom_case(root / "dicom" / case)
         assert read.case_id == case and read.tracer == tracer
+
+
+def test_predict_reads_a_dicom_study_and_writes_a_seg_that_honours_the_clicks(cohort, tmp_path):
+    from petclick.cli import main as cli_main
+    from petclick.io.clickfile import Clicks, write_clicks
+
+    root, index = cohort
+    case = D.CASES[1][0]
+    mask = load_volume(root / "labelsTr" / f"{case}.nii.gz").array > 0
+    tumour = tuple(int(v) for v in np.argwhere(mask)[0])
+    clicks = write_clicks(tmp_path / "clicks.json", Clicks([tumour], [(1, 1, 1)]))
+    out = tmp_path / "out"
+    assert cli_main(["predict", "--models", "suv-threshold", "--dicom", str(root / "dicom"), "--study",
+                     index["cases"][case]["study"], "--clicks", str(clicks), "--dicom-seg", "--out", str(out),
+                     "--no-progress"]) == 0
+    nifti = load_volume(out / f"{case}.nii.gz").array.astype(np.uint8)
+    read = load_dicom_case(root / "dicom" / case)
+    seg = read_seg(out / f"{case}.seg.dcm", read.pet_datasets)
+    np.testing.assert_array_equal(seg, nifti)
+    assert seg[tumour] == 1 and seg[1, 1, 1] == 0 and seg.sum() > 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dicom-seg"], "--dicom-seg: a DICOM SEG references"),
+    (["--dicom", "{root}/dicom/{case}/CT"], "holds no study with a PET series"),
+    (["--dicom", "http://127.0.0.1:9/dicom-web"], "cannot reach the DICOMweb server"),
+])
+def test_predict_bad_dicom_input_is_one_line(cohort, tmp_path, capsys, argv, message):
+    from petclick.cli import main as cli_main
+
+    root, _ = cohort
+    argv = [a.format(root=root, case=D.CASES[0][0]) for a in argv]
+    extra = [] if "--dicom" in argv else ["--ct", "x", "--pet", "y"]
+    code = cli_main(["predict", "--models", "suv-threshold", *extra, *argv, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1 and "Traceback" not in err

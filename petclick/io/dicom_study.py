@@ -50,15 +50,7 @@ class DicomCase:
 
     @property
     def case_id(self) -> str:
-        """The autoPET case id held as the patient's family name (petclick's export), else
-        `<PatientID>_<StudyDate>`."""
-        header = self.pet_series.header
-        name = str(getattr(header.get("PatientName"), "family_name", "") or "")
-        if CASE_ID.match(name):
-            return name
-        patient = str(header.get("PatientID", "") or "patient")
-        day = str(header.get("StudyDate", "") or "")
-        return "_".join(x for x in (patient, day) if x)
+        return case_id_of(self.pet_series.header)
 
     @property
     def tracer(self) -> str | None:
@@ -66,6 +58,26 @@ class DicomCase:
         items = self.pet_series.header.get("RadiopharmaceuticalInformationSequence") or []
         agent = str(items[0].get("Radiopharmaceutical", "")).lower() if len(items) else ""
         return "psma" if "psma" in agent else "fdg" if ("fdg" in agent or "fluorodeoxyglucose" in agent) else None
+
+
+def case_id_of(header: Dataset) -> str:
+    """A study's case id: the autoPET case id held as the patient's family name (petclick's export),
+    else `<PatientID>_<StudyDate>`."""
+    name = str(getattr(header.get("PatientName"), "family_name", "") or "")
+    if CASE_ID.match(name):
+        return name
+    patient = str(header.get("PatientID", "") or "patient")
+    day = str(header.get("StudyDate", "") or "")
+    return "_".join(x for x in (patient, day) if x)
+
+
+def study_ids(source: str | Path) -> list[tuple[str, str]]:
+    """(StudyInstanceUID, case id) of every study of a source that has a PET series."""
+    seen = {}
+    for s in series_of(source):
+        if s.modality == "PT":
+            seen.setdefault(s.study_uid, case_id_of(s.header))
+    return sorted(seen.items(), key=lambda kv: kv[1])
 
 
 def series_of(source: str | Path) -> list[SeriesRef]:
