@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
 import petclick
 from petclick.core.atomic import atomic_path
@@ -43,8 +44,10 @@ def _sorted(datasets: Sequence[Dataset], shape: tuple[int, int, int], source: st
 
 
 def seg_dataset(mask: np.ndarray, pet_datasets: Sequence[Dataset], source: str = "mask",
-                description: str = "petclick lesions", series_number: int = SERIES_NUMBER) -> Dataset:
-    """The DICOM SEG of a 0/1 mask given on the PET grid, (i, j, k) = (column, row, slice)."""
+                description: str = "petclick lesions", series_number: int = SERIES_NUMBER,
+                series_uid: str | None = None, instance_number: int = 1) -> Dataset:
+    """The DICOM SEG of a 0/1 mask given on the PET grid, (i, j, k) = (column, row, slice); a new
+    series unless `series_uid` is given (a later result of the same reading session)."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -58,17 +61,12 @@ def seg_dataset(mask: np.ndarray, pet_datasets: Sequence[Dataset], source: str =
         segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
         segmented_property_type=codes.SCT.Neoplasm,
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC, algorithm_identification=algorithm)
-    first = ordered[0]
-    uid_seed = [str(first.SeriesInstanceUID), "petclick-seg", str(int(frames.sum()))]
-    from pydicom.uid import generate_uid
-
     return hd.seg.Segmentation(
         source_images=ordered, pixel_array=frames, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[segment], series_instance_uid=generate_uid(entropy_srcs=uid_seed + ["series"]),
-        series_number=series_number, sop_instance_uid=generate_uid(entropy_srcs=uid_seed + ["instance"]),
-        instance_number=1, manufacturer="petclick", manufacturer_model_name="petclick",
-        software_versions=petclick.__version__, device_serial_number="0", series_description=description,
-        omit_empty_frames=True)
+        segment_descriptions=[segment], series_instance_uid=series_uid or generate_uid(),
+        series_number=series_number, sop_instance_uid=generate_uid(), instance_number=int(instance_number),
+        manufacturer="petclick", manufacturer_model_name="petclick", software_versions=petclick.__version__,
+        device_serial_number="0", series_description=description, omit_empty_frames=True)
 
 
 def write_seg(path: str | Path, mask: np.ndarray, pet_datasets: Sequence[Dataset], **kwargs) -> Path:

@@ -16,6 +16,7 @@ from petclick.core.errors import InputError
 from petclick.io.dicom_series import IMAGE_MODALITIES, SeriesRef
 
 log = logging.getLogger(__name__)
+logging.getLogger("dicomweb_client").setLevel(logging.WARNING)     # it logs every request at INFO
 SCHEMES = ("http://", "https://")
 
 
@@ -27,6 +28,11 @@ def is_dicomweb(source: Any) -> bool:
 def _value(item: dict, tag: str, default=None):
     values = item.get(tag, {}).get("Value")
     return values[0] if values else default
+
+
+def _no_bulk_data(*_args) -> None:
+    """Metadata only: bulk data (pixels) stays on the server."""
+    return None
 
 
 class DicomWeb:
@@ -69,15 +75,20 @@ class DicomWeb:
             modality, uid = _value(rec, "00080060"), _value(rec, "0020000E")
             if modality not in IMAGE_MODALITIES or not uid:
                 continue
-            metadata = self._call(f"the metadata of series {uid}", self.client.retrieve_series_metadata,
-                                  study_instance_uid=study_uid, series_instance_uid=uid)
-            headers = [Dataset.from_json(m) for m in metadata or []]
-            headers = [h for h in headers if "ImagePositionPatient" in h]
+            headers = self.headers(study_uid, str(uid))
             if not headers:
                 continue
             out.append(SeriesRef(study_uid, str(uid), str(modality), headers[0], len(headers), self.url,
                                  load=lambda s=study_uid, u=str(uid): self.retrieve(s, u)))
         return out
+
+    def headers(self, study_uid: str, series_uid: str) -> list[Dataset]:
+        """The image instances' metadata of a series (WADO-RS metadata, no pixels): enough for geometry,
+        SUV tags and the references of a DICOM SEG."""
+        metadata = self._call(f"the metadata of series {series_uid}", self.client.retrieve_series_metadata,
+                              study_instance_uid=study_uid, series_instance_uid=series_uid)
+        headers = [Dataset.from_json(m, bulk_data_uri_handler=_no_bulk_data) for m in metadata or []]
+        return [h for h in headers if "ImagePositionPatient" in h]
 
     def retrieve(self, study_uid: str, series_uid: str) -> list[Dataset]:
         """Every instance of a series (WADO-RS), pixels included."""
