@@ -9,18 +9,15 @@ import shutil
 from datetime import datetime, timedelta
 
 import numpy as np
+import pydicom
 import pytest
 
-pytest.importorskip("highdicom", reason="highdicom is not installed (pip install -r requirements-label.txt)")
-
-import pydicom  # noqa: E402
-
-import dicomstudies as D  # noqa: E402
-from petclick.core.errors import InputError  # noqa: E402
-from petclick.io.dicom_seg import read_seg, write_seg  # noqa: E402
-from petclick.io.dicom_study import load_dicom_case  # noqa: E402
-from petclick.io.dicom_suv import SuvParameters, dose_tags, suv_factor  # noqa: E402
-from petclick.io.images import load_volume  # noqa: E402
+import dicomstudies as D
+from petclick.core.errors import InputError
+from petclick.io.dicom_seg import read_seg, write_seg
+from petclick.io.dicom_study import load_dicom_case
+from petclick.io.dicom_suv import SuvParameters, dose_tags, suv_factor
+from petclick.io.images import load_volume
 
 SUV_REL_TOL = 1e-3
 SUV_FLOOR = 0.5     # relative error where the reference SUV is at least this (the body: soft tissue and above)
