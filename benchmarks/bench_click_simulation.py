@@ -18,7 +18,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from petclick.clicks.curriculum import ClickCurriculum  # noqa: E402
+from petclick.clicks.click_curriculum import ClickCurriculum  # noqa: E402
 from petclick.clicks.error_driven import next_error_clicks  # noqa: E402
 from petclick.clicks.simulate import (Components, background_threshold, centre_click,  # noqa: E402
                                       clicks_for_components, exceeds, simulate_clicks)

@@ -12,7 +12,7 @@ Each (network, measurement) runs in its own child process, so "peak MB" is its o
 before building the network (imports excluded). Times are the median of `--repeats` runs after
 one warm-up run. Without --roi every network uses its bundle's default ROI (fitted to --shape
 and to the network's divisor). --whole-body runs MONAI's SlidingWindowInfererAdapt (Gaussian
-blending) over a random (1, C, *shape) volume, the DESIGN.md stock-figure setting.
+blending) over a random (1, C, *shape) volume, the setting of the stock MONAI reference figures (docs/benchmarks/networks.md).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ counts allocator and ONNX Runtime arena growth, so it is approximate). Dice is o
 (1 when both are empty); `diff vox` counts voxels whose mask differs from the reference.
 
 --diagnose adds the measurements that separate the hypotheses about the bf16 + channels_last_3d
-regression (README "Fast passes"): a per-window profile (convolution, normalisation and
+regression (docs/benchmarks/passes.md): a per-window profile (convolution, normalisation and
 layout-copy time and counts, the convolution kernels chosen), the dtype InstanceNorm runs in
 under autocast, and whether MONAI's adaptive inferer fell back to buffered or CPU stitching.
 """
@@ -76,7 +76,7 @@ def _v(name: str, devices=("cpu", "cuda"), note: str = "", **s: Any) -> Variant:
 
 
 VARIANTS: list[Variant] = [
-    # --- stock MONAI (DESIGN.md: SlidingWindowInfererAdapt, preset ROI; fp16 autocast on GPU)
+    # --- stock MONAI (SlidingWindowInfererAdapt, preset ROI; fp16 autocast on GPU: the stock reference setting)
     _v("stock", stock=True, window="preset", note="MONAI SlidingWindowInfererAdapt, preset ROI"),
     _v("stock-fp32", ("cuda",), stock=True, window="preset", amp=None),
     # --- petclick before this change: cover_roi, PyTorch (oneDNN Conv3d on CPU), fp16 AMP on GPU
@@ -111,14 +111,14 @@ VARIANTS: list[Variant] = [
     _v("bf16-cl", ("cuda",), amp="bfloat16", channels_last=True, note="petclick inferer, no cudnn.benchmark"),
     _v("bf16-cl-benchmark", ("cuda",), amp="bfloat16", channels_last=True, cudnn_benchmark=True),
     _v("bf16-cl-sw2-benchmark", ("cuda",), amp="bfloat16", channels_last=True, sw_batch_size=2,
-       cudnn_benchmark=True, note="DESIGN.md's 0.745 s settings (bench_networks sets benchmark)"),
+       cudnn_benchmark=True, note="the stock reference's 0.745 s settings (bench_networks sets benchmark)"),
     _v("fp16-cl-benchmark", ("cuda",), channels_last=True, cudnn_benchmark=True),
-    # the README's two bench_networks.py rows, replayed: MONAI's adaptive inferer called with the
+    # docs/benchmarks/networks.md's two bench_networks.py rows, replayed: MONAI's adaptive inferer called with the
     # model, cudnn.benchmark on, cover_roi window; the slow one with model and volume channels_last
     _v("bench-networks-fp16", ("cuda",), stock=True, window="cover", cudnn_benchmark=True,
-       note="README 1.34 s row"),
+       note="networks.md 1.34 s row"),
     _v("bench-networks-bf16-cl-sw2", ("cuda",), stock=True, window="cover", amp="bfloat16", channels_last=True,
-       volume_channels_last=True, sw_batch_size=2, cudnn_benchmark=True, note="README 4.39 s row"),
+       volume_channels_last=True, sw_batch_size=2, cudnn_benchmark=True, note="networks.md 4.39 s row"),
     _v("bench-networks-bf16-cl-sw2-nc-volume", ("cuda",), stock=True, window="cover", amp="bfloat16",
        channels_last=True, sw_batch_size=2, cudnn_benchmark=True, note="same, volume left NCDHW"),
     _v("bench-networks-fp16-cl-sw2", ("cuda",), stock=True, window="cover", channels_last=True,

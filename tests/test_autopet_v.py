@@ -11,7 +11,8 @@ import torch
 from scipy import ndimage
 
 from petclick.cli import main as cli_main
-from petclick.clicks.curriculum import ClickCurriculum, SimulateTrainingClicksd, curriculum_from_config
+from petclick.clicks.click_curriculum import ClickCurriculum
+from petclick.clicks.curriculum import SimulateTrainingClicksd, curriculum_from_config
 from petclick.clicks.encoding import EncodeClicks, EncodeClicksd
 from petclick.clicks.packing import PackClicksd, unpack_clicks
 from petclick.clicks.scribble_curriculum import ScribbleCurriculum

@@ -7,8 +7,8 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, Flipd
 from scipy import ndimage
 
-from petclick.clicks.curriculum import (ClickCurriculum, SimulateTrainingClicks, SimulateTrainingClicksd,
-                                        count_distribution, high_uptake_mask)
+from petclick.clicks.click_curriculum import ClickCurriculum, count_distribution, high_uptake_mask
+from petclick.clicks.curriculum import SimulateTrainingClicks, SimulateTrainingClicksd
 
 SHAPE = (40, 40, 32)
 N_DRAWS = 20_000

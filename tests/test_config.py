@@ -185,7 +185,7 @@ def test_default_encoding_is_stated_once(monkeypatch):
 
 def test_max_clicks_and_the_demo_roi_are_stated_once():
     from petclick.auto3dseg.algo import merged_config
-    from petclick.clicks.curriculum import MAX_CLICKS as CURRICULUM_MAX
+    from petclick.clicks.click_curriculum import MAX_CLICKS as CURRICULUM_MAX
     from petclick.config.packaged import BUNDLES
     from petclick.core.yamlio import read_yaml
 

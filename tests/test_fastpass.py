@@ -142,7 +142,8 @@ def test_infer_keys_in_the_schema():
 def test_predictor_default_cpu_path_equals_the_pytorch_path(tmp_path, monkeypatch):
     """EnsemblePredictor on a phantom: the default CPU backend (ONNX Runtime) gives the PyTorch
     float32 probabilities within DP_BOUND and the same masks."""
-    from petclick.inference.predictor import BACKEND_ENV, MODELS, EnsemblePredictor
+    from petclick.inference.checkpoint_set import BACKEND_ENV, MODELS
+    from petclick.inference.predictor import EnsemblePredictor
     from petclick.io.clickfile import Clicks
     from petclick.io.images import CaseVolumes, Volume
     from petclick.phantoms import generate_case

@@ -92,3 +92,27 @@ def test_layer_of_rejects_unknown_packages(bad):
 def test_layers_are_disjoint():
     names = [n for layer in LAYERS for n in layer]
     assert len(names) == len(set(names))
+
+
+def test_no_import_circle_between_modules():
+    """No module reaches itself through petclick imports (those inside functions included): a circle
+    means a shared name lives in the wrong module. A package's face (__init__) is left out as a
+    target: it only hands on names of its own modules."""
+    faces = {name for name, path in MODULES.items() if path.name == "__init__.py"}
+    edges = {name: {t for t in _imports(name, path) if t in MODULES and t not in faces and t != name}
+             for name, path in MODULES.items()}
+    circles, state = [], {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == "open":
+                circles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for name in sorted(edges):
+        if name not in state:
+            visit(name, [name])
+    assert not circles, "\n".join(circles)

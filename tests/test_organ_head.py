@@ -212,7 +212,8 @@ def test_a_case_without_an_organ_map_trains_on_the_lesion_loss_alone(make_bundle
 
 # ---------------------------------------------------------------------------- inference
 def test_a_checkpoint_with_an_organ_head_predicts_its_lesion_output(organ_trained, tiny_cohort, monkeypatch):
-    from petclick.inference.predictor import MODELS, EnsemblePredictor
+    from petclick.inference.checkpoint_set import MODELS
+    from petclick.inference.predictor import EnsemblePredictor
     from petclick.io.clickfile import read_clicks
     from petclick.io.datalist import resolve_entry
     from petclick.io.images import load_case

@@ -53,14 +53,16 @@ def cohort(tmp_path):
 def test_interactive_suv_threshold_end_to_end(cohort, tmp_path, capsys):
     out = tmp_path / "run"
     rc = cli_main(["interactive", "--predictor", "suv-threshold", "--datalist", str(cohort / "datalist.json"),
-                   "--split", "testing", "--out", str(out), "--save-predictions"])
+                   "--split", "testing", "--out", str(out), "--save-predictions", "--postprocess", "off"])
     assert rc == 0
     console = capsys.readouterr().out
     assert "evaluated 3 of 4 cases" in console and "psma_p4_2022" in console
+    assert "masks: prob >= 0.5, no post-processing" in console
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_evaluated"] == 3 and summary["n_skipped"] == 1
     assert summary["mode"] == "official" and summary["predictor"] == "suv-threshold"
+    assert summary["postprocess"] is None and summary["scoring"] == "prob >= 0.5, no post-processing"
     assert "outside the volume" in summary["skipped"][0]["reason"]
     assert summary["overall"]["n_negative"] == 1
 
@@ -206,3 +208,35 @@ def test_interactive_algo_weights_recorded(cohort, tmp_path, capsys):
                      "--out", str(tmp_path / "bad"), *common]) == 2
     err = capsys.readouterr().err
     assert "--algo-weights" in err and ">= 0" in err
+
+
+def test_interactive_scores_as_demo_predict_and_gc_by_default(cohort, tmp_path, capsys):
+    """One scoring behaviour: without --postprocess, `interactive` post-processes each step's mask with
+    the shipped rules, as `demo` (the job's default), `predict` and `gc` do, and its report says so."""
+    from petclick.commands.predict import postprocess_config
+    from petclick.postprocess import make_config
+    from petclick.workflows.interactive import InteractiveJob
+
+    out = tmp_path / "default"
+    assert cli_main(["interactive", "--predictor", "suv-threshold", "--compare", "suv-threshold", "--no-mip",
+                     "--datalist", str(cohort / "datalist.json"), "--out", str(out), "--cases", "fdg_p1_2020"]) == 0
+    console = capsys.readouterr().out
+    assert "masks: prob >= 0.5, click_consistency (grow always-suv)" in console
+    summary = json.loads((out / "suv-threshold" / "summary.json").read_text())
+    assert summary["postprocess"] == make_config() and "click_consistency" in summary["scoring"]
+    assert json.loads((out / "compare.json").read_text())["scoring"] == summary["scoring"]
+    # the scores are those of the protocol run on a session that post-processes as shipped
+    case = load_case(cohort / "imagesTr/fdg_p1_2020_0000.nii.gz", cohort / "imagesTr/fdg_p1_2020_0001.nii.gz",
+                     cohort / "labelsTr/fdg_p1_2020.nii.gz")
+    clicks = Clicks([(3, 3, 3), (11, 11, 7)], [(3, 12, 9)])
+    shipped = run_protocol(SuvThresholdPredictor(), case, clicks, session={"postprocess": make_config(), "tracer": "fdg"})
+    raw = run_protocol(SuvThresholdPredictor(), case, clicks)
+    got = read_cases_csv(out / "suv-threshold" / "cases.csv")
+    assert [g["dice"] for g in got] == pytest.approx([r["dice"] for r in shipped])
+    assert [g["pred_ml"] for g in got] != pytest.approx([r["pred_ml"] for r in raw])  # the rules did change masks
+    # the demo's job, `predict` and `gc` use the same configuration
+    job = InteractiveJob(predictor="suv-threshold", datalist=Path("d.json"), out=Path("o"))
+    assert job.postprocess == make_config()
+    from petclick.cli import build_parser
+    for argv in (["predict", "--models", "m", "--input", "i", "--out", "o"], ["gc"]):
+        assert postprocess_config(build_parser().parse_args(argv)) == make_config()

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from petclick.core.errors import InputError
-from petclick.inference.predictor import MODELS, EnsemblePredictor
+from petclick.inference.checkpoint_set import MODELS
+from petclick.inference.predictor import EnsemblePredictor
 from petclick.inference.session import InteractiveSession
 from petclick.io.clickfile import Clicks, write_clicks
 from petclick.io.images import CaseVolumes, Volume, save_volume

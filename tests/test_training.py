@@ -178,7 +178,8 @@ def test_inferclass_output_is_on_the_pet_grid(trained, tiny_cohort):
 
 
 def test_ensemble_is_the_mean_of_its_checkpoints(trained, tiny_cohort, tmp_path):
-    from petclick.inference.predictor import EnsemblePredictor, flip_combinations, load_model_predictor
+    from petclick.inference.checkpoint_set import flip_combinations
+    from petclick.inference.predictor import EnsemblePredictor, load_model_predictor
     from petclick.io.clickfile import read_clicks
     from petclick.io.images import load_case
 

@@ -1,12 +1,13 @@
 """Click logic: official-compatible simulation, training curricula, error-driven clicks, encodings, geometry.
 
 autoPET V's corrective scribbles live in petclick.clicks.strokes and petclick.clicks.scribbles, their
-training curriculum in petclick.clicks.scribble_curriculum (`clicks.curriculum.kind: scribbles`; import them
-directly: they pull in scikit-image and networkx, which the click pipeline does not need).
+training curriculum in petclick.clicks.scribble_curriculum (`clicks.curriculum.kind: scribbles`), and the
+curricula registry with the training transforms (SimulateTrainingClicksd, BackgroundThresholdd) in
+petclick.clicks.curriculum. Import those directly: they pull in scikit-image and networkx, which the click
+pipeline of inference does not need.
 """
 
-from petclick.clicks.curriculum import (ClickCurriculum, SimulateTrainingClicks, SimulateTrainingClicksd,
-                                        count_distribution)
+from petclick.clicks.click_curriculum import ClickCurriculum, count_distribution
 from petclick.clicks.encoding import (
     EncodeClicks,
     EncodeClicksd,
@@ -23,6 +24,6 @@ __all__ = [
     "simulate_clicks", "EncodeClicks", "EncodeClicksd", "encoder_from_config", "encoderd_from_config",
     "num_click_channels",
     "ClicksToWorldd", "ClicksToVoxeld", "clicks_to_world", "clicks_to_voxel", "LoadClicksd",
-    "ClickCurriculum", "SimulateTrainingClicks", "SimulateTrainingClicksd", "count_distribution",
+    "ClickCurriculum", "count_distribution",
     "next_error_clicks", "next_error_click",
 ]

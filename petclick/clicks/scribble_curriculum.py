@@ -44,8 +44,8 @@ from typing import Any, Mapping
 import cc3d
 import numpy as np
 
-from petclick.clicks.curriculum import BACKGROUNDS, count_distribution, high_uptake_mask, mix_weights
-from petclick.clicks.curriculum import CONFIG_KEYS as CLICK_KEYS
+from petclick.clicks.click_curriculum import BACKGROUNDS, count_distribution, high_uptake_mask, mix_weights
+from petclick.clicks.click_curriculum import CONFIG_KEYS as CLICK_KEYS
 from petclick.clicks.scribbles import scribble_step
 from petclick.clicks.strokes import STRATEGIES
 from petclick.core.errors import InputError

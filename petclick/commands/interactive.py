@@ -55,9 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--suv-threshold", type=float, default=2.5, help="SUV threshold of the suv-threshold baseline")
     p.add_argument("--cases", nargs="+", default=None, help="only these case ids")
     p.add_argument("--no-mip", action="store_true", help="skip the per-case MIP pictures")
-    p.add_argument("--postprocess", default="off", metavar="off|default|on|FILE.yaml",
-                   help="post-process each step's mask as `petclick predict` does before scoring it "
-                        "(default off: the protocol scores prob >= 0.5)")
+    p.add_argument("--postprocess", default="default", metavar="default|off|on|FILE.yaml",
+                   help="post-processing of each step's mask before it is scored, as `petclick predict`, `gc` and "
+                        "`demo` apply it (default: the shipped rules, click consistency); off scores the "
+                        "network's prob >= 0.5. The report header and summary.json name what was used")
     p.add_argument("--enable", nargs="+", default=[], choices=RULES, metavar="RULE", help="switch rules on")
     p.add_argument("--disable", nargs="+", default=[], choices=RULES, metavar="RULE", help="switch rules off")
     add_session_args(p)

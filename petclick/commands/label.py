@@ -17,7 +17,7 @@ from petclick.workflows.label.studies import images_folder
 
 log = logging.getLogger(__name__)
 INSTALL_HINT = ("pip install -r requirements-label.txt && pip install --no-deps monailabel==0.8.5 pydicom-seg==0.4.1 "
-                "(README: 3D Slicer)")
+                "(docs/reader.md)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -64,6 +64,9 @@ AUTOPET: dict[str, Any] = {
         "seed": 0,
         "grad_clip": 12.0,
         "device": None,                # null: cuda when available, else cpu (inference.yaml's `device` is inference's)
+        "time_budget_s": None,         # seconds for this fold's training, this process's start included: the
+                                       # iterations per epoch are sized to it (petclick.training.budget); null: the recipe's
+        "time_budget_max_scale": 1.0,  # a budget never trains more than this multiple of the recipe's iterations
     },
     # backend auto: ONNX Runtime on CPU (1.17x faster at float32 idle, 2.1-3.5x when the CPU is shared),
     # PyTorch on GPU; the GPU options

@@ -178,6 +178,8 @@ for _path, _rule in {
     "training.repeats": choice("independent", "snapshot", "warmstart"),  # petclick.training.repeats.REPEAT_MODES
     "training.cycle_epochs": number(1, integer=True, none=True),
     "training.num_threads": number(1, integer=True, allow=("auto",)),
+    "training.time_budget_s": number(0, lo_open=True, none=True),   # petclick.training.budget
+    "training.time_budget_max_scale": number(0, lo_open=True),
     "infer.roi": numbers(3, 1, integer=True, none=True), "infer.overlap": number(0, 1, hi_open=True),
     "infer.sw_batch_size": number(1, integer=True), "infer.mode": choice("gaussian", "constant"),
     "infer.amp_dtype": choice("float16", "bfloat16"), "infer.channels_last": FLAG,

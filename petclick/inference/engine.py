@@ -22,7 +22,7 @@ Three modes (YAML `infer.incremental` or `--incremental`):
   so a click costs a fraction of one sliding-window tile. Approximate:
   benchmarks/bench_interactive.py measures its Dice against full recomputation.
 
-Checkpoints are grouped by their input (preprocessing + click encoding) as in EnsemblePredictor;
+Checkpoints are grouped by their input (preprocessing + click encoding) as in CheckpointSet;
 each group keeps the running sum of its members' scaled sigmoid probabilities in the network's
 space, mapped onto the PET grid after every update. Every transition journals the values it
 overwrote (exact and local), so going back to an earlier click state (undo, reset) restores it
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from petclick.core.errors import InputError
-from petclick.inference.predictor import MODELS, EnsemblePredictor, flip_combinations
+from petclick.inference.checkpoint_set import MODELS, CheckpointSet, flip_combinations
 from petclick.io.clickfile import Clicks
 from petclick.io.images import CaseVolumes
 from petclick.networks.roi import cover_roi, roi_divisors
@@ -165,13 +165,13 @@ class Transition:
 
 
 class EnsembleEngine:
-    """Probabilities of an EnsemblePredictor on one case, updated click by click (module docstring).
+    """Probabilities of a CheckpointSet (an EnsemblePredictor) on one case, updated click by click (module docstring).
 
     checkpoints / tta_axes: a subset of the predictor's checkpoints and the mirror axes (None: all
     checkpoints, the predictor's own axes). cache_mb: byte limit of the tile cache (exact mode).
     `update(clicks)` -> (probability on the PET grid, PET-grid box that may have changed or None)."""
 
-    def __init__(self, predictor: EnsemblePredictor, case: CaseVolumes, mode: str = "exact",
+    def __init__(self, predictor: CheckpointSet, case: CaseVolumes, mode: str = "exact",
                  checkpoints: Sequence[Any] | None = None, tta_axes: Sequence[int] | None = None,
                  cache_mb: float | None = DEFAULT_CACHE_MB, journal_mb: float = DEFAULT_JOURNAL_MB,
                  local: LocalSettings | None = None):

@@ -1,194 +1,38 @@
 """EnsemblePredictor: the (weighted) mean sigmoid probability of many checkpoints on the PET grid, streamed.
 
-Checkpoints are grouped by what their input needs (preprocessing and click encoding): each group
-preprocesses the case and encodes the clicks once, then runs its models one after the other,
-adding each sigmoid probability into one running sum in the network's space; each group's sum is
-mapped onto the PET grid once. Peak memory is one model, one input and two probability volumes,
-whatever the number of checkpoints.
-
-Per-algorithm weights (`algo_weights`, see petclick/inference/weights.py): each algorithm's selected
-checkpoints are averaged and the algorithms combined by w_a / sum w_a. Since that mean is linear,
-each prediction is added into the same running sum scaled by w_a / n_a (n_a: selected checkpoints
-of its algorithm), so weighting costs no memory. Without weights every checkpoint weighs the same.
-`checkpoints` are ordered round-robin over algorithms so that the first n (what the time-budget
-planner keeps) mix algorithms. Loaded models are kept in a small LRU cache (bounded in
-bytes, `PETCLICK_MODEL_CACHE_MB`, default 2048) so the 11 protocol steps do not reload them.
+A CheckpointSet (petclick.inference.checkpoint_set: grouping by input, algorithm weights, model
+cache) with the Predictor protocol: `.predict(case, clicks)` runs one full pass of the engine
+(petclick.inference.engine, mode naive), which adds each sigmoid probability into one running sum
+in the network's space and maps each group's sum onto the PET grid once. Peak memory is one model,
+one input and two probability volumes, whatever the number of checkpoints.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
 import logging
-import os
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from petclick.inference.weights import algo_of, bundle_weights, check_algo_weights, interleave_by_algo
 from petclick.core.errors import InputError
-from petclick.runtime.checkpoint import build_model, find_checkpoints, read_checkpoint
-from petclick.runtime.clickinput import ClickEncoder
-from petclick.runtime.preprocess import PreparedCase, prepare_arrays, preprocess_config
-from petclick.runtime.window import infer_config, prepare_network
+from petclick.core.yamlio import read_yaml
+from petclick.inference.checkpoint_set import CheckpointSet
+from petclick.inference.engine import EnsembleEngine
+from petclick.inference.weights import check_algo_weights
 from petclick.io.clickfile import Clicks
 from petclick.io.images import CaseVolumes
+from petclick.runtime.checkpoint import find_checkpoints
 
 log = logging.getLogger(__name__)
-#: Overrides every checkpoint's `infer.backend` (auto | torch | onnxruntime), e.g. to compare backends.
-BACKEND_ENV = "PETCLICK_BACKEND"
 
 
-class ModelCache:
-    """Loaded models by (checkpoint path, modification time, device), least recently used evicted
-    once their parameters exceed `max_bytes`. Each is the window network of its checkpoint's
-    `infer` settings (petclick.runtime.window.prepare_network: ONNX Runtime on CPU by default),
-    ready for `window_logits`; checkpoints of one architecture share one ONNX export."""
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes = int(max_bytes)
-        self._models: OrderedDict[tuple, tuple[torch.nn.Module, int]] = OrderedDict()
-
-    def get(self, path: Path, device: torch.device) -> torch.nn.Module:
-        key = (str(path), os.path.getmtime(path), str(device))
-        if key in self._models:
-            self._models.move_to_end(key)
-            return self._models[key][0]
-        ckpt = read_checkpoint(path)
-        torch_model = build_model(ckpt, device)
-        size = sum(p.numel() * p.element_size() for p in torch_model.parameters())
-        arch = json.dumps([ckpt["network"], ckpt["in_channels"], ckpt.get("out_channels", 1),
-                           ckpt.get("organ_head")], sort_keys=True, default=str)
-        infer = infer_config(ckpt.get("infer"))
-        infer["backend"] = os.environ.get(BACKEND_ENV) or infer["backend"]
-        model = prepare_network(torch_model, infer, device, arch)
-        if size <= self.max_bytes:
-            self._models[key] = (model, size)
-            while sum(s for _, s in self._models.values()) > self.max_bytes:
-                self._models.popitem(last=False)
-        return model
-
-    def clear(self) -> None:
-        self._models.clear()
-
-
-MODELS = ModelCache(int(os.environ.get("PETCLICK_MODEL_CACHE_MB", "2048")) * 2**20)
-
-
-def checkpoint_info(path: Path) -> dict[str, Any]:
-    """What a checkpoint's input and sliding window need, and its algorithm, without its weights."""
-    ckpt = read_checkpoint(path)
-    pre = dict(ckpt["preprocess"])
-    return {"preprocess": preprocess_config(pre), "encoding": pre.get("encoding"),
-            "infer": infer_config(ckpt.get("infer"), pre.get("roi")), "name": ckpt["network"]["name"],
-            "network_kwargs": dict(ckpt["network"].get("kwargs") or {}), "algo": algo_of(ckpt)}
-
-
-def flip_combinations(axes: Sequence[int]) -> list[tuple[int, ...]]:
-    """Every subset of the mirror axes (nnU-Net-style test-time mirroring): () first."""
-    axes = sorted({int(a) for a in axes})
-    if any(a not in (0, 1, 2) for a in axes):
-        raise ValueError(f"mirror axes must be among 0, 1, 2; got {axes}")
-    return [c for n in range(len(axes) + 1) for c in itertools.combinations(axes, n)]
-
-
-class EnsemblePredictor:
+class EnsemblePredictor(CheckpointSet):
     """Predictor protocol over checkpoints: `.predict(case, clicks)` -> float32 probability on the PET grid.
 
-    overlap / amp / sw_batch_size / roi: None keeps each checkpoint's own inference settings.
-    algo_weights: {algorithm: weight >= 0} (absent algorithms weigh 1, 0 drops one, see module
-    docstring); None keeps the plain mean over every checkpoint. `.algo_weights` then holds the
-    weight of every algorithm found, `.algos` the checkpoints kept per algorithm."""
-
-    def __init__(self, checkpoints: Sequence[str | Path], device: str | torch.device = "cpu",
-                 tta_flip_axes: Sequence[int] = (), overlap: float | None = None, amp: bool | None = None,
-                 sw_batch_size: int | None = None, roi: Sequence[int] | None = None, name: str | None = None,
-                 algo_weights: Mapping[str, float] | None = None):
-        paths = [Path(c) for c in checkpoints]
-        if not paths:
-            raise ValueError("EnsemblePredictor needs at least one checkpoint")
-        self.device = torch.device(device)
-        self.tta_flip_axes = tuple(tta_flip_axes)
-        self.settings = {"overlap": overlap, "amp": amp, "sw_batch_size": sw_batch_size, "roi": roi}
-        self.info = {p: checkpoint_info(p) for p in paths}
-        self.algo_weights = self._weights_found(paths, algo_weights)
-        self.checkpoints = self._ordered(paths)
-        self.algos: dict[str, list[Path]] = {}
-        for p in self.checkpoints:
-            self.algos.setdefault(self.algo(p), []).append(p)
-        self.name = name or f"ensemble-{len(self.checkpoints)}"
-        self._prepared: dict[str, PreparedCase] = {}
-        self._prepared_for: np.ndarray | None = None
-        self._encoders: dict[str, ClickEncoder] = {}
-
-    def algo(self, path: Path) -> str:
-        """The algorithm of a checkpoint (its `algo`, else its network name)."""
-        return self.info[path]["algo"]
-
-    def _weights_found(self, paths: Sequence[Path], weights: Mapping[str, float] | None) -> dict[str, float] | None:
-        """{algorithm: weight} for every algorithm among `paths` (absent from `weights`: 1); None without weights."""
-        if weights is None:
-            return None
-        given = check_algo_weights(weights, "ensemble_weights")
-        found = list(dict.fromkeys(self.algo(p) for p in paths))
-        unknown = sorted(set(given) - set(found))
-        if unknown:
-            log.warning("ensemble weights for %s: no checkpoint of that algorithm (found %s)", unknown, found)
-        return {a: given.get(a, 1.0) for a in found}
-
-    def _ordered(self, paths: Sequence[Path]) -> list[Path]:
-        """`paths` without weight-0 algorithms, round-robin over algorithms (heaviest first)."""
-        weights = self.algo_weights or {}
-        kept = [p for p in paths if weights.get(self.algo(p), 1.0) > 0]
-        if not kept:
-            raise InputError("ensemble_weights", f"every algorithm present ({sorted(weights)}) has weight 0")
-        return interleave_by_algo(kept, [self.algo(p) for p in kept], weights)
-
-    def _scales(self, paths: Sequence[Path]) -> list[float]:
-        """Per-checkpoint scale of its predictions: 1 without weights (plain mean), else w_a / n_a over
-        the selected `paths`; selected algorithms all of weight 0 raise InputError."""
-        if self.algo_weights is None:
-            return [1.0] * len(paths)
-        algos = [self.algo(p) for p in paths]
-        scales = bundle_weights(algos, self.algo_weights)
-        if not any(scales):
-            raise InputError("ensemble_weights", f"every selected algorithm ({sorted(set(algos))}) has weight 0")
-        return scales
-
-    def _input_key(self, path: Path) -> str:
-        info = self.info[path]
-        return json.dumps([info["preprocess"], info["encoding"]], sort_keys=True, default=str)
-
-    def _prepare(self, case: CaseVolumes, key: str, pre: dict) -> PreparedCase:
-        if self._prepared_for is not case.pet.array:  # a new case: drop the previous one's inputs
-            self._prepared, self._prepared_for = {}, case.pet.array
-        if key not in self._prepared:
-            self._prepared[key] = prepare_arrays(pre, case.ct.array, case.pet.array, case.affine)
-        return self._prepared[key]
-
-    def _settings(self, path: Path) -> dict[str, Any]:
-        out = dict(self.info[path]["infer"])
-        out.update({k: v for k, v in self.settings.items() if v is not None})
-        if self.device.type != "cuda":
-            out["amp"] = False
-        return out
-
-    def _groups(self, checkpoints: Iterable[str | Path]) -> dict[str, list[tuple[Path, float]]]:
-        """Selected checkpoints with their scales, grouped by input; weight-0 ones left out."""
-        paths = [Path(c) for c in checkpoints]
-        for path in paths:
-            if path not in self.info:
-                self.info[path] = checkpoint_info(path)
-        if not paths:
-            raise ValueError("predict_with needs at least one checkpoint")
-        groups: dict[str, list[tuple[Path, float]]] = {}
-        for path, scale in zip(paths, self._scales(paths)):
-            if scale > 0:
-                groups.setdefault(self._input_key(path), []).append((path, scale))
-        return groups
+    Arguments as CheckpointSet: overlap / amp / sw_batch_size / roi None keep each checkpoint's own
+    inference settings; algo_weights {algorithm: weight >= 0} or None (the plain mean)."""
 
     @torch.no_grad()
     def predict_with(self, checkpoints: Iterable[str | Path], tta_flip_axes: Sequence[int], case: CaseVolumes,
@@ -196,8 +40,6 @@ class EnsemblePredictor:
         """Mean sigmoid probability of `checkpoints` (each also mirrored along every subset of
         `tta_flip_axes`) on the PET grid of `case`; with `algo_weights`, the weighted mean of their
         algorithms' means. One full pass of petclick.inference.engine (mode naive)."""
-        from petclick.inference.engine import EnsembleEngine  # the engine builds on this class
-
         engine = EnsembleEngine(self, case, mode="naive", checkpoints=list(checkpoints), tta_axes=tta_flip_axes)
         return engine.update(clicks or Clicks())[0]
 
@@ -226,8 +68,6 @@ def work_dir_weights(items: Sequence[str | Path]) -> dict[str, float] | None:
     """`ensemble_weights` of `<work_dir>/input.yaml` (AutoRunner's copy of its input) for the folders
     among `items` that hold one, validated; None where none has the key. Work_dirs that disagree
     raise InputError (give --algo-weights)."""
-    from petclick.core.yamlio import read_yaml
-
     found: dict[str, float] | None = None
     source: Path | None = None
     for item in items:

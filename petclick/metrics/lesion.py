@@ -1,6 +1,6 @@
 """The challenge's lesion metrics: Dice, false-positive and false-negative volume (mL).
 
-Definitions (autoPET, see DESIGN.md):
+Definitions (autoPET's; docs/evaluation.md):
 - Dice on binary masks; NaN when the ground truth is empty.
 - FPV: total volume of predicted connected components (18-connectivity) sharing no voxel with
   the ground truth; 0 for an empty prediction.

@@ -1,4 +1,4 @@
-"""Synthetic whole-body PET/CT phantoms: the embedded default cohort (DESIGN.md "Phantoms").
+"""Synthetic whole-body PET/CT phantoms: the embedded default cohort (docs/phantoms.md).
 
 generate_case() builds one seeded case in memory; generate_cohort() writes a cohort in the
 autoPET layout with its datalist. Modules: grid (voxel grid, body frame), shapes (primitives),

@@ -11,7 +11,7 @@ from petclick.phantoms.anatomy import Anatomy, render_organs, sample_anatomy
 from petclick.phantoms.grid import Grid, derive_spacing
 from petclick.phantoms.labels import ORGAN_LABELS
 from petclick.phantoms.lesions import MAX_LESIONS, place_lesions
-from petclick.phantoms.physics import CENTRES, ct_noise, flat_view, pet_physics
+from petclick.phantoms.physics import CENTRES, ct_noise, ct_partial_volume, flat_view, pet_physics
 from petclick.phantoms.shapes import Capsule, Ellipsoid
 from petclick.phantoms.uptake import TRACERS, sample_tables
 
@@ -112,6 +112,7 @@ def generate_case(case_id: str, seed: int, shape=(96, 96, 128), spacing=None, tr
     rng_phys = np.random.default_rng(s_phys)
     cdef = CENTRES[int(centre)]
     fwhm = float(rng_phys.uniform(*cdef["fwhm_mm"]))
+    ct_partial_volume(ct)
     ct_noise(ct, values["ct_noise_hu"], rng_phys)
     pet_physics(pet, spacing, fwhm, cdef["noise_k"], rng_phys)
 

@@ -1,6 +1,6 @@
 """A phantom cohort on disk: patients (some with two studies), negatives, centres, files, datalist.
 
-Layout (DESIGN.md "Data contracts"): imagesTr/<case>_0000.nii.gz (CT, HU, int16),
+Layout (docs/data.md, the autoPET layout): imagesTr/<case>_0000.nii.gz (CT, HU, int16),
 imagesTr/<case>_0001.nii.gz (PET, SUV, float32), labelsTr/<case>.nii.gz, labelsTr_organs/<case>.nii.gz,
 clicks/<case>_clicks.json, meta/<case>.json, phantoms.json (the generation request) and datalist.json
 (5 folds grouped by patient, whole patients held out in `testing`).

@@ -1,11 +1,13 @@
 """Lesions: count, site, size, shape and uptake drawn per case, painted inside their own box.
 
 Sites are the lymph-node stations (neck, axilla, mediastinum, para-aortic, iliac), lungs, liver
-and bone, plus nodes placed against the kidneys, bladder or heart (and the prostate bed under
-PSMA), where physiological uptake hides them. Shapes are ellipsoids, lobulated ellipsoids (radius
-modulated by a smooth field) and unions of ellipsoids. A candidate is kept only if it lies mostly
-in the tissue its site allows, forms one 18-connected component and stays at least one voxel
-away from every other lesion, so each lesion of the label is exactly one lesion of the list.
+and bone, plus nodes pressed against the kidneys, bladder, heart or liver (and the prostate bed
+under PSMA), where physiological uptake hides them. Shapes are ellipsoids, lobulated ellipsoids
+(radius modulated by a smooth field) and unions of ellipsoids; some FDG cases carry one bulky nodal
+conglomerate of 100-400 mL (lymphoma), made of many merged nodes. A candidate is kept only if it
+lies mostly in the tissue its site allows, forms one 18-connected component and stays at least one
+voxel away from every other lesion, so each lesion of the label is exactly one lesion of the list.
+Uptake and CT values inside the outline: petclick.phantoms.lesion_uptake.
 """
 
 from __future__ import annotations
@@ -21,21 +23,28 @@ from petclick.phantoms.fields import smooth_noise
 from petclick.phantoms.grid import Grid
 from petclick.phantoms.labels import BONE_LABELS, ORGAN_LABELS as L
 from petclick.phantoms.shapes import Ellipsoid, rotation
-from petclick.phantoms.uptake import LESION_SUV
+from petclick.phantoms.lesion_uptake import draw_pattern, draw_peak_suv, lesion_hu, uptake_values
 
 NODE_TISSUE = (L["soft_tissue"], L["fat"])
 SITE_WEIGHTS = {
     "fdg": {"neck": .10, "axilla": .08, "mediastinum": .12, "para_aortic": .09, "iliac": .07, "lung": .15,
-            "liver": .12, "bone": .12, "near_kidney": .05, "near_bladder": .05, "near_heart": .05},
+            "liver": .12, "bone": .12, "near_kidney": .05, "near_bladder": .05, "near_heart": .05, "near_liver": .05},
     "psma": {"neck": .04, "axilla": .03, "mediastinum": .06, "para_aortic": .13, "iliac": .18, "lung": .05,
-             "liver": .04, "bone": .25, "near_kidney": .05, "near_bladder": .07, "near_heart": .03, "prostate": .07},
+             "liver": .04, "bone": .25, "near_kidney": .05, "near_bladder": .07, "near_heart": .03, "near_liver": .02,
+             "prostate": .07},
 }
-ADJACENT_SITES = ("near_kidney", "near_bladder", "near_heart")
+ADJACENT_SITES = ("near_kidney", "near_bladder", "near_heart", "near_liver")
 RADIUS_MM = (3.0, 30.0)
-MIN_RADIUS_VOX = 1.5
+MIN_RADIUS_VOX = 1.2
 MIN_VOXELS = 5
 MAX_LESIONS = 20
 LOBE_MAX = 1.45
+#: Bulky nodal disease (FDG, lymphoma): the probability that a lesion case carries one conglomerate,
+#: its volume range (mL), the stations that hold one and the tissues it may fill.
+BULKY_P = 0.25
+BULKY_ML = (100.0, 400.0)
+BULKY_SITES = ("mediastinum", "para_aortic", "iliac", "neck", "axilla")
+BULKY_FILL = 0.75   # the part of the nodes' union that lands in tissue a node may fill (measured)
 
 
 @dataclass
@@ -47,6 +56,8 @@ class Lesion:
     radius_mm: float          # geometric-mean semi-axis after clamping to the voxel size
     suv: float                # peak SUV before blur
     necrotic: bool
+    uptake: str               # uptake pattern inside the outline (lesion_uptake.PATTERNS)
+    ct: str                   # what the lesion looks like on CT
     center_mm: list[float]    # body frame (u, v, w)
     center_voxel: list[int]   # centroid voxel (i, j, k)
     voxels: int
@@ -131,8 +142,9 @@ class SiteSampler:
         return centre, BONE_LABELS
 
     def _adjacent(self, organ: Ellipsoid, r, direction):
+        """A centre at distance r from the organ's surface plus 0-3 mm: the lesion touches or abuts it."""
         d = direction / np.linalg.norm(direction)
-        return organ.center + d * (organ.surface_distance(d) + r + self.rng.uniform(0.5, 4.0))
+        return organ.center + d * (organ.surface_distance(d) + r + self.rng.uniform(0.0, 3.0))
 
     def near_kidney(self, r):
         kid = self.an.organs["kidneys"][int(self.rng.integers(2))]
@@ -152,6 +164,12 @@ class SiteSampler:
         ang = self.rng.uniform(0, 2 * np.pi)
         d = np.array([np.cos(ang), np.sin(ang), self.rng.uniform(-0.4, 0.4)])
         return self._adjacent(heart, r, d), NODE_TISSUE + (L["lung"],)
+
+    def near_liver(self, r):
+        liv = self.an.organs["liver"][0]
+        ang = self.rng.uniform(0.25 * np.pi, 1.25 * np.pi)  # medial/anterior/inferior faces (hilum, gallbladder bed)
+        d = np.array([np.cos(ang), -abs(np.sin(ang)), self.rng.uniform(-0.2, 0.8)])
+        return self._adjacent(liv, r, d), NODE_TISSUE
 
     def prostate(self, r):
         pr = self.an.organs["prostate"][0]
@@ -192,15 +210,21 @@ def place_lesions(rng: np.random.Generator, an: Anatomy, grid: Grid, organs: np.
                   n_lesions: int) -> list[Lesion]:
     """Paint up to `n_lesions` lesions into label (0/1), pet (SUV) and ct (HU); return what was painted.
 
-    At least one lesion is placed when n_lesions >= 1 (a liver lesion as the last resort)."""
+    At least one lesion is placed when n_lesions >= 1 (a liver lesion as the last resort). An FDG
+    case carries a bulky conglomerate with probability BULKY_P; it is placed first, while there is room."""
     sampler = SiteSampler(an, rng)
     weights = SITE_WEIGHTS[tracer]
     sites, probs = list(weights), np.array(list(weights.values()))
     probs = probs / probs.sum()
-    sp = np.asarray(grid.spacing)
+    painter = _Painter(rng, grid, organs, label, pet, ct, suv_lut, hu_lut, tracer)
     lesions: list[Lesion] = []
-    vox_ml = float(np.prod(sp)) / 1000.0
-    for n in range(n_lesions):
+    if tracer == "fdg" and n_lesions and rng.uniform() < BULKY_P:
+        for _ in range(12):
+            les = _try_bulky(rng, sampler, painter)
+            if les is not None:
+                lesions.append(les)
+                break
+    for n in range(len(lesions), n_lesions):
         forced_adjacent = n == 0 and rng.uniform() < 0.5
         for attempt in range(30):
             if attempt == 29 and not lesions and n == n_lesions - 1:
@@ -209,14 +233,64 @@ def place_lesions(rng: np.random.Generator, an: Anatomy, grid: Grid, organs: np.
                 site = str(rng.choice([s for s in ADJACENT_SITES if s in weights]))
             else:
                 site = str(rng.choice(sites, p=probs))
-            les = _try_lesion(rng, sampler, site, grid, sp, organs, label, pet, ct, suv_lut, hu_lut, tracer, vox_ml)
+            les = _try_lesion(rng, sampler, site, painter)
             if les is not None:
                 lesions.append(les)
                 break
     return lesions
 
 
-def _try_lesion(rng, sampler, site, grid, sp, organs, label, pet, ct, suv_lut, hu_lut, tracer, vox_ml):
+class _Painter:
+    """Writes one accepted lesion into the label, PET and CT arrays of a case."""
+
+    def __init__(self, rng, grid: Grid, organs, label, pet, ct, suv_lut, hu_lut, tracer: str):
+        self.rng, self.grid, self.organs, self.label, self.pet, self.ct = rng, grid, organs, label, pet, ct
+        self.suv_lut, self.hu_lut, self.tracer = suv_lut, hu_lut, tracer
+        self.sp = np.asarray(grid.spacing)
+        self.vox_ml = float(np.prod(self.sp)) / 1000.0
+
+    def accept(self, sl, mask: np.ndarray, allowed, min_fraction: float) -> np.ndarray | None:
+        """The largest 18-connected part of `mask` inside the allowed tissues, or None when it is too small,
+        keeps less than `min_fraction` of the shape, or comes within one voxel of another lesion."""
+        full = int(mask.sum())
+        tissue = self.organs[sl]
+        mask = mask & np.isin(tissue, allowed)
+        if not mask.any():
+            return None
+        cc = cc3d.connected_components(mask, connectivity=18)
+        counts = np.bincount(cc.ravel())
+        counts[0] = 0
+        keep = int(counts.argmax())
+        kept = int(counts[keep])
+        if kept < MIN_VOXELS or kept < min_fraction * full:
+            return None
+        mask = cc == keep
+        if np.any(binary_dilation(mask, structure=np.ones((3, 3, 3), bool)) & (self.label[sl] > 0)):
+            return None
+        return mask
+
+    def paint(self, site: str, shape: str, sl, mask: np.ndarray, q: np.ndarray, r_eff: float, centre) -> Lesion:
+        rng, tracer = self.rng, self.tracer
+        tissue = self.organs[sl]
+        host_label = int(np.bincount(tissue[mask], minlength=len(self.suv_lut)).argmax())
+        host = float(self.suv_lut[host_label])
+        peak = draw_peak_suv(rng, tracer, host)
+        pattern = draw_pattern(rng, tracer, r_eff)
+        values = uptake_values(rng, pattern, peak, host, q, mask)
+        self.pet[sl][mask] = values[mask]
+        hu, ct_kind = lesion_hu(rng, site, tracer, float(self.hu_lut[host_label]), float(self.hu_lut[L["lung"]]), q, mask)
+        self.ct[sl][mask] = hu[mask]
+        self.label[sl][mask] = 1
+        idx = np.argwhere(mask).mean(axis=0) + np.array([s.start for s in sl])
+        kept = int(mask.sum())
+        return Lesion(site=site, shape=shape, radius_mm=round(r_eff, 2), suv=round(peak, 3),
+                      necrotic=pattern == "necrotic", uptake=pattern, ct=ct_kind,
+                      center_mm=[round(float(c), 2) for c in centre], center_voxel=[int(round(c)) for c in idx],
+                      voxels=kept, volume_ml=round(kept * self.vox_ml, 4))
+
+
+def _try_lesion(rng, sampler, site, painter: _Painter):
+    sp = painter.sp
     r = float(np.exp(rng.uniform(*np.log(RADIUS_MM))))
     if site == "bone":
         r = min(r, 16.0)
@@ -227,46 +301,45 @@ def _try_lesion(rng, sampler, site, grid, sp, organs, label, pet, ct, suv_lut, h
     rot = rotation(rng)
     kind = str(rng.choice(["ellipsoid", "lobulated", "multi"], p=[0.5, 0.3, 0.2]))
     centre, allowed = sampler(site, float(np.prod(axes) ** (1 / 3)))
-    sl, mask, q = _lesion_mask(rng, grid, centre, axes, rot, kind)
+    sl, mask, q = _lesion_mask(rng, painter.grid, centre, axes, rot, kind)
     if sl is None:
         return None
-    full = int(mask.sum())
-    tissue = organs[sl]
-    mask &= np.isin(tissue, allowed)
-    if not mask.any():
+    mask = painter.accept(sl, mask, allowed, 0.6)
+    if mask is None:
         return None
-    cc = cc3d.connected_components(mask, connectivity=18)
-    counts = np.bincount(cc.ravel())
-    counts[0] = 0
-    keep = int(counts.argmax())
-    mask = cc == keep
-    kept = int(counts[keep])
-    if kept < MIN_VOXELS or kept < 0.6 * full:
+    return painter.paint(site, kind, sl, mask, q, float(np.prod(axes) ** (1 / 3)), centre)
+
+
+def _try_bulky(rng, sampler, painter: _Painter):
+    """One bulky conglomerate: 6-14 merged nodes of 10-30 mm radius around a nodal station, filling
+    the soft tissue and fat there (it wraps around the organs it meets), of BULKY_ML volume."""
+    sp, grid = painter.sp, painter.grid
+    target_ml = float(np.exp(rng.uniform(*np.log(BULKY_ML))))
+    r_eq = (3.0 * target_ml / BULKY_FILL * 1000.0 / (4.0 * np.pi)) ** (1 / 3)
+    site = str(rng.choice(BULKY_SITES))
+    centre, allowed = sampler(site, 0.6 * r_eq)
+    parts = []
+    for _ in range(int(rng.integers(6, 15))):
+        off = _uniform_in_ball(rng) * 0.75 * r_eq * np.array([1.0, 0.8, 1.3])
+        ax = np.maximum(r_eq * rng.uniform(0.35, 0.6, 3), MIN_RADIUS_VOX * sp)
+        parts.append(Ellipsoid(centre + off, ax, rotation(rng)))
+    lo = np.min([p.bounds()[0] for p in parts], axis=0)
+    hi = np.max([p.bounds()[1] for p in parts], axis=0)
+    sl = grid.slices(lo, hi, margin_vox=1)
+    if sl is None:
         return None
-    if np.any(binary_dilation(mask, structure=np.ones((3, 3, 3), bool)) & (label[sl] > 0)):
+    qs = np.stack([p.q(grid, sl) for p in parts])
+    mask = (qs <= 1.0).any(axis=0)
+    mask = painter.accept(sl, mask, allowed + (L["lung"],) if site == "mediastinum" else allowed, 0.4)
+    if mask is None or mask.sum() * painter.vox_ml < 0.5 * BULKY_ML[0]:
         return None
-    # Uptake: peak SUV with contrast over the host tissue, smooth heterogeneity, necrotic core if large.
-    lo, hi = LESION_SUV[tracer]
-    host = float(suv_lut[np.bincount(tissue[mask], minlength=len(suv_lut)).argmax()])
-    lo = min(max(lo, 1.5 * host), hi)
-    suv = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-    values = suv * (1.0 + 0.15 * smooth_noise(rng, mask.shape, 2))
-    r_eff = float(np.prod(axes) ** (1 / 3))
-    necrotic = bool(r_eff >= 15.0 and rng.uniform() < (0.5 if tracer == "fdg" else 0.2))
-    if necrotic:
-        values[q <= 0.3] *= np.float32(rng.uniform(0.15, 0.35))
-    np.maximum(values, 0.3 * suv if not necrotic else 0.1 * suv, out=values)
-    pet[sl][mask] = values[mask]
-    # CT: nodes and soft-tissue lesions 25-45 HU, liver lesions hypodense, bone lytic (FDG) or sclerotic (PSMA).
-    if site == "liver":
-        hu = float(hu_lut[L["liver"]] - rng.uniform(15, 30))
-    elif site == "bone":
-        hu = float(rng.uniform(80, 200) if tracer == "fdg" else rng.uniform(600, 1000))
-    else:
-        hu = float(rng.uniform(25, 45))
-    ct[sl][mask] = np.float32(hu)
-    label[sl][mask] = 1
-    idx = np.argwhere(mask).mean(axis=0) + np.array([s.start for s in sl])
-    return Lesion(site=site, shape=kind, radius_mm=round(r_eff, 2), suv=round(suv, 3), necrotic=necrotic,
-                  center_mm=[round(float(c), 2) for c in centre], center_voxel=[int(round(c)) for c in idx],
-                  voxels=kept, volume_ml=round(kept * vox_ml, 4))
+    # the uptake profile follows the nearest node: q of the conglomerate = the smallest q of its parts,
+    # scaled so that the whole mass reads as one lesion with a cooler periphery
+    q = np.sqrt(qs.min(axis=0)) * 0.6 + 0.4 * _radial(grid, sl, centre, r_eq)
+    return painter.paint(site, "conglomerate", sl, mask, (q * q).astype(np.float32),
+                         float((3.0 * mask.sum() * painter.vox_ml * 1000.0 / (4.0 * np.pi)) ** (1 / 3)), centre)
+
+
+def _radial(grid: Grid, sl, centre, radius: float) -> np.ndarray:
+    """Distance to `centre` in units of `radius` over the box `sl` (float32)."""
+    return np.sqrt(Ellipsoid(np.asarray(centre, float), np.full(3, float(radius))).q(grid, sl))

@@ -58,6 +58,17 @@ def pet_physics(pet: np.ndarray, spacing, fwhm_mm: float, noise_k: float, rng: n
 
 
 CT_RANGE_HU = (-1024.0, 3071.0)   # the 12-bit range scanners store
+#: The CT on the PET grid (autoPET's CTres) averages the finer native CT over each PET voxel: a
+#: Gaussian of this s.d. in voxels gives its partial-volume mixing at tissue borders (lung nodules'
+#: margins, cortical bone, the skin).
+CT_PARTIAL_VOLUME_VOX = 0.45
+
+
+def ct_partial_volume(ct: np.ndarray, sigma_vox: float = CT_PARTIAL_VOLUME_VOX) -> np.ndarray:
+    """In place: mix each CT voxel with its neighbours, as resampling a fine CT onto the PET grid does."""
+    for axis in range(ct.ndim):
+        gaussian_filter1d(ct, sigma_vox, axis=axis, output=ct, mode="nearest", truncate=TRUNCATE)
+    return ct
 
 
 def ct_noise(ct: np.ndarray, sd_hu: float, rng: np.random.Generator) -> np.ndarray:

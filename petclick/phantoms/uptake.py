@@ -1,7 +1,7 @@
 """Per-tracer uptake (SUV) and CT attenuation (HU) tables, sampled once per case.
 
-Ranges follow DESIGN.md "Phantoms". Values not fixed there (fat, lung, bone marrow, bowel and
-glands under FDG, PSMA soft tissue) use typical clinical figures. Each case draws one value per
+Ranges are the ones docs/phantoms.md lists per tracer. Values it does not fix (fat, lung, bone marrow,
+bowel and glands under FDG, PSMA soft tissue) use typical clinical figures. Each case draws one value per
 tissue, so organ uptake varies between patients (myocardium 1-10 under FDG, bladder filling).
 """
 
@@ -44,8 +44,9 @@ CORTEX_HU = (900.0, 1200.0)   # cortical shell of vertebrae, pelvis and femurs (
 CT_NOISE_HU = (10.0, 25.0)
 AIR_HU = -1000.0
 
-# Lesion SUV ranges per tracer (peak of the lesion, before blur).
-LESION_SUV = {"fdg": (2.5, 20.0), "psma": (3.0, 50.0)}
+# Activated bone marrow (FDG: after chemotherapy or growth factors): the probability per case and the
+# factor on the marrow-bearing bones' uptake, so that bone lesions sit in a hot background.
+MARROW_ACTIVATION = {"p": 0.2, "factor": (1.6, 2.4), "bones": ("spine", "pelvis_bone", "femur")}
 
 
 def _draw(rng: np.random.Generator, lo: float, hi: float, log: bool) -> float:
@@ -66,4 +67,11 @@ def sample_tables(rng: np.random.Generator, tracer: str) -> tuple[np.ndarray, np
         values["hu"][name] = round(float(hu[label]), 2)
     values["cortex_hu"] = round(_draw(rng, *CORTEX_HU, False), 2)
     values["ct_noise_hu"] = round(_draw(rng, *CT_NOISE_HU, False), 3)
+    activated = tracer == "fdg" and rng.uniform() < MARROW_ACTIVATION["p"]
+    factor = _draw(rng, *MARROW_ACTIVATION["factor"], False)
+    values["marrow_activated"] = bool(activated)
+    if activated:
+        for name in MARROW_ACTIVATION["bones"]:
+            suv[ORGAN_LABELS[name]] *= np.float32(factor)
+            values["suv"][name] = round(float(suv[ORGAN_LABELS[name]]), 4)
     return suv, hu, values

@@ -13,13 +13,13 @@
 
 from petclick.postprocess.clicks import enforce_clicks
 from petclick.postprocess.merge import merge_close_components
-from petclick.postprocess.pipeline import DEFAULT_CONFIG, RULES, make_config, postprocess, resolve_tracer
+from petclick.postprocess.pipeline import DEFAULT_CONFIG, RULES, describe_config, make_config, postprocess, resolve_tracer
 from petclick.postprocess.predictor import PostprocessedPredictor
 from petclick.postprocess.recovery import recover_false_negatives
 from petclick.postprocess.small import remove_small_components
 from petclick.postprocess.suv_filter import TRACER_SUV_MIN, suv_filter
 from petclick.postprocess.tracer import TracerGuess, classify_tracer
 
-__all__ = ["DEFAULT_CONFIG", "PostprocessedPredictor", "RULES", "TRACER_SUV_MIN", "TracerGuess", "classify_tracer", "enforce_clicks",
+__all__ = ["DEFAULT_CONFIG", "PostprocessedPredictor", "RULES", "TRACER_SUV_MIN", "TracerGuess", "classify_tracer", "describe_config", "enforce_clicks",
            "make_config", "merge_close_components", "postprocess", "recover_false_negatives",
            "remove_small_components", "resolve_tracer", "suv_filter"]

@@ -14,7 +14,7 @@ entry here at its place in the order (its settings and defaults become YAML keys
 Configuration: a nested dict (or a YAML file of the same shape) merged over DEFAULT_CONFIG;
 `{"suv_filter": {"enabled": true}}` switches one rule on. Defaults: only click consistency is on
 (it is the reader's guarantee, not a heuristic); the others are off until measured to help on
-held-out phantoms with benchmarks/bench_postprocess.py (see the README "Post-processing").
+held-out phantoms with benchmarks/bench_postprocess.py (docs/prediction.md, "Post-processing").
 """
 
 from __future__ import annotations
@@ -131,6 +131,26 @@ def make_config(config: dict | str | Path | None = None, **enable: bool) -> dict
         if on is not None:
             cfg[rule]["enabled"] = bool(on)
     return cfg
+
+
+def describe_config(config: Mapping[str, Any] | None) -> str:
+    """One line naming how masks are made, for report headers: `prob >= 0.5, no post-processing`
+    (None, or every rule off), else the threshold and each enabled rule with the settings that differ
+    from its defaults (`click_consistency` shows its `grow` mode always)."""
+    if config is None:
+        return f"prob >= {DEFAULT_CONFIG['threshold']:g}, no post-processing"
+    cfg = make_config(dict(config))
+    parts = []
+    for name, rule in RULE_REGISTRY.items():
+        settings = cfg[name]
+        if not settings.get("enabled"):
+            continue
+        changed = {k: v for k, v in settings.items() if k != "enabled" and v != rule.defaults.get(k)}
+        if name == "click_consistency":
+            changed = {"grow": settings.get("grow", "missed"), **changed}
+        parts.append(name + (" (" + ", ".join(f"{k} {v}" for k, v in changed.items()) + ")" if changed else ""))
+    rules = ", ".join(parts) if parts else "no post-processing"
+    return f"prob >= {cfg['threshold']:g}, {rules}"
 
 
 def resolve_tracer(tracer: str | None, case: CaseVolumes, classifier: Any = None) -> str:

@@ -1,7 +1,7 @@
 """ONNX Runtime for CPU sliding-window passes (the `onnxruntime` inference backend).
 
 Why: on this project's shared 2-core AVX-512 CPU a SegResNetDS pass runs 2.1-3.5x faster on ONNX
-Runtime than on PyTorch at the same float32 result (max |dp| <= 3e-4; README "Fast passes",
+Runtime than on PyTorch at the same float32 result (max |dp| <= 3e-4; docs/benchmarks/passes.md,
 benchmarks/bench_pass.py). Most of it is threads: PyTorch's OpenMP threads wait in barriers when
 the cores are oversubscribed, ONNX Runtime's (no spin-waiting) do not; single-threaded the gain
 is 1.1-1.3x, and on the same machine idle it is 1.17x (1.01 s against 1.18 s).

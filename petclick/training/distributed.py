@@ -24,6 +24,14 @@ class DistContext:
         if self.world_size > 1:
             dist.barrier()
 
+    def broadcast(self, obj):
+        """Rank 0's `obj` on every rank (a picklable value); itself without a process group."""
+        if self.world_size <= 1:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """DistributedDataParallel when world_size > 1, else the model itself."""
         if self.world_size <= 1:

@@ -15,9 +15,11 @@ Layout under `ckpt_path` (`<bundle>/model`):
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -33,6 +35,7 @@ from petclick.runtime.clickinput import click_channels
 from petclick.runtime.preprocess import preprocess_config
 from petclick.runtime.window import infer_config
 from petclick.config.bundle import iterations_per_epoch, load_bundle_config
+from petclick.training.budget import budget_settings, plan_budget, process_elapsed, time_steps
 from petclick.training.data import batch_stage, fold_files, train_dataset, train_loader, val_dataset
 from petclick.training.distributed import DistContext, close_distributed, init_distributed, unwrap
 from petclick.networks.organ_head import LesionOutput, split_output
@@ -368,6 +371,49 @@ def _log_to_file(path: Path) -> logging.Handler:
     return handler
 
 
+BUDGET_FILE = "budget.yaml"
+
+
+def fit_time_budget(cfg: Mapping[str, Any], ctx: DistContext, train_ds, val_ds, repeats: list[int],
+                    ckpt_path: Path) -> Mapping[str, Any]:
+    """`cfg` with `training.num_iterations_per_epoch` sized to `training.time_budget_s` (petclick.training.budget);
+    `cfg` itself without a budget. The plan is measured once (rank 0, shared with the other ranks) and
+    kept in <ckpt_path>/budget.yaml, so a resumed run trains the iterations it started with."""
+    budget, max_scale = budget_settings(cfg["training"])
+    if budget is None:
+        return cfg
+    from petclick.core.yamlio import read_yaml, write_yaml
+
+    stored = ckpt_path / BUDGET_FILE
+    plan = read_yaml(stored) if stored.is_file() else None
+    if plan is None:
+        with tempfile.TemporaryDirectory() as tmp:  # a throw-away trainer: nothing of it is kept
+            probe = RepeatTrainer(cfg, 0, Path(tmp), ctx, train_ds, val_ds)
+            batches = probe._batches(0)
+            probe.net.train()
+            step_s = time_steps(lambda: probe.step(probe.batch_stage(next(batches))))
+            val_case_s = 0.0
+            if ctx.is_main and val_ds is not None and len(val_ds):
+                t0 = time.perf_counter()
+                validate(probe.lesion_model(), [val_ds[0]], probe.desc["infer"], cfg["clicks"].get("encoding"),
+                         [int(s) for s in cfg["clicks"]["val_steps"]], ctx.device)
+                val_case_s = time.perf_counter() - t0
+        epochs = [repeat_epochs(cfg["training"], r) for r in repeats]
+        recipe = iterations_per_epoch(cfg, len(train_ds))
+        plan = plan_budget(budget, process_elapsed(), step_s, val_case_s, epochs,
+                           max(1, int(cfg["training"]["val_every"])), len(val_ds) if val_ds is not None else 0,
+                           recipe, max_scale).to_dict()
+        plan = ctx.broadcast(plan)
+        if ctx.is_main:
+            write_yaml(stored, plan, header="# the time budget's plan (petclick.training.budget); delete to re-plan")
+    log.info("time budget %.0f s: %.3f s per step, %.2f s per validation case, %d validations -> %d of the recipe's "
+             "%d iterations per epoch (predicted %.0f s)", plan["budget_s"], plan["step_s"], plan["validation_case_s"],
+             plan["validations"], plan["iterations_per_epoch"], plan["recipe_iterations_per_epoch"], plan["predicted_s"])
+    out = copy.deepcopy(cfg)
+    out["training"]["num_iterations_per_epoch"] = int(plan["iterations_per_epoch"])
+    return out
+
+
 def train_fold(cfg: Mapping[str, Any]) -> dict[int, float]:
     """Train every repeat of the config's fold (or `repeats: [..]` only); returns {repeat: best score}."""
     ctx = init_distributed(cfg["training"].get("device"))
@@ -382,6 +428,7 @@ def train_fold(cfg: Mapping[str, Any]) -> dict[int, float]:
         train_ds = train_dataset(cfg, files.train, cfg["data"]["roi"], ctx.rank, ctx.world_size)
         val_ds = val_dataset(cfg, files.val) if ctx.is_main else None
         repeats = [int(r) for r in cfg.get("repeats") or range(int(cfg.get("num_repeats", 1)))]
+        cfg = fit_time_budget(cfg, ctx, train_ds, val_ds, repeats, ckpt_path)
         status = FoldStatus(ckpt_path, int(cfg["fold"]), {r: repeat_epochs(cfg["training"], r) for r in repeats},
                             iterations_per_epoch(cfg, len(train_ds)))
         scores: dict[int, float] = {}

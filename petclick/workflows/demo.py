@@ -112,14 +112,12 @@ def run_demo(out: Path, data: Path | None = None, input_template: Path = INPUT_T
     elif not work_dir.is_dir():
         raise InputError(work_dir, "--skip-train needs a trained work_dir from an earlier run")
     t = time.time()
-    from petclick.postprocess import make_config
     from petclick.workflows.interactive import InteractiveJob, run_interactive
 
     report = out / "report"
-    # every predictor's masks post-processed as `petclick predict` and `gc` ship them (click consistency)
+    # the job's default post-processing: every predictor's masks as `petclick predict` and `gc` ship them
     code = run_interactive(InteractiveJob(predictor=str(work_dir), compare=["suv-threshold"], datalist=datalist,
-                                          dataroot=data, split="testing", out=report, device=device,
-                                          postprocess=make_config()))
+                                          dataroot=data, split="testing", out=report, device=device))
     times["interactive"] = time.time() - t
     times["total"] = sum(times.values())
     atomic_write_text(out / "demo_timing.json", json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1) + "\n")

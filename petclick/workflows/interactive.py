@@ -7,8 +7,10 @@ strategy from petclick.clicks.scribbles.case_strategies over the split's case id
 for all; DMM and both AUC-DMM aggregations in the report).
 
 Each case runs on an interactive session (petclick.inference.protocol.run_protocol), with the
-job's incremental mode, tile-cache limit, click policy and post-processing (default off: the
-protocol scores the network's prob >= 0.5). Under torchrun each rank evaluates its share of the
+job's incremental mode, tile-cache limit, click policy and post-processing (default: the rules
+`petclick predict` and `gc` ship, petclick.postprocess.make_config(); None scores the network's
+prob >= 0.5). Every report names its post-processing: the console header, and summary.json's
+`scoring` (one line) and `postprocess` (the configuration, null when off). Under torchrun each rank evaluates its share of the
 cases (petclick/workflows/shards.py) and rank 0 writes the merged report.
 """
 
@@ -30,6 +32,7 @@ from petclick.metrics.cohort import require_evaluated, run_cases, tracer_of
 from petclick.metrics.plots import plot_curves, save_case_mip
 from petclick.metrics.report import format_summary, write_report, write_summary
 from petclick.metrics.editions import edition
+from petclick.postprocess import describe_config, make_config
 from petclick.workflows.shards import Shards
 
 log = logging.getLogger(__name__)
@@ -55,7 +58,7 @@ class InteractiveJob:
     click_policy: ClickPolicy | str = ClickPolicy.STRICT
     incremental: str | None = None
     tile_cache_mb: float | None = None
-    postprocess: dict | None = None
+    postprocess: dict | None = field(default_factory=make_config)
     protocol: str = "autopet-iv"
     steps: int | None = None
     strategy: str | None = None
@@ -148,12 +151,12 @@ def run_interactive(args: InteractiveJob, shards: Shards | None = None) -> int:
                 "datalist": str(args.datalist), "split": args.split,
                 "algo_weights": getattr(predictor, "algo_weights", None), "click_policy":
                 ClickPolicy.parse(args.click_policy).value, "incremental": args.incremental,
-                "postprocess": args.postprocess is not None}
+                "postprocess": args.postprocess, "scoring": describe_config(args.postprocess)}
         if args.protocol != "autopet-iv":
             meta.update(protocol=args.protocol, n_steps=args.n_steps, strategies=strategies)
         summary = write_report(out, rows, skipped, meta, args.n_steps, args.protocol)
         summaries.append(summary)
-        print(f"== {predictor.name} ({args.protocol}, {args.run_mode}) -> {out}")
+        print(f"== {predictor.name} ({args.protocol}, {args.run_mode}; masks: {meta['scoring']}) -> {out}")
         print(format_summary(summary))
     if len(predictors) > 1:
         _write_comparison(args.out, predictors, outs, summaries)
@@ -217,13 +220,14 @@ def _write_comparison(out: Path, predictors, outs, summaries) -> None:
     table = {Path(o).name: {"predictor": p.name, "folder": str(o), "n_evaluated": s["n_evaluated"],
                             "n_skipped": s["n_skipped"], **s["overall"]}
              for p, o, s in zip(predictors, outs, summaries)}
-    write_summary({"predictors": table}, out / "compare.json")
+    scoring = summaries[0].get("scoring")
+    write_summary({"scoring": scoring, "predictors": table}, out / "compare.json")
     series = {name: s["per_step"] for name, s in zip(table, summaries) if s["n_evaluated"]}
     if series:
         plot_curves(out / "compare_curves.png", series, title="comparison")
     keys = tuple(k for k in ("dice_auc", "dmm_auc", "fpv_auc", "fnv_auc", "dice_final", "dmm_final", "fpv_final",
                              "fnv_final") if all(k in row for row in table.values()))
-    print("== comparison (cohort means; Dice/FNV over cases with lesions)")
+    print(f"== comparison (cohort means; Dice/FNV over cases with lesions; masks: {scoring})")
     print(f"{'predictor':<24}" + "".join(f"{k:>12}" for k in keys))
     for name, row in table.items():
         print(f"{name:<24}" + "".join(f"{'-' if row[k]['mean'] is None else format(row[k]['mean'], '.4g'):>12}" for k in keys))
