@@ -6,25 +6,16 @@ DICOMweb plugin at /dicom-web/. `OrthancServer.skip_reason()` says why it cannot
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
+from petclick.workflows.label.process import free_port, stop_group, wait_until_up
+
 ORTHANC = "Orthanc"
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class OrthancServer:
@@ -55,20 +46,11 @@ class OrthancServer:
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen([ORTHANC, str(self.config)], stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
-        deadline = time.monotonic() + start_timeout_s
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"Orthanc exited with {self.proc.returncode}:\n{self.log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/system", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"Orthanc not answering after {start_timeout_s:g} s")
-            time.sleep(0.2)
+        try:
+            wait_until_up(self.proc, f"{self.url}/system", start_timeout_s, "Orthanc")
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"{exc}:\n{self.log.read_text()[-2000:]}") from None
 
     def upload(self, folder: Path) -> int:
         """POST every .dcm under `folder` to /instances; returns how many were stored."""
@@ -85,13 +67,7 @@ class OrthancServer:
             return json.loads(r.read())
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        stop_group(self.proc, signal.SIGTERM, 30)
 
     def __enter__(self) -> "OrthancServer":
         return self

@@ -17,8 +17,6 @@ import importlib.util
 import io
 import json
 import shutil
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -31,11 +29,11 @@ if importlib.util.find_spec("monailabel") is None:
 import requests  # noqa: E402
 
 import dicomstudies as D  # noqa: E402
-from orthancserver import OrthancServer, free_port  # noqa: E402
+from orthancserver import OrthancServer  # noqa: E402
 from petclick.io.dicom_seg import read_seg  # noqa: E402
 from petclick.io.dicomweb import DicomWeb  # noqa: E402
 from petclick.io.images import load_volume  # noqa: E402
-from petclick.workflows.label.process import LabelServerProcess  # noqa: E402
+from petclick.workflows.label.process import LabelServerProcess, free_port  # noqa: E402
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 MASK_GREEN = (0, 255, 0)           # reader.html MASK_RGB (alpha 0.7 over the fusion)
@@ -103,13 +101,13 @@ def test_the_datastore_lists_the_pet_series_and_refuses_the_study_without_dose(c
     assert listed.status_code == 200 and len(listed.json()) == 3          # ... and its DICOMweb proxy reaches Orthanc
 
 
-def test_label_with_the_dicomweb_server_down_is_one_line(tmp_path):
-    port = free_port()
-    proc = subprocess.run([sys.executable, "-m", "petclick.cli", "label", "--studies", f"http://127.0.0.1:{port}/dicom-web",
-                           "--models", "suv-threshold", "--scratch", str(tmp_path / "s")],
-                          capture_output=True, text=True, timeout=300)
-    err = proc.stderr.strip()
-    assert proc.returncode == 2 and "cannot reach the DICOMweb server" in err
+def test_label_with_the_dicomweb_server_down_is_one_line(tmp_path, capsys):
+    from petclick.cli import main as cli_main
+
+    code = cli_main(["label", "--studies", f"http://127.0.0.1:{free_port()}/dicom-web", "--models", "suv-threshold",
+                     "--scratch", str(tmp_path / "s")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "cannot reach the DICOMweb server" in err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
 
 

@@ -198,3 +198,41 @@ def test_predict_bad_dicom_input_is_one_line(cohort, tmp_path, capsys, argv, mes
     code = cli_main(["predict", "--models", "suv-threshold", *extra, *argv, "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_predict_on_a_pet_without_dose_names_the_tag_in_one_line(cohort, tmp_path, capsys):
+    from petclick.cli import main as cli_main
+
+    _, study = _copy_case(cohort, tmp_path)
+    D.rewrite_series(study / "PT", _without("PatientWeight"))
+    code = cli_main(["predict", "--models", "suv-threshold", "--dicom", str(study), "--out", str(tmp_path / "o"),
+                     "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "PatientWeight (0010,1030)" in err and len(err.splitlines()) == 1
+
+
+def test_resample_paths_agree_for_either_memory_order_and_oblique_grids():
+    from petclick.io.casefiles import resample_to
+    from petclick.io.images import Volume
+
+    rng = np.random.default_rng(0)
+    array = rng.normal(size=(12, 10, 8)).astype(np.float32)
+    src_affine = np.diag([-1.5, 1.2, 2.0, 1.0])
+    src_affine[:3, 3] = [5, -3, 1]
+    ref_affine = np.diag([-2.0, 2.1, 2.5, 1.0])
+    ref_affine[:3, 3] = [4, -2, 2]
+    ref = Volume(np.zeros((7, 6, 5), np.float32), ref_affine)
+    c_order = resample_to(Volume(np.ascontiguousarray(array), src_affine), ref).array
+    f_order = resample_to(Volume(np.asfortranarray(array), src_affine), ref).array
+    np.testing.assert_allclose(c_order, f_order, atol=1e-5)
+    oblique = ref_affine.copy()
+    oblique[:3, :3] = ref_affine[:3, :3] @ np.array([[1, 0, 0], [0, 0.6, -0.8], [0, 0.8, 0.6]])
+    ref_o = Volume(np.zeros((7, 6, 5), np.float32), oblique)
+    np.testing.assert_allclose(resample_to(Volume(np.ascontiguousarray(array), src_affine), ref_o).array,
+                               resample_to(Volume(np.asfortranarray(array), src_affine), ref_o).array, atol=1e-5)
+    # and against a hand-computed trilinear value at one voxel
+    world = ref_affine @ np.array([3, 2, 1, 1.0])
+    x = (np.linalg.inv(src_affine) @ world)[:3]
+    from scipy.ndimage import map_coordinates
+    expected = map_coordinates(array, x.reshape(3, 1), order=1, mode="constant", cval=-1000)[0]
+    assert abs(c_order[3, 2, 1] - expected) < 1e-5

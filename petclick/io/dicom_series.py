@@ -85,9 +85,10 @@ def scan_folder(folder: str | Path) -> list[SeriesRef]:
     return series
 
 
-def series_volume(datasets: Sequence[Dataset], source: str, dtype=np.float32) -> Volume:
+def series_volume(datasets: Sequence[Dataset], source: str, dtype=np.float32, along_normal: bool = True) -> Volume:
     """A single-frame CT or PET series as a Volume (module docstring); InputError naming the series
-    when its slices do not form one regular volume."""
+    when its slices do not form one regular volume. `along_normal` False keeps highdicom's slice
+    order (no copy; for a volume that is resampled anyway)."""
     import highdicom as hd
 
     if not datasets:
@@ -108,10 +109,11 @@ def series_volume(datasets: Sequence[Dataset], source: str, dtype=np.float32) ->
     origin = lps[:3, 3]
     array = array.transpose(2, 1, 0)
     normal = np.cross(lin[:, 0], lin[:, 1])
-    if float(np.dot(normal, lin[:, 2])) < 0:       # slices along the plane's normal
+    if along_normal and float(np.dot(normal, lin[:, 2])) < 0:       # slices along the plane's normal
         origin = origin + lin[:, 2] * (array.shape[2] - 1)
         lin[:, 2] = -lin[:, 2]
         array = array[:, :, ::-1]
     affine = np.eye(4)
     affine[:3, :3], affine[:3, 3] = lin, origin
-    return Volume(np.ascontiguousarray(array, dtype=dtype), LPS_TO_RAS @ affine, Path(source))
+    # a view, no copy (i fastest in memory, as nibabel's arrays); the slice flip above has a negative stride
+    return Volume(array.astype(dtype, copy=False), LPS_TO_RAS @ affine, Path(source))

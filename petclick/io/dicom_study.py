@@ -164,9 +164,9 @@ def load_dicom_case(source: str | Path, study_uid: str | None = None) -> DicomCa
     pet_ds = pet_ref.load()
     factor = suv_factor(pet_ds[0], f"{source} (PET series {pet_ref.series_uid})")
     bqml = series_volume(pet_ds, f"{source} (PET series {pet_ref.series_uid})")
-    pet = checked_pet(Volume(bqml.array * np.float32(factor), bqml.affine, bqml.path))
+    pet = checked_pet(Volume(np.asfortranarray(bqml.array * np.float32(factor)), bqml.affine, bqml.path))
     _strip_pixels(pet_ds)
-    ct_native = series_volume(ct_ref.load(), f"{source} (CT series {ct_ref.series_uid})")
+    ct_native = series_volume(ct_ref.load(), f"{source} (CT series {ct_ref.series_uid})", along_normal=False)
     fraction = overlap_fraction(ct_native, pet)
     if fraction == 0:
         raise InputError(source, f"study {study_uid}: the CT ({ct_ref.series_uid}) and the PET ({pet_ref.series_uid}) "
@@ -174,6 +174,8 @@ def load_dicom_case(source: str | Path, study_uid: str | None = None) -> DicomCa
     if fraction < OVERLAP_WARN:
         log.warning("%s: study %s: only %.0f%% of the PET's field of view has CT (air elsewhere)", source, study_uid,
                     100 * fraction)
-    ct = checked_ct(ct_native if same_grid(ct_native, pet) else resample_to(ct_native, pet))
-    return DicomCase(CaseVolumes(ct, pet), study_uid, ct_ref, pet_ref, pet_ds, factor,
-                     tuple(ct_native.array.shape))
+    native_shape = tuple(ct_native.array.shape)
+    if not same_grid(ct_native, pet):
+        ct_native = resample_to(ct_native, pet)
+    ct = checked_ct(Volume(np.asfortranarray(ct_native.array), ct_native.affine, ct_native.path))
+    return DicomCase(CaseVolumes(ct, pet), study_uid, ct_ref, pet_ref, pet_ds, factor, native_shape)
