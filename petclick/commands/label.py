@@ -9,6 +9,8 @@ from pathlib import Path
 
 from petclick.core.errors import InputError
 from petclick.inference.engine import MODES as INCREMENTAL_MODES
+from petclick.io.dicomweb import is_dicomweb
+from petclick.workflows.label.dicomweb_studies import cache_for, prepare
 from petclick.workflows.label.launch import DEFAULT_HOST, DEFAULT_PORT, serve
 from petclick.workflows.label.options import DEFAULT_SESSIONS, SHOW_CHOICES, LabelOptions, scratch_for
 from petclick.workflows.label.studies import images_folder
@@ -24,7 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "<case>_0001 PET). Tasks: petclick (tumour/background points, re-inferred "
                                    "incrementally per image) and petclick_auto (no clicks). The studies folder is "
                                    "only read.")
-    p.add_argument("--studies", required=True, type=Path, help="autoPET root (its imagesTr/) or an images folder")
+    p.add_argument("--studies", required=True,
+                   help="autoPET root (its imagesTr/), an images folder, or a DICOMweb server root "
+                        "(http://HOST:PORT/dicom-web: its PET/CT studies, results stored back as DICOM SEG)")
     p.add_argument("--models", required=True, nargs="+", metavar="MODEL",
                    help="AutoRunner work_dir, bundle folders or .pt checkpoints (all ensembled), or 'suv-threshold'")
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}: this machine only)")
@@ -32,8 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="torch device of the ensemble (cpu, cuda, cuda:1)")
     p.add_argument("--incremental", choices=INCREMENTAL_MODES, default=None,
                    help="re-inference after a click (default: the checkpoints' infer.incremental, else exact)")
-    p.add_argument("--show", choices=SHOW_CHOICES, default="ct",
-                   help="the image Slicer shows and the points index (default ct; the PET is found by its name)")
+    p.add_argument("--show", choices=SHOW_CHOICES, default=None,
+                   help="the image the viewer shows and the points index (default ct; the PET is found by its name; "
+                        "DICOMweb: pet, the series on whose grid CT and masks lie)")
     p.add_argument("--scratch", type=Path, default=None,
                    help="MONAI Label's datastore files and submitted labels (default ~/.cache/petclick/label/...)")
     p.add_argument("--sessions", type=int, default=DEFAULT_SESSIONS, help="cases kept in memory (default 4)")
@@ -45,12 +50,24 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("monailabel", f"not installed; {INSTALL_HINT}")
     from petclick.inference.predictors import get_predictor
 
+    dicomweb = is_dicomweb(args.studies)
+    show = args.show or ("pet" if dicomweb else "ct")
+    if dicomweb and show != "pet":
+        raise InputError("--show ct", "a DICOM study's CT lies on its own grid: with DICOMweb studies the viewer shows "
+                                      "the PET series (CT resampled onto it)")
+    if dicomweb:
+        scratch = args.scratch.resolve() if args.scratch else cache_for(args.studies)
+    else:
+        images = images_folder(args.studies, show)
+        scratch = args.scratch.resolve() if args.scratch else scratch_for(images)
     options = LabelOptions(models=tuple(str(m) for m in args.models), device=args.device, incremental=args.incremental,
-                           show=args.show, scratch=None if args.scratch is None else str(args.scratch.resolve()),
+                           show=show, scratch=str(scratch) if (dicomweb or args.scratch) else None,
                            sessions=args.sessions)
-    images = images_folder(args.studies, options.show)
-    scratch = Path(options.scratch) if options.scratch else scratch_for(images)
     get_predictor(list(options.models), device=options.device, cached=True)   # a bad model fails here, in one line
+    if dicomweb:
+        studies = prepare(args.studies, scratch)     # a server that is down fails here, in one line
+        print(f"petclick label: {len(studies.studies)} PET/CT stud(ies) from {args.studies}"
+              + (f", {len(studies.refused)} refused (see the log)" if studies.refused else ""), flush=True)
     log.info("petclick label: http://%s:%d/ (MONAI Label server; Ctrl-C stops it)", args.host, args.port)
     serve(args.studies, options, scratch, host=args.host, port=args.port)
     return 0

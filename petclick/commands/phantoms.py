@@ -10,6 +10,7 @@ from petclick.commands.argtypes import bounded
 from petclick.core.errors import InputError
 from petclick.phantoms.case import MIN_SHAPE
 from petclick.phantoms.cohort import TRACER_CHOICES, generate_cohort
+from petclick.workflows.dicom_export import CT_ZOOM, export_cohort
 
 _fraction = bounded(float, 0.0, 1.0, message="must be a fraction between 0 and 1")
 _positive_int = bounded(int, 1)
@@ -40,6 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-test-cases", type=_positive_int, default=None,
                    help="testing split: the fewest whole patients (alternating tracers, at least one case without "
                         "lesions) holding at least this many cases (default: about 20%% of the patients at random)")
+    p.add_argument("--dicom", action="store_true",
+                   help="also write each case as a DICOM PET/CT study: DIR/dicom/<case>/CT (its own grid, "
+                        "--dicom-ct-zoom times finer) and PT (Bq/mL with the SUV tags); DIR/dicom/studies.json")
+    p.add_argument("--dicom-ct-zoom", type=_positive_int, default=CT_ZOOM, metavar="N",
+                   help=f"the DICOM CT's grid is N times finer than the PET's per axis (default {CT_ZOOM})")
     p.set_defaults(func=run)
 
 
@@ -54,4 +60,7 @@ def run(args: argparse.Namespace) -> int:
     tracers = sorted({e["tracer"] for e in train + test})
     print(f"wrote {len(train) + len(test)} cases ({', '.join(tracers)}) to {args.out}; "
           f"{path}: {len(train)} training in {data['num_folds']} folds, {len(test)} testing")
+    if args.dicom:
+        index = export_cohort(args.out, args.out / "dicom", ct_zoom=args.dicom_ct_zoom)
+        print(f"wrote {len(train) + len(test)} DICOM PET/CT studies to {index.parent} ({index.name})")
     return 0

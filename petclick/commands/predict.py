@@ -13,7 +13,8 @@ from petclick.inference.routing import parse_step_routes
 from petclick.inference.weights import parse_algo_weights
 from petclick.io.clickpolicy import ClickPolicy, policy_from_flags
 from petclick.postprocess import RULES, make_config
-from petclick.workflows.predict import ALL_STEPS, PredictSettings, Runner, datalist_cases, folder_cases, single_case
+from petclick.workflows.predict import (ALL_STEPS, PredictSettings, Runner, datalist_cases, dicom_cases, folder_cases,
+                                        single_case)
 from petclick.workflows.shards import Shards
 
 log = logging.getLogger(__name__)
@@ -154,10 +155,16 @@ def _steps(args: argparse.Namespace) -> tuple[int, ...] | None:
 
 
 def _cases(args: argparse.Namespace):
-    given = [bool(args.ct or args.pet), bool(args.input), bool(args.datalist)]
+    given = [bool(args.ct or args.pet), bool(args.input), bool(args.datalist), bool(args.dicom)]
     if sum(given) != 1:
-        raise InputError(None, "give exactly one of: --ct and --pet (one case), --input DIR (autoPET layout) "
-                               "or --datalist FILE")
+        raise InputError(None, "give exactly one of: --ct and --pet (one case), --input DIR (autoPET layout), "
+                               "--datalist FILE or --dicom DIR|URL")
+    if args.dicom_seg and not args.dicom:
+        raise InputError("--dicom-seg", "a DICOM SEG references the PET's DICOM instances: read the case with --dicom")
+    if args.study and not args.dicom:
+        raise InputError("--study", "goes with --dicom")
+    if args.dicom:
+        return dicom_cases(args.dicom, args.study, args.clicks, args.tracer)
     if args.ct or args.pet:
         if not (args.ct and args.pet):
             raise InputError(args.ct or args.pet, "both --ct and --pet are needed for one case")
@@ -182,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
                                    time_budget_s=args.time_budget, tta_axes=tta_axes,
                                    progress=not args.no_progress, click_policy=click_policy(args),
                                    incremental=args.incremental, tile_cache_mb=args.tile_cache_mb,
-                                   tracer_model=args.tracer_model)
+                                   tracer_model=args.tracer_model, dicom_seg=args.dicom_seg)
         summary = Runner(predictor, settings).run(cases, args.out, shards)
     finally:
         shards.close()
@@ -207,6 +214,10 @@ def register(subparsers) -> None:
     src.add_argument("--case-id", help="output name for --ct/--pet (default: the PET file name)")
     src.add_argument("--input", help="autoPET-layout folder (imagesTs/ or imagesTr/, clicks/)")
     src.add_argument("--datalist", help="datalist JSON; cases of --split (and --fold)")
+    src.add_argument("--dicom", metavar="DIR|URL",
+                     help="DICOM PET/CT studies: a folder of files or a DICOMweb root (http://.../dicom-web); each "
+                          "study is a case (CT resampled onto the PET grid, PET converted to SUV from its tags)")
+    src.add_argument("--study", metavar="UID", help="only this StudyInstanceUID of --dicom")
     src.add_argument("--split", default="testing", help="datalist split (default: testing)")
     src.add_argument("--fold", type=int, default=None, help="only this fold of the split")
     src.add_argument("--dataroot", default=None, help="root of the datalist's relative paths (default: its folder)")
@@ -216,5 +227,7 @@ def register(subparsers) -> None:
     steps.add_argument("--k", type=int, default=None, help="protocol step: use the first k clicks of each kind")
     steps.add_argument("--all-steps", action="store_true", help="predict steps 0..10")
     p.add_argument("--save-prob", action="store_true", help="also write the ensemble's probabilities")
+    p.add_argument("--dicom-seg", action="store_true",
+                   help="also write each mask as a DICOM SEG <case>.seg.dcm on the PET series (with --dicom)")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=run)

@@ -30,12 +30,25 @@ def same_grid(a: Volume, b: Volume) -> bool:
 
 
 def resample_to(volume: Volume, reference: Volume, fill: float = AIR_HU, order: int = 1) -> Volume:
-    """`volume` resampled onto the reference's voxel grid through both affines (world positions kept)."""
+    """`volume` resampled onto the reference's voxel grid through both affines (world positions kept).
+
+    Cost (a 512x512x2000 CT onto a 400x400x963 PET is 154 M interpolations): axis-aligned grids take
+    scipy's zoom-and-shift path (half the time of the general matrix), and an array with i fastest in
+    memory (nibabel's, DICOM's) is resampled as its (k, j, i) transpose, so memory is read in order
+    and nothing is copied."""
     matrix = np.linalg.inv(volume.affine) @ reference.affine      # reference voxel -> volume voxel
     matrix = np.round(matrix, 6)   # float noise would push edge voxels a hair outside the CT (-> air)
-    out = ndimage.affine_transform(volume.array.astype(np.float32), matrix, output_shape=reference.array.shape,
-                                   order=order, mode="constant", cval=fill)
-    return Volume(out.astype(np.float32), reference.affine.copy(), volume.path)
+    source, shape = volume.array.astype(np.float32, copy=False), tuple(reference.array.shape)
+    transposed = source.flags.f_contiguous and not source.flags.c_contiguous
+    if transposed:                                               # work on the (k, j, i) view
+        flip = np.eye(4)[[2, 1, 0, 3]]
+        matrix, source, shape = flip @ matrix @ flip, source.T, shape[::-1]
+    linear, offset = matrix[:3, :3], matrix[:3, 3]
+    if np.count_nonzero(linear - np.diag(np.diag(linear))) == 0:
+        linear = np.diag(linear)                                  # scipy's zoom-and-shift path
+    out = ndimage.affine_transform(source, linear, offset=offset, output_shape=shape, order=order, mode="constant",
+                                   cval=fill)
+    return Volume(out.T if transposed else out, reference.affine.copy(), volume.path)
 
 
 def load_prediction_case(ct: str | Path, pet: str | Path) -> CaseVolumes:

@@ -1,5 +1,8 @@
 """The MONAILabelApp of petclick: a datastore over the studies' images and the two infer tasks.
 
+Studies: an autoPET-layout folder, or a DICOMweb server (its studies cached on the PET grid at start,
+each result stored back as a DICOM SEG: dicomweb_studies.py).
+
 Built by MONAI Label from its app folder (petclick/workflows/label/app/main.py) with the studies
 folder and the `--conf` strings (petclick.workflows.label.options). The predictor is loaded once
 at start-up; the tasks keep one session per image id (sessions.py).
@@ -16,6 +19,8 @@ from monailabel.interfaces.app import MONAILabelApp
 
 import petclick
 from petclick.inference.predictors import get_predictor
+from petclick.io.dicomweb import is_dicomweb
+from petclick.workflows.label.dicomweb_studies import DicomWebStudies, SegStore
 from petclick.workflows.label.options import LabelOptions, scratch_for
 from petclick.workflows.label.sessions import SessionCache
 from petclick.workflows.label.studies import SUFFIXES, images_folder
@@ -29,8 +34,11 @@ class PetclickLabelApp(MONAILabelApp):
 
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]):
         self.options = LabelOptions.from_conf(conf or {})
-        self.images = images_folder(studies, self.options.show)
+        # DICOMweb: `petclick label` has read the server's studies into the scratch folder (dicomweb_studies.py)
+        self.dicomweb = DicomWebStudies.load(self.options.scratch) if is_dicomweb(studies) else None
+        self.images = self.dicomweb.images if self.dicomweb else images_folder(studies, self.options.show)
         self.scratch = Path(self.options.scratch) if self.options.scratch else scratch_for(self.images)
+        self.seg_store = SegStore(self.dicomweb) if self.dicomweb else None
         predictor = get_predictor(list(self.options.models), device=self.options.device, cached=True)
         self.cache = SessionCache(predictor, show=self.options.show, mode=self.options.incremental,
                                   max_sessions=self.options.sessions)
@@ -48,8 +56,10 @@ class PetclickLabelApp(MONAILabelApp):
 
     def init_infers(self) -> dict[str, PetclickInfer]:
         models = ", ".join(self.options.models)
-        return {"petclick": PetclickInfer(self.cache, True, f"petclick interactive: tumour/background points ({models})"),
-                "petclick_auto": PetclickInfer(self.cache, False, f"petclick without clicks, step 0 ({models})")}
+        return {"petclick": PetclickInfer(self.cache, True, f"petclick interactive: tumour/background points ({models})",
+                                          self.seg_store),
+                "petclick_auto": PetclickInfer(self.cache, False, f"petclick without clicks, step 0 ({models})",
+                                               self.seg_store)}
 
     def infer(self, request: dict[str, Any], datastore=None):
         """MONAI Label replaces the image id by its path; the tasks need the id too (the session key)."""

@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+from petclick.io.dicomweb import is_dicomweb
 from petclick.workflows.label.options import LabelOptions
 
 APP_DIR = Path(__file__).resolve().parent / "app"
@@ -23,7 +24,8 @@ DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 
 def environment(studies: str | Path, options: LabelOptions, scratch: str | Path) -> dict[str, str]:
     """The MONAI_LABEL_* settings of a petclick label server."""
-    return {"MONAI_LABEL_APP_DIR": str(APP_DIR), "MONAI_LABEL_STUDIES": str(Path(studies).resolve()),
+    studies = str(studies) if is_dicomweb(str(studies)) else str(Path(studies).resolve())   # OHIF's proxy reads it
+    return {"MONAI_LABEL_APP_DIR": str(APP_DIR), "MONAI_LABEL_STUDIES": studies,
             "MONAI_LABEL_APP_CONF": json.dumps(options.to_conf()),
             "MONAI_LABEL_SESSION_PATH": str(Path(scratch) / "sessions"),
             "MONAI_LABEL_TASKS_TRAIN": "false", "MONAI_LABEL_TASKS_SCORING": "false",

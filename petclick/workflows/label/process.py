@@ -26,6 +26,35 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def wait_until_up(proc: subprocess.Popen, url: str, timeout_s: float, name: str) -> None:
+    """Poll `url` until it answers 200; RuntimeError when `proc` exits first or after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} not answering after {timeout_s:g} s")
+        time.sleep(0.3)
+
+
+def stop_group(proc: subprocess.Popen, sig: int, timeout_s: float) -> None:
+    """Send `sig` to the process group of `proc` (started with start_new_session) and wait; SIGKILL
+    after `timeout_s`."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
 class LabelServerProcess:
     """`petclick label --studies ... --models ... --port P [extra]` until `stop()` (or `with` exits)."""
 
@@ -45,33 +74,19 @@ class LabelServerProcess:
         self.start_seconds = time.perf_counter() - t0
 
     def _wait(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"petclick label exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/info/", timeout=5) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
+        try:
+            wait_until_up(self.proc, f"{self.url}/info/", timeout_s, "petclick label")
+        except RuntimeError as exc:
+            if self.proc.poll() is None:
                 self.stop()
-                raise RuntimeError(f"petclick label not answering after {timeout_s:g} s:\n{self.tail()}")
-            time.sleep(0.3)
+            raise RuntimeError(f"{exc}:\n{self.tail()}") from None
 
     def tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.is_file() else ""
 
     def stop(self) -> int:
         """Interrupt the server (its whole process group) and wait; returns its exit status."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(self.stop_timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        stop_group(self.proc, signal.SIGINT, self.stop_timeout_s)
         return int(self.proc.returncode)
 
     def __enter__(self) -> "LabelServerProcess":

@@ -35,6 +35,8 @@ from monailabel.interfaces.exception import MONAILabelException  # noqa: E402
 from monailabel.interfaces.utils.app import app_instance  # noqa: E402
 
 from petclick.core.errors import InputError  # noqa: E402
+from petclick.workflows.label import reader  # noqa: E402
+from petclick.workflows.label.dicomweb_studies import refused_reason  # noqa: E402
 from petclick.workflows.label.requests import LabelRequestError  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ def check_request(model: str, image: str, session_id: str, uploaded: bool) -> No
                                      "and PET): open the case from the server (Next Sample) instead of a local volume")
     if not image:
         raise LabelRequestError(422, "no image id given (?image=<id>, an id of GET /datastore/?output=all)")
+    refused_reason(getattr(instance, "dicomweb", None), image)        # a DICOMweb study that could not be read
     if not instance.datastore().get_image_uri(image):
         raise LabelRequestError(404, f"unknown image id {image!r} (GET /datastore/?output=all lists the ids)")
 
@@ -78,6 +81,7 @@ def strict_infer(background_tasks: BackgroundTasks, model: str, image: str = "",
 
 app.router.routes.insert(0, APIRoute("/infer/{model}", strict_infer, methods=["POST"],
                                      summary="Run petclick inference (validated)"))
+app.include_router(reader.router)       # petclick's own reader page at /reader/ (MONAI Label serves OHIF at /ohif/)
 
 
 @app.exception_handler(LabelRequestError)

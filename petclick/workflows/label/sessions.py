@@ -83,6 +83,13 @@ class SessionCache:
             log.info("%s: session dropped (more than %d open)", dropped, self.max_sessions)
         return (*entry, True)
 
+    def last_mask(self, image_id: str) -> np.ndarray | None:
+        """The latest mask of an open session (uint8, the shown image's grid), None when none was predicted."""
+        with self._lock:
+            entry = self.sessions.get(image_id)
+            last = entry[0].last if entry else None
+            return None if last is None else last.mask
+
     def infer(self, image_id: str, shown: str | Path, params: Mapping[str, Any], interactive: bool = True,
               out_dir: str | Path | None = None) -> tuple[str, dict]:
         """Predict the request's clicks (none for the automatic task: step 0) on the image's session;

@@ -23,16 +23,20 @@ LABELS = {"tumor": 1, "background": 0}
 class PetclickInfer(InferTask):
     """One task of the app; `interactive` False is the automatic (step 0) task."""
 
-    def __init__(self, cache: SessionCache, interactive: bool, description: str):
+    def __init__(self, cache: SessionCache, interactive: bool, description: str, seg_store=None):
         super().__init__(type=InferType.DEEPEDIT if interactive else InferType.SEGMENTATION, labels=dict(LABELS),
                          dimension=3, description=description)
-        self.cache, self.interactive = cache, interactive
+        self.cache, self.interactive, self.seg_store = cache, interactive, seg_store
 
     def is_valid(self) -> bool:
         return True
 
     def __call__(self, request: dict[str, Any]):
         """`request`: MONAI Label's dict (the params merged in, `image` the shown file's path) plus
-        the app's `image_id`; returns (mask file, JSON)."""
-        return self.cache.infer(str(request.get("image_id") or ""), str(request.get("image") or ""), request,
-                                interactive=self.interactive)
+        the app's `image_id`; returns (mask file, JSON). With a DICOMweb datastore the mask is also
+        stored into the study as a DICOM SEG (JSON `seg`: its UIDs)."""
+        image_id = str(request.get("image_id") or "")
+        mask, result = self.cache.infer(image_id, str(request.get("image") or ""), request, interactive=self.interactive)
+        if self.seg_store is not None:
+            result["seg"] = self.seg_store.store(image_id, mask)
+        return mask, result

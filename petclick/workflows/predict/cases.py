@@ -22,6 +22,7 @@ class CaseSpec:
     pet: Path
     clicks: Path | None = None
     tracer: str | None = None
+    dicom: tuple[str, str] | None = None    # (folder or DICOMweb URL, StudyInstanceUID): ct and pet name the source
 
 
 def image_stem(path: str | Path) -> str:
@@ -70,6 +71,27 @@ def folder_cases(root: str | Path, images: str | None = None) -> list[CaseSpec]:
     if not cases:
         raise InputError(root / images, "no <case>_0000.nii.gz files found")
     return cases
+
+
+def dicom_cases(source: str | Path, study: str | None = None, clicks: str | Path | None = None,
+                tracer: str | None = None) -> list[CaseSpec]:
+    """The PET/CT studies of a DICOM folder or DICOMweb server (or the one named), one case each;
+    case ids from petclick.io.dicom_study.case_id_of. A click file goes with a single study only."""
+    from petclick.io.dicom_study import study_ids
+
+    found = study_ids(str(source))
+    if study is not None:
+        found = [(uid, cid) for uid, cid in found if uid == study]
+        if not found:
+            raise InputError(source, f"has no PET/CT study {study}")
+    if not found:
+        raise InputError(source, "holds no study with a PET series")
+    if clicks is not None and len(found) != 1:
+        raise InputError(clicks, f"a click file goes with one study; {source} holds {len(found)} (name one with --study)")
+    if clicks is not None and not Path(clicks).is_file():
+        raise InputError(clicks, "click file not found")
+    return [CaseSpec(cid, Path(str(source)), Path(str(source)), None if clicks is None else Path(clicks),
+                     tracer or tracer_from_id(cid), dicom=(str(source), uid)) for uid, cid in found]
 
 
 def datalist_cases(path: str | Path, split: str = "testing", dataroot: str | Path | None = None,

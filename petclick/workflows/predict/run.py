@@ -5,6 +5,8 @@ Outputs in `out/` on the PET grid (PET affine):
   clicks of each kind; the layout `petclick evaluate` reads), uint8 masks after post-processing;
 - with `save_prob`, `<case>_prob.nii.gz` / `<case>_prob<k>.nii.gz`: the ensemble's float32
   probability before post-processing;
+- with `dicom_seg` (cases read from DICOM), `<case>[_pred<k>].seg.dcm`: the mask as a DICOM SEG
+  on the PET series (petclick.io.dicom_seg);
 - `predict.json`: the plan (checkpoints, TTA axes, measured seconds per pass), the per-algorithm
   ensemble weights used (`algo_weights`, also inside the plan; null = plain mean), tracer per case
   and seconds per case. It is merged per case under a file lock (petclick.io.runrecord), so runs
@@ -38,6 +40,8 @@ from petclick.inference.session import InteractiveSession
 from petclick.inference.steps import official_clicks, run_steps
 from petclick.io.clickfile import Clicks, read_clicks
 from petclick.io.clickpolicy import BUDGET, ClickPolicy
+from petclick.io.dicom_seg import write_seg
+from petclick.io.dicom_study import load_dicom_case
 from petclick.io.images import CaseVolumes, save_volume
 from petclick.io.runrecord import check_record, merge_cases, new_run_id
 from petclick.postprocess import make_config, resolve_tracer
@@ -73,6 +77,7 @@ class PredictSettings:
     incremental: str | None = None
     tile_cache_mb: float | None = None
     tracer_model: str | None = None
+    dicom_seg: bool = False         # also a DICOM SEG per mask (DICOM cases: referencing the PET series)
     budget: int | None = BUDGET     # clicks of each kind (None: any number, as autoPET V scribble voxels)
     stateful: bool = False          # sessions live on across runs (gc autopet-v): the incremental mode as for several steps
 
@@ -156,15 +161,19 @@ class Runner:
     def run_case(self, spec: CaseSpec, out: Path, bar=None) -> dict:
         """Predict every requested step of one case and write its files; returns its summary row."""
         t0 = time.perf_counter()
-        case = load_prediction_case(spec.ct, spec.pet)
+        dicom = load_dicom_case(*spec.dicom) if spec.dicom else None
+        case = dicom.case if dicom else load_prediction_case(spec.ct, spec.pet)
+        tracer_hint = spec.tracer or (dicom.tracer if dicom else None)
         clicks = read_clicks(spec.clicks, case.shape, policy=self.settings.click_policy) if spec.clicks else Clicks()
-        tracer = self.case_tracer(spec.tracer, case)
+        tracer = self.case_tracer(tracer_hint, case)
         steps = [None] if self.settings.steps is None else list(self.settings.steps)
         session = self.case_session(case, clicks, steps, tracer, spec.clicks or spec.case_id)
         written = []
         for step, pred in run_steps(session, steps, official_clicks(clicks)):
             suffix = "" if step is None else f"_pred{step}"
             written.append(str(save_volume(out / f"{spec.case_id}{suffix}.nii.gz", pred.mask, case.affine)))
+            if self.settings.dicom_seg:
+                written.append(str(write_seg(out / f"{spec.case_id}{suffix}.seg.dcm", pred.mask, dicom.pet_datasets)))
             if self.settings.save_prob:
                 psuffix = "_prob" if step is None else f"_prob{step}"
                 save_volume(out / f"{spec.case_id}{psuffix}.nii.gz", pred.prob.astype(np.float32), case.affine)
