@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from petclick.config.packaged import INPUT_TEMPLATE
-from petclick.workflows.demo import DEMO_COHORT, run_demo
+from petclick.workflows.demo import DEFAULT_TIME_BUDGET_S, DEMO_COHORT, run_demo
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=None, help="num_repeats override (default: input.yaml's, 4)")
     p.add_argument("--preset", choices=["demo", "autopet"], default=None, help="preset override (default: input.yaml's, demo)")
     p.add_argument("--device", default="cpu", help="device of the interactive evaluation (cpu, cuda)")
+    p.add_argument("--time-budget", type=float, default=DEFAULT_TIME_BUDGET_S, metavar="SECONDS",
+                   help="wall-clock target of the whole demo: each fold's training is sized to this machine's speed "
+                        "(default %(default)s; 0: the recipe's iterations, however long they take)")
     p.add_argument("--skip-train", action="store_true", help="reuse <out>/work_dir and only evaluate")
     p.add_argument("--prepare-only", action="store_true",
                    help="stop after generating the cohort and writing <out>/input.yaml (what AutoRunner would run)")
@@ -44,5 +47,5 @@ def run(args: argparse.Namespace) -> int:
         min_test = DEMO_COHORT["min_test_cases"]
     run_demo(args.out, args.data, args.input, args.cases, args.seed, args.shape, min_test,
              folds=args.folds, repeats=args.repeats, preset=args.preset, device=args.device,
-             skip_train=args.skip_train, prepare_only=args.prepare_only)
+             skip_train=args.skip_train, prepare_only=args.prepare_only, time_budget=args.time_budget or None)
     return 0

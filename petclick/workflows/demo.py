@@ -12,6 +12,14 @@ source tree.
    (5 folds x 4 repeats = 20) against the `suv-threshold` baseline, both post-processed as
    `petclick predict` and `gc` ship their masks (petclick.postprocess defaults: click consistency);
 4. print where the report is, and the time each stage took (also in <out>/demo_timing.json).
+
+Time budget (`--time-budget`, default DEFAULT_TIME_BUDGET_S): machines of this project's kind differ
+by 2-3x, so the demo sizes its training to the machine. Before AutoRunner starts it times a few
+training steps of the demo network (`machine_probe`), estimates from that what the stages other than
+training will take here (NON_TRAINING_PROBES probe-times, measured on the reference machine in the
+same run as its probe, so the ratio holds whatever the machine's speed), and gives every fold's
+training an equal share of the rest as `training.time_budget_s` (petclick.training.budget then sizes
+the iterations of each epoch to it, never above the recipe's).
 """
 
 from __future__ import annotations
@@ -33,6 +41,47 @@ log = logging.getLogger(__name__)
 #: The embedded cohort: what the committed datalist.json and input.yaml describe.
 #: 24 cases, at least 8 of them (whole patients, both tracers, some without lesions) in testing.
 DEMO_COHORT = {"cases": 24, "seed": 7, "shape": [48, 48, 64], "min_test_cases": 8}
+#: The whole demo's wall-clock target, phantoms to report (the issue's limit is 10 minutes).
+DEFAULT_TIME_BUDGET_S = 540.0
+#: Seconds of everything but the folds' training steps (data analysis, bundle generation, each fold
+#: process's start and cache, validation, the ensemble's testing predictions, the interactive
+#: evaluation), in units of one `machine_probe()` step: measured on the reference machine in one run.
+NON_TRAINING_PROBES = 2000.0
+#: The least a fold's training gets, whatever the estimate says.
+MIN_FOLD_BUDGET_S = 20.0
+
+
+def machine_probe(steps: int = 8) -> float:
+    """Median seconds of one training step of the demo network on a demo-sized patch (random data):
+    how fast this machine trains what the demo trains."""
+    import torch
+
+    from petclick.config.packaged import BUNDLES as bundles
+    from petclick.networks.factory import build_network
+    from petclick.training.budget import time_steps
+
+    kwargs = read_yaml(bundles / "segresnet" / "configs" / "hyper_parameters.yaml")["presets"]["demo"]["network"]["kwargs"]
+    from petclick.config.presets import get_preset
+
+    roi = get_preset("demo")["data"]["roi"]
+    net = build_network("segresnet", 4, 1, **kwargs)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    x = torch.rand(2, 4, *roi)
+
+    def step():
+        out = net(x)
+        loss = sum(o.float().mean() for o in out) if isinstance(out, (list, tuple)) else out.mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return time_steps(step, steps=steps, warmup=2)
+
+
+def fold_budget(total_s: float, elapsed_s: float, probe_s: float, folds: int) -> float:
+    """Each fold's training budget: what is left of `total_s` after `elapsed_s` and the other stages'
+    estimate (NON_TRAINING_PROBES probe steps), shared equally by the folds."""
+    rest = total_s - elapsed_s - NON_TRAINING_PROBES * probe_s
+    return max(MIN_FOLD_BUDGET_S, rest / max(1, folds))
 
 
 def ensure_cohort(data: Path, cases: int, seed: int, shape: Sequence[int], min_test_cases: int | None = None) -> Path:
@@ -86,18 +135,31 @@ def run_demo(out: Path, data: Path | None = None, input_template: Path = INPUT_T
              cases: int = DEMO_COHORT["cases"], seed: int = DEMO_COHORT["seed"],
              shape: Sequence[int] = DEMO_COHORT["shape"], min_test_cases: int | None = DEMO_COHORT["min_test_cases"],
              folds: int | None = None, repeats: int | None = None, preset: str | None = None, device: str = "cpu",
-             skip_train: bool = False, prepare_only: bool = False) -> dict[str, float]:
+             skip_train: bool = False, prepare_only: bool = False,
+             time_budget: float | None = DEFAULT_TIME_BUDGET_S) -> dict[str, float]:
     """The demo's stages (see module docstring); returns the seconds each took. `data`: the cohort
     folder (default <out>/phantoms); `min_test_cases`: the testing split's rule (plan_cohort);
-    `prepare_only`: stop after the cohort and <out>/input.yaml."""
+    `prepare_only`: stop after the cohort and <out>/input.yaml; `time_budget`: seconds for the whole
+    demo (None: the recipe's iterations whatever they cost)."""
     times: dict[str, float] = {}
+    start = time.time()
     out.mkdir(parents=True, exist_ok=True)
     data = out / "phantoms" if data is None else data
     t = time.time()
     datalist = ensure_cohort(data, cases, seed, shape, min_test_cases)
     times["phantoms"] = time.time() - t
-    input_yaml = demo_input(input_template, out, datalist, data, {"num_fold": folds, "num_repeats": repeats,
-                                                                   "preset": preset})
+    extra: dict[str, Any] = {"num_fold": folds, "num_repeats": repeats, "preset": preset}
+    if time_budget and not skip_train:
+        t = time.time()
+        probe = machine_probe()
+        times["probe"] = time.time() - t
+        n_folds = int(folds or read_yaml(input_template).get("num_fold", 5))
+        per_fold = fold_budget(float(time_budget), time.time() - start, probe, n_folds)
+        user = read_yaml(input_template).get("overrides") or {}
+        extra["overrides"] = {**user, "training#time_budget_s": round(per_fold, 1)}
+        print(f"== time budget {time_budget:.0f} s: a demo training step takes {probe * 1000:.0f} ms here; each of "
+              f"{n_folds} folds trains within {per_fold:.0f} s (fewer iterations than the recipe's if it must)")
+    input_yaml = demo_input(input_template, out, datalist, data, extra)
     if prepare_only:
         print(f"== cohort {datalist}; AutoRunner input {input_yaml}")
         return times
