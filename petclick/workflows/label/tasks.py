@@ -15,7 +15,8 @@ from typing import Any
 
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from petclick.workflows.label.sessions import SessionCache
+from petclick.workflows.label.limits import READER_KEY
+from petclick.workflows.label.sessions import ANONYMOUS, SessionCache
 
 LABELS = {"tumor": 1, "background": 0}
 
@@ -33,6 +34,6 @@ class PetclickInfer(InferTask):
 
     def __call__(self, request: dict[str, Any]):
         """`request`: MONAI Label's dict (the params merged in, `image` the shown file's path) plus
-        the app's `image_id`; returns (mask file, JSON)."""
+        the app's `image_id` and the server's reader; returns (mask file, JSON)."""
         return self.cache.infer(str(request.get("image_id") or ""), str(request.get("image") or ""), request,
-                                interactive=self.interactive)
+                                interactive=self.interactive, reader=str(request.get(READER_KEY) or ANONYMOUS))
