@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import labelstudies as L
+from labelstudies import params_objects
 from petclick.inference.footprint import session_nbytes
 from petclick.inference.predictors import SuvThresholdPredictor
 from petclick.workflows.label.admission import Admission, Busy
@@ -73,20 +74,7 @@ def test_json_size_depth_and_syntax():
 
 
 # ----------------------------------------------------------------------------- property-based: params
-coordinates = st.one_of(st.integers(-3, 12), st.integers(-2**70, 2**70), st.floats(allow_nan=True), st.booleans(),
-                        st.text(max_size=3), st.none())
-points = st.one_of(st.lists(st.lists(coordinates, min_size=0, max_size=4), max_size=12),
-                   st.lists(st.lists(st.integers(0, 9), min_size=3, max_size=3), max_size=12), coordinates)
-json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8)),
-                           lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                   st.dictionaries(st.text(max_size=6), inner, max_size=4)),
-                           max_leaves=20)
-params_objects = st.dictionaries(st.sampled_from(["tumor", "background", "foreground", "label", "client_id",
-                                                  "result_extension", "roi", "x"]),
-                                 st.one_of(points, json_values), max_size=5)
-
-
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, database=None)
 @given(params_objects)
 def test_any_params_give_clicks_inside_the_image_or_one_4xx_line(params):
     text = json.dumps(params)
@@ -103,7 +91,7 @@ def test_any_params_give_clicks_inside_the_image_or_one_4xx_line(params):
     assert not set(clicks.tumor) & set(clicks.background)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(st.text(max_size=200))
 def test_any_params_text_is_parsed_or_refused_with_a_4xx(text):
     try:

@@ -37,9 +37,8 @@ class Admission:
         self.served = self.refused = 0
         self._slots: asyncio.Semaphore | None = None      # made in the event loop that uses it
 
-    @asynccontextmanager
-    async def slot(self, what: str = "request") -> AsyncIterator[None]:
-        """Hold a worker for the block; waits in the queue, or raises Busy when it is full."""
+    async def enter(self, what: str = "request") -> "Ticket":
+        """Wait in the queue for a worker (raises Busy when it is full); the ticket frees the worker."""
         if self.running + self.queued >= self.workers + self.queue:
             self.refused += 1
             raise Busy(f"server busy: {self.running} request(s) computing, {self.queued} waiting (at most "
@@ -49,22 +48,40 @@ class Admission:
         self.queued += 1
         if self._slots.locked():            # it has to wait
             self.peak_queued = max(self.peak_queued, self.queued)
-        waiting = True
         try:
             await self._slots.acquire()
-            self.queued -= 1
-            waiting = False
-            self.running += 1
-            try:
-                yield
-            finally:
-                self.running -= 1
-                self.served += 1
-                self._slots.release()
         finally:
-            if waiting:                     # cancelled while waiting
-                self.queued -= 1
+            self.queued -= 1                # served now, or cancelled while waiting
+        self.running += 1
+        return Ticket(self)
+
+    def _leave(self) -> None:
+        self.running -= 1
+        self.served += 1
+        self._slots.release()
+
+    @asynccontextmanager
+    async def slot(self, what: str = "request") -> AsyncIterator[None]:
+        """Hold a worker for the block (enter, then release at its end)."""
+        ticket = await self.enter(what)
+        try:
+            yield
+        finally:
+            ticket.release()
 
     def status(self) -> dict[str, int]:
         return {"workers": self.workers, "queue_limit": self.queue, "running": self.running, "queued": self.queued,
                 "peak_queued": self.peak_queued, "served": self.served, "refused_busy": self.refused}
+
+
+class Ticket:
+    """A worker held by one request; `release` (idempotent) frees it: once the answer starts, so
+    that a client's next request never finds its own previous one still counted."""
+
+    def __init__(self, admission: Admission):
+        self.admission, self.held = admission, True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.admission._leave()

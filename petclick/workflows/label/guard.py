@@ -13,6 +13,8 @@ In order, for every HTTP request (each refusal a JSON `{"detail": "<one line>"}`
    deeper than limits.MAX_JSON_DEPTH (422);
 5. inference requests then wait for a worker in the queue, or get a 429 when it is full
    (admission.py) before their body is read.
+A refused request's body, when it states at most DRAIN_BYTES, is read and dropped before the answer
+(a client still sending would otherwise see the connection reset instead of the reason).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl
 
-from petclick.workflows.label.admission import Admission, Busy
+from petclick.workflows.label.admission import Admission
 from petclick.workflows.label.limits import check_id, check_name, decode_json
 from petclick.workflows.label.requests import LabelRequestError
 from petclick.workflows.label.routes import judge
@@ -37,6 +39,7 @@ NAME_PARAMS = {"tag": "label tag"}
 FORM_BYTES = 64 * 1024
 MULTIPART_SLACK = 64 * 1024      # multipart framing around the params field of an infer request
 FORM_BODIES = ("form", "params", "upload")
+DRAIN_BYTES = 16 * 2**20        # the body of a refused request is read and dropped up to this size
 FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 
 
@@ -146,23 +149,62 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        receive = _Tracked(receive)
         try:
             route, limit = self._checked(scope)
             if route.body == "json" and scope["method"] != "OPTIONS":
                 receive = await _read_json(receive, limit)
+            ticket = await self.admission.enter(f"{scope['method']} {scope['path']}") if route.admitted else None
         except LabelRequestError as exc:
-            log.info("refused %s %s: %d %s", scope["method"], scope["path"], exc.status, exc.detail)
-            await respond(send, exc.status, exc.detail)
+            log.info("refused %s %r: %d %s", scope["method"], scope["path"], exc.status, exc.detail)
+            await _drain(scope, receive)
+            await respond(send, exc.status, exc.detail, getattr(exc, "headers", None))
             return
-        if not route.admitted:
+        if ticket is None:
             await self.app(scope, receive, send)
             return
+
+        async def answer(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                ticket.release()            # computed: the worker is free while the answer is sent
+            await send(message)
+
         try:
-            async with self.admission.slot(f"{scope['method']} {scope['path']}"):
-                await self.app(scope, receive, send)
-        except Busy as exc:
-            log.info("refused %s %s: 429 %s", scope["method"], scope["path"], exc.detail)
-            await respond(send, exc.status, exc.detail, exc.headers)
+            await self.app(scope, receive, answer)
+        finally:
+            ticket.release()
+
+
+class _Tracked:
+    """A receive callable that remembers whether the whole body has been read."""
+
+    def __init__(self, receive: Callable):
+        self.receive, self.done = receive, False
+
+    async def __call__(self) -> dict:
+        message = await self.receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.done = True
+        return message
+
+
+async def _drain(scope: dict, receive: _Tracked) -> None:
+    """Read and drop the body of a refused request (at most DRAIN_BYTES), so that the client, still
+    sending, reads the answer instead of a reset connection."""
+    try:
+        length = _content_length(scope)
+    except LabelRequestError:
+        return
+    if receive.done or length == 0 or (length is not None and length > DRAIN_BYTES) \
+            or scope["method"] in ("GET", "HEAD"):
+        return
+    size, more = 0, True
+    while more and size <= DRAIN_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        size += len(message.get("body", b""))
+        more = message.get("more_body", False)
 
 
 async def _read_json(receive: Callable, limit: int) -> Callable:

@@ -1,8 +1,9 @@
 """A `petclick label` server in a subprocess: started on a free loopback port, waited for, stopped.
 
 What the tests and benchmarks/bench_label.py use (and a script driving the server can): the server
-runs in its own process group, its output goes to a log file, it is up when GET /info/ answers 200,
-and it stops on SIGINT (SIGKILL after `stop_timeout_s`). Standard library only.
+runs in its own process group, its output goes to a log file, it is up when GET /info/ answers
+(200, or a status of `ready_status`: 401 with authentication on), and it stops on SIGINT (SIGKILL
+after `stop_timeout_s`). Standard library only.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ class LabelServerProcess:
 
     def __init__(self, studies: str | Path, models: Sequence[str | Path], log: str | Path,
                  extra: Sequence[str] = (), env: dict[str, str] | None = None, start_timeout_s: float = 300,
-                 stop_timeout_s: float = 60, host: str = "127.0.0.1"):
+                 stop_timeout_s: float = 60, host: str = "127.0.0.1", ready_status: Sequence[int] = (200,)):
         self.port, self.log = free_port(host), Path(log)
         self.url = f"http://{host}:{self.port}"
-        self.stop_timeout_s = stop_timeout_s
+        self.stop_timeout_s, self.ready_status = stop_timeout_s, tuple(ready_status)
         cmd = [sys.executable, "-m", "petclick.cli", "label", "--studies", str(studies), "--models",
                *[str(m) for m in models], "--host", host, "--port", str(self.port), *extra]
         t0 = time.perf_counter()
@@ -51,8 +52,11 @@ class LabelServerProcess:
                 raise RuntimeError(f"petclick label exited with {self.proc.returncode}:\n{self.tail()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/info/", timeout=5) as r:
-                    if r.status == 200:
+                    if r.status in self.ready_status:
                         return
+            except urllib.error.HTTPError as exc:          # e.g. 401: up, with authentication on
+                if exc.code in self.ready_status:
+                    return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             if time.monotonic() > deadline:
