@@ -290,3 +290,29 @@ def test_memory_bound_drops_the_least_recently_used_idle_session(studies, tmp_pa
     with caplog.at_level(logging.WARNING):
         small.infer(L.GOOD[0], _ct(studies, L.GOOD[0]), {}, reader="big")
     assert "the session alone takes" in caplog.text and small.sessions == [("big", L.GOOD[0])]
+
+
+def test_a_sessions_bytes_by_part_and_checkpoints_share_their_window_grid(studies, tmp_path):
+    """footprint.session_nbytes against a count by hand, on the two tiny checkpoints (one window
+    grid: both use the same windows, so the count map of the padded image is held once)."""
+    from petclick.inference.predictors import get_predictor
+    from petclick.inference.session import InteractiveSession
+    from petclick.io.images import CaseVolumes, load_volume
+
+    models = L.write_tiny_models(tmp_path / "models")
+    ct = load_volume(studies / "imagesTr" / f"{L.GOOD[0]}_0000.nii.gz")
+    pet = load_volume(studies / "imagesTr" / f"{L.GOOD[0]}_0001.nii.gz")
+    ct.array = ct.array.astype(np.float32)
+    session = InteractiveSession(get_predictor([str(models)]), CaseVolumes(ct, pet), mode="exact")
+    session.add_clicks(tumor=[(5, 5, 5)])
+    session.predict()
+    (group,) = session.engine.groups
+    grids = {id(m.tiled.grid): m.tiled.grid for m in group.members}
+    assert len(group.members) == 2 and len(grids) == 1
+    (grid,) = grids.values()
+    space = int(np.prod(group.shape))
+    parts = session_nbytes(session)
+    assert parts["volumes"] == 2 * 4 * int(np.prod(L.SHAPE)) and parts["prediction"] == 5 * int(np.prod(L.SHAPE))
+    assert parts["network"] == (2 + 4 + 1) * 4 * space + 4 * int(np.prod(grid.padded)) + 4 * int(np.prod(grid.roi))
+    assert parts["tile_cache"] == session.engine.cache.bytes > 0
+    assert parts["total"] == sum(parts[k] for k in ("volumes", "network", "tile_cache", "journal", "prediction"))

@@ -26,7 +26,8 @@ bound on its own is kept (with a warning) while it is the only one.
 
 Every request returns the mask file (uint8, 1 = lesion, on the shown image's grid with its affine)
 and a JSON object with Slicer's `label_names` plus what the request and the session cost
-(`request`: computed, tiles computed/reused, seconds; `session`: InteractiveSession.counters).
+(`request`: reader, computed, tiles computed/reused, seconds; `session`: InteractiveSession.counters
+and `memory_bytes`, the session's bytes by part).
 The mask honours every click: petclick's click-consistency post-processing rule (on by default)
 puts tumour clicks inside and background clicks outside the final mask.
 """
@@ -233,7 +234,8 @@ class SessionCache:
             except BaseException as exc:
                 self._discard(entry, f"{type(exc).__name__} while predicting")
                 raise
-            entry.nbytes = session_nbytes(session)["total"]
+            memory = session_nbytes(session)
+            entry.nbytes = memory["total"]
             counters = session.counters
             name = self._write_mask(pred.mask, entry.affine, out_dir)
         finally:
@@ -249,7 +251,7 @@ class SessionCache:
                                   "step": pred.step, "tiles_computed": pred.tiles_computed,
                                   "tiles_reused": pred.tiles_reused, "predict_seconds": round(pred.seconds, 4),
                                   "seconds": round(seconds, 4)},
-                      "session": {**counters, "memory_bytes": entry.nbytes}}
+                      "session": {**counters, "memory_bytes": memory}}
 
     def _forget(self, entry: Entry) -> None:
         """Remove an entry whose session never opened."""
