@@ -11,8 +11,8 @@ from petclick.core.errors import InputError
 from petclick.inference.engine import MODES as INCREMENTAL_MODES
 from petclick.workflows.label.access import check_exposure
 from petclick.workflows.label.launch import DEFAULT_HOST, DEFAULT_PORT, realm_from_environment, serve
-from petclick.workflows.label.options import (DEFAULT_QUEUE, DEFAULT_SESSIONS, DEFAULT_WORKERS, SHOW_CHOICES,
-                                              LabelOptions, scratch_for)
+from petclick.workflows.label.options import (DEFAULT_PARAMS_KB, DEFAULT_QUEUE, DEFAULT_SESSIONS, DEFAULT_UPLOAD_MB,
+                                              DEFAULT_WORKERS, SHOW_CHOICES, LabelOptions, scratch_for)
 from petclick.workflows.label.studies import images_folder
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"requests computed at once, on different sessions (default {DEFAULT_WORKERS})")
     p.add_argument("--queue", type=int, default=DEFAULT_QUEUE,
                    help=f"requests waiting for a worker; past it the answer is 429 (default {DEFAULT_QUEUE})")
+    p.add_argument("--params-kb", type=int, default=DEFAULT_PARAMS_KB,
+                   help=f"largest params field of a request, KiB (default {DEFAULT_PARAMS_KB}; past it 413)")
+    p.add_argument("--upload-mb", type=int, default=DEFAULT_UPLOAD_MB,
+                   help=f"largest submitted label, MiB (default {DEFAULT_UPLOAD_MB}; past it 413)")
     p.add_argument("--auth-realm", default=None, metavar="URL",
                    help="require MONAI Label's authentication: the Keycloak realm, e.g. "
                         "https://keycloak.example.org/realms/monailabel (docs/server.md)")
@@ -67,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     options = LabelOptions(models=tuple(str(m) for m in args.models), device=args.device, incremental=args.incremental,
                            show=args.show, scratch=None if args.scratch is None else str(args.scratch.resolve()),
                            sessions=args.sessions, memory_mb=args.memory_mb, tile_cache_mb=args.tile_cache_mb,
-                           workers=args.workers, queue=args.queue)
+                           workers=args.workers, queue=args.queue, params_kb=args.params_kb,
+                           upload_mb=args.upload_mb)
     realm = args.auth_realm or realm_from_environment()
     warning = check_exposure(args.host, args.port, auth=bool(realm), insecure=args.insecure)
     images = images_folder(args.studies, options.show)
