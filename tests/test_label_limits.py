@@ -20,6 +20,8 @@ import labelstudies as L
 from labelstudies import params_objects
 from petclick.inference.footprint import session_nbytes
 from petclick.inference.predictors import SuvThresholdPredictor
+from petclick.core.errors import InputError
+from petclick.workflows.label.access import BrowserPolicy, origin_of
 from petclick.workflows.label.admission import Admission, Busy
 from petclick.workflows.label.guard import check_target
 from petclick.workflows.label.limits import (MAX_JSON_DEPTH, READER_KEY, check_id, check_name, decode_json,
@@ -139,6 +141,22 @@ def test_request_targets_that_reach_for_files_are_refused(scope, status, match):
 def test_ordinary_request_targets_pass():
     check_target(_scope("/infer/petclick", b"image=fdg_1e7dddc7cf_14-11-2014&output=json"))
     check_target(_scope("/datastore/label", b"image=fdg_0001_2020&tag=final"))
+
+
+def test_browsers_only_from_allowed_origins_and_loopback_names():
+    policy = BrowserPolicy(("https://ohif.example.org",), loopback_only=True)
+    for host, origin in (("127.0.0.1:8000", None), ("localhost:8000", "http://localhost:8000"),
+                         ("[::1]:8000", None), ("ohif.example.org", "https://ohif.example.org"),
+                         ("127.0.0.1:8000", "https://ohif.example.org"), (None, None)):
+        policy.check(host, origin)                                     # Slicer sends no Origin at all
+    _refused(lambda: policy.check("evil.example:8000", None), 403, "is not this machine")      # DNS rebinding
+    _refused(lambda: policy.check("127.0.0.1:8000", "https://evil.example"), 403, "cross-origin request")
+    _refused(lambda: policy.check("127.0.0.1:8000", "null"), 403, "cross-origin request")
+    BrowserPolicy(loopback_only=False).check("petclick.example.org", None)     # bound beyond loopback
+    for bad in ("ohif.example.org", "ftp://x.org", "https://x.org/path", "https://user@x.org"):
+        with pytest.raises(InputError, match="is not an origin"):
+            origin_of(bad)
+    assert origin_of("https://OHIF.example.org:8443/") == "https://ohif.example.org:8443"
 
 
 # ----------------------------------------------------------------------------- the worker queue

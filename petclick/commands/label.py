@@ -58,6 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--auth-realm", default=None, metavar="URL",
                    help="require MONAI Label's authentication: the Keycloak realm, e.g. "
                         "https://keycloak.example.org/realms/monailabel (docs/server.md)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="URL",
+                   help="a web origin whose pages may use the server (a browser client such as OHIF on another "
+                        "address, or the reverse proxy's public address); repeatable; default: none")
     p.add_argument("--insecure", action="store_true",
                    help="serve without authentication on an address beyond loopback (logs a warning)")
     p.set_defaults(func=run)
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                            show=args.show, scratch=None if args.scratch is None else str(args.scratch.resolve()),
                            sessions=args.sessions, memory_mb=args.memory_mb, tile_cache_mb=args.tile_cache_mb,
                            workers=args.workers, queue=args.queue, params_kb=args.params_kb,
-                           upload_mb=args.upload_mb)
+                           upload_mb=args.upload_mb, allow_origins=tuple(args.allow_origin))
     realm = args.auth_realm or realm_from_environment()
     warning = check_exposure(args.host, args.port, auth=bool(realm), insecure=args.insecure)
     images = images_folder(args.studies, options.show)

@@ -1,6 +1,7 @@
 """The label server's front door: an ASGI middleware that refuses bad requests before they are read.
 
 In order, for every HTTP request (each refusal a JSON `{"detail": "<one line>"}`):
+0. browsers: the Origin and Host headers (access.BrowserPolicy; 403);
 1. the request target: at most `MAX_TARGET_BYTES` (414); no control character (NUL included) in the
    decoded path or query, no '..' path segment, UTF-8 query text, at most `MAX_QUERY_FIELDS`
    fields, and no repeated id parameter (400);
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl
 
+from petclick.workflows.label.access import BrowserPolicy
 from petclick.workflows.label.admission import Admission
 from petclick.workflows.label.limits import check_id, check_name, decode_json
 from petclick.workflows.label.requests import LabelRequestError
@@ -122,10 +124,15 @@ async def respond(send: Callable[[dict], Awaitable[None]], status: int, detail: 
 class RequestGuard:
     """The ASGI middleware (module docstring)."""
 
-    def __init__(self, app: Any, admission: Admission, limits: BodyLimits):
+    def __init__(self, app: Any, admission: Admission, limits: BodyLimits, browsers: BrowserPolicy | None = None):
         self.app, self.admission, self.limits = app, admission, limits
+        self.browsers = browsers or BrowserPolicy()
 
     def _checked(self, scope: dict):
+        headers = dict(scope.get("headers") or [])
+        host, origin = headers.get(b"host"), headers.get(b"origin")
+        self.browsers.check(None if host is None else host.decode("latin-1"),
+                            None if origin is None else origin.decode("latin-1"))
         check_target(scope)
         verdict = judge(scope["method"], scope["path"])
         if verdict.route is None:

@@ -29,6 +29,7 @@ SERVER_APP = "petclick.workflows.label.server:app"
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 LOG_FILE, LOG_BYTES, LOG_BACKUPS = "server.log", 10 * 2**20, 4
 TRUE = ("1", "true", "yes", "on")
+HOST_ENV = "PETCLICK_LABEL_HOST"
 
 
 def realm_from_environment(env: dict[str, str] | None = None) -> str | None:
@@ -40,9 +41,10 @@ def realm_from_environment(env: dict[str, str] | None = None) -> str | None:
 
 
 def environment(studies: str | Path, options: LabelOptions, scratch: str | Path,
-                auth_realm: str | None = None) -> dict[str, str]:
-    """The MONAI_LABEL_* settings of a petclick label server."""
-    env = {"MONAI_LABEL_APP_DIR": str(APP_DIR), "MONAI_LABEL_STUDIES": str(Path(studies).resolve()),
+                auth_realm: str | None = None, host: str = DEFAULT_HOST) -> dict[str, str]:
+    """The MONAI_LABEL_* settings of a petclick label server (and the address it listens on, for
+    the server's browser policy: access.BrowserPolicy)."""
+    env = {HOST_ENV: host, "MONAI_LABEL_APP_DIR": str(APP_DIR), "MONAI_LABEL_STUDIES": str(Path(studies).resolve()),
            "MONAI_LABEL_APP_CONF": json.dumps(options.to_conf()),
            "MONAI_LABEL_SESSION_PATH": str(Path(scratch) / "sessions"),
            "MONAI_LABEL_TASKS_TRAIN": "false", "MONAI_LABEL_TASKS_SCORING": "false",
@@ -69,7 +71,7 @@ def serve(studies: str | Path, options: LabelOptions, scratch: str | Path, host:
     """Run the server in this process until interrupted."""
     import uvicorn
 
-    os.environ.update(environment(studies, options, scratch, auth_realm))
+    os.environ.update(environment(studies, options, scratch, auth_realm, host))
     tempfile.tempdir = str(clean_folder(Path(scratch) / TMP))
     log_to_scratch(scratch)
     uvicorn.run(SERVER_APP, host=host, port=int(port), log_level=log_level, workers=1, log_config=None)

@@ -18,6 +18,7 @@ LabelOptions reads and writes them, so `petclick label` and a hand-written
 | queue | requests waiting for a worker; past it a request is answered 429 | 8 |
 | params_kb | largest `params` of a request (the form field), KiB | 64 |
 | upload_mb | largest uploaded label (Submit Label), MiB | 512 |
+| allow_origins | web origins whose pages may use the server (CORS), a JSON list | none: no other origin |
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Mapping
 
 from petclick.core.errors import InputError
+from petclick.workflows.label.access import origin_of
 
 SHOW_CHOICES = ("ct", "pet")
 DEFAULT_SESSIONS = 8
@@ -98,6 +100,20 @@ def _models(value) -> list[str]:
     return items
 
 
+def _origins(value) -> tuple[str, ...]:
+    """The allowed web origins of the conf (a JSON list, or origins joined by ',')."""
+    if not value:
+        return ()
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v) for v in value)
+    text = str(value).strip()
+    try:
+        items = json.loads(text) if text.startswith("[") else text.split(",")
+    except ValueError as exc:
+        raise InputError("conf allow_origins", f"not a JSON list of origins ({exc})") from exc
+    return tuple(str(v).strip() for v in items if str(v).strip())
+
+
 def _number(conf: Mapping[str, str], key: str, kind: type) -> float | int | None:
     """A count or size conf string as `kind` (None when absent or empty)."""
     text = conf.get(key)
@@ -126,10 +142,12 @@ class LabelOptions:
     queue: int = DEFAULT_QUEUE
     params_kb: int = DEFAULT_PARAMS_KB
     upload_mb: int = DEFAULT_UPLOAD_MB
+    allow_origins: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.show not in SHOW_CHOICES:
             raise InputError("conf show", f"must be one of {', '.join(SHOW_CHOICES)}, got {self.show!r}")
+        object.__setattr__(self, "allow_origins", tuple(origin_of(o) for o in self.allow_origins))
         for key, (_kind, least) in NUMBERS.items():
             value = getattr(self, key)
             if value is not None and value < least:
@@ -146,7 +164,8 @@ class LabelOptions:
         numbers = {key: _number(conf, key, kind) for key, (kind, _least) in NUMBERS.items()}
         return cls(models=tuple(_models(conf.get("models"))), device=str(conf.get("device") or "cpu"),
                    incremental=conf.get("incremental") or None, show=str(conf.get("show") or "ct").lower(),
-                   scratch=conf.get("scratch") or None, **{k: v for k, v in numbers.items() if v is not None})
+                   scratch=conf.get("scratch") or None, allow_origins=_origins(conf.get("allow_origins")),
+                   **{k: v for k, v in numbers.items() if v is not None})
 
     def to_conf(self) -> dict[str, str]:
         """The conf strings MONAI Label passes back to from_conf."""
@@ -156,4 +175,6 @@ class LabelOptions:
             conf["incremental"] = self.incremental
         if self.scratch:
             conf["scratch"] = str(self.scratch)
+        if self.allow_origins:
+            conf["allow_origins"] = json.dumps(list(self.allow_origins))
         return conf

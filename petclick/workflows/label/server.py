@@ -4,8 +4,10 @@
 
 - The shims (shims.py) are applied before monailabel is imported; auth.py makes MONAI Label's
   token check work under PyJWT 2.
-- guard.py's middleware runs first on every request: target and query checks, the endpoint
-  policy (routes.py), body limits, the worker queue with its 429 (admission.py).
+- guard.py's middleware runs first on every request: browsers (access.BrowserPolicy: the Origin
+  and Host headers), target and query checks, the endpoint policy (routes.py), body limits, the
+  worker queue with its 429 (admission.py). MONAI Label's CORS (every origin) is replaced by the
+  `--allow-origin` list (none by default).
 - Routes put ahead of MONAI Label's own:
   - POST /infer/{model}: params decoded within their limits (limits.py), an unknown model (404),
     an image id the datastore does not list (404), an uploaded volume, label or a Slicer session
@@ -28,6 +30,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 from collections import deque
 from pathlib import Path
 from typing import Optional
@@ -51,11 +54,14 @@ from monailabel.interfaces.datastore import DefaultLabelTag  # noqa: E402
 from monailabel.interfaces.exception import MONAILabelException  # noqa: E402
 from monailabel.interfaces.utils.app import app_instance  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
+from starlette.middleware.cors import CORSMiddleware  # noqa: E402
 
 from petclick.core.errors import InputError  # noqa: E402
 from petclick.workflows.label import auth  # noqa: E402
+from petclick.workflows.label.access import BrowserPolicy, is_loopback  # noqa: E402
 from petclick.workflows.label.admission import Admission  # noqa: E402
 from petclick.workflows.label.guard import BodyLimits, RequestGuard  # noqa: E402
+from petclick.workflows.label.launch import DEFAULT_HOST, HOST_ENV  # noqa: E402
 from petclick.workflows.label.limits import READER_KEY, check_id, check_name, decode_json, decode_params  # noqa: E402
 from petclick.workflows.label.options import LabelOptions  # noqa: E402
 from petclick.workflows.label.requests import LabelRequestError  # noqa: E402
@@ -74,7 +80,11 @@ LOG_LINES_MAX = 10000
 STORAGE_ERRORS = {errno.ENOSPC: 507, errno.EDQUOT: 507, errno.EFBIG: 507, errno.EROFS: 503, errno.EACCES: 503,
                   errno.EPERM: 503, errno.ENOTDIR: 503, errno.EIO: 503}
 
-app.user_middleware.append(Middleware(RequestGuard, admission=ADMISSION, limits=LIMITS))
+BROWSERS = BrowserPolicy(OPTIONS.allow_origins, loopback_only=is_loopback(os.environ.get(HOST_ENV, DEFAULT_HOST)))
+app.user_middleware[:] = [m for m in app.user_middleware if m.cls is not CORSMiddleware]   # MONAI Label's: every origin
+app.user_middleware.insert(0, Middleware(CORSMiddleware, allow_origins=list(OPTIONS.allow_origins),
+                                         allow_credentials=True, allow_methods=["*"], allow_headers=["*"]))
+app.user_middleware.append(Middleware(RequestGuard, admission=ADMISSION, limits=LIMITS, browsers=BROWSERS))
 
 
 def _known_image(image: str) -> None:
