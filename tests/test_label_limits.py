@@ -26,7 +26,7 @@ from petclick.workflows.label.admission import Admission, Busy
 from petclick.workflows.label.guard import check_target
 from petclick.workflows.label.limits import (MAX_JSON_DEPTH, READER_KEY, check_id, check_name, decode_json,
                                              decode_params, json_depth)
-from petclick.workflows.label.requests import LabelRequestError, parse_clicks
+from petclick.workflows.label.requests import LabelRequestError, parse_clicks, storage_failure
 from petclick.workflows.label.routes import judge
 from petclick.workflows.label.sessions import SessionCache
 
@@ -157,6 +157,16 @@ def test_browsers_only_from_allowed_origins_and_loopback_names():
         with pytest.raises(InputError, match="is not an origin"):
             origin_of(bad)
     assert origin_of("https://OHIF.example.org:8443/") == "https://ohif.example.org:8443"
+
+
+def test_a_write_that_fails_for_want_of_space_or_permission_is_a_5xx():
+    import errno
+
+    full = storage_failure(OSError(errno.ENOSPC, "No space left on device", "/scratch/results/m.nii.gz"))
+    assert full.status == 507 and "cannot write /scratch/results/m.nii.gz: No space left on device" in full.detail
+    assert storage_failure(OSError(errno.EROFS, "Read-only file system", "/scratch/x")).status == 503
+    assert storage_failure(PermissionError(errno.EACCES, "Permission denied")).status == 503
+    assert storage_failure(ConnectionResetError(errno.ECONNRESET, "reset")) is None      # not storage: a 500
 
 
 # ----------------------------------------------------------------------------- the worker queue

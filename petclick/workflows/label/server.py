@@ -64,7 +64,7 @@ from petclick.workflows.label.guard import BodyLimits, RequestGuard  # noqa: E40
 from petclick.workflows.label.launch import DEFAULT_HOST, HOST_ENV  # noqa: E402
 from petclick.workflows.label.limits import READER_KEY, check_id, check_name, decode_json, decode_params  # noqa: E402
 from petclick.workflows.label.options import LabelOptions  # noqa: E402
-from petclick.workflows.label.requests import LabelRequestError  # noqa: E402
+from petclick.workflows.label.requests import LabelRequestError, storage_failure  # noqa: E402
 from petclick.workflows.label.sessions import ANONYMOUS  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -76,9 +76,6 @@ AUTH = auth.install()
 LIMITS = BodyLimits(params=OPTIONS.params_kb * 1024, upload=OPTIONS.upload_mb * 2**20, json=OPTIONS.params_kb * 1024)
 LABEL_SUFFIXES = (".nii.gz", ".nii", ".nrrd")
 LOG_LINES_MAX = 10000
-#: errno -> HTTP status of a file the server cannot write
-STORAGE_ERRORS = {errno.ENOSPC: 507, errno.EDQUOT: 507, errno.EFBIG: 507, errno.EROFS: 503, errno.EACCES: 503,
-                  errno.EPERM: 503, errno.ENOTDIR: 503, errno.EIO: 503}
 
 BROWSERS = BrowserPolicy(OPTIONS.allow_origins, loopback_only=is_loopback(os.environ.get(HOST_ENV, DEFAULT_HOST)))
 app.user_middleware[:] = [m for m in app.user_middleware if m.cls is not CORSMiddleware]   # MONAI Label's: every origin
@@ -206,14 +203,12 @@ async def _auth_server_error(_request, exc: requests.RequestException):
 
 @app.exception_handler(OSError)
 async def _storage_error(request, exc: OSError):
-    status = STORAGE_ERRORS.get(exc.errno)
-    if status is None:
+    failure = storage_failure(exc)
+    if failure is None:
         return await _server_error(request, exc)
-    where = exc.filename or "a file"
-    log.error("cannot write %s: %s (%s); the request is refused, the server goes on", where, exc.strerror,
-              errno.errorcode.get(exc.errno, exc.errno))
-    return _detail(status, f"the server cannot write {where}: {exc.strerror}; its scratch folder is full or "
-                           "read-only (ask the administrator)")
+    log.error("cannot write %s: %s (%s); the request is refused, the server goes on", exc.filename or "a file",
+              exc.strerror, errno.errorcode.get(exc.errno, exc.errno))
+    return _detail(failure.status, failure.detail)
 
 
 @app.exception_handler(Exception)
