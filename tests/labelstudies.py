@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from hypothesis import strategies as st
 
 SHAPE = (32, 28, 40)
 GOOD = ("fdg_0001_2020", "psma_0002_2021")
@@ -70,3 +71,17 @@ def lesion_voxel(root: Path, case: str) -> tuple[int, int, int]:
     idx = np.argwhere(label)
     centre = idx.mean(axis=0)
     return tuple(int(v) for v in idx[np.argmin(((idx - centre) ** 2).sum(axis=1))])
+
+
+# params of an infer request as a client might send them, well-formed or not (property-based tests)
+_coordinates = st.one_of(st.integers(-3, 12), st.integers(-2**70, 2**70), st.floats(allow_nan=True), st.booleans(),
+                         st.text(max_size=3), st.none())
+_points = st.one_of(st.lists(st.lists(_coordinates, min_size=0, max_size=4), max_size=12),
+                    st.lists(st.lists(st.integers(0, 9), min_size=3, max_size=3), max_size=12), _coordinates)
+_json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8)),
+                            lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                    st.dictionaries(st.text(max_size=6), inner, max_size=4)),
+                            max_leaves=20)
+params_objects = st.dictionaries(st.sampled_from(["tumor", "background", "foreground", "label", "client_id",
+                                                  "result_extension", "roi", "x"]),
+                                 st.one_of(_points, _json_values), max_size=5)

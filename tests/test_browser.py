@@ -99,6 +99,8 @@ def test_the_datastore_lists_the_pet_series_and_refuses_the_study_without_dose(c
     assert ohif.status_code == 200 and "<html" in ohif.text.lower()   # MONAI Label's OHIF is served (docs/browser.md)
     listed = requests.get(f"{server.url}/proxy/dicom/qido/studies", timeout=30)
     assert listed.status_code == 200 and len(listed.json()) == 3          # ... and its DICOMweb proxy reaches Orthanc
+    stow = requests.post(f"{server.url}/proxy/dicom/wado/studies", data=b"x", timeout=30)
+    assert stow.status_code == 403 and "reads only" in stow.json()["detail"]   # ... for reading only (routes.py)
 
 
 def test_label_with_the_dicomweb_server_down_is_one_line(tmp_path, capsys):
@@ -201,9 +203,19 @@ def test_reader_click_shows_the_overlay_and_stores_a_seg_that_honours_the_click(
     seg = web.client.retrieve_instance(seg_info["study"], seg_info["series"], seg_info["instance"])
     pet_headers = web.headers(entry["study"], entry["pet_series"])
     mask = read_seg(seg, pet_headers)
-    served = np.frombuffer(requests.get(f"{server.url}/reader/api/mask/{image_id}", timeout=30).content,
-                           np.uint8).reshape(D.SHAPE, order="F")
-    assert mask[tuple(lesion)] == 1 and np.array_equal(mask, served)
+    client = browser.execute_script("return window.petclick.clientId;")
+    assert client.startswith("reader-") and state["last"]["request"]["reader"] == client   # the tab's own session
+
+    def served_mask():
+        r = requests.get(f"{server.url}/reader/api/mask/{image_id}", params={"client_id": client}, timeout=30)
+        assert r.status_code == 200, r.text
+        return np.frombuffer(r.content, np.uint8).reshape(D.SHAPE, order="F")
+
+    assert mask[tuple(lesion)] == 1 and np.array_equal(mask, served_mask())
+    other = requests.post(f"{server.url}/infer/petclick", params={"image": image_id, "output": "json"}, timeout=60,
+                          files={"params": (None, json.dumps({"background": [lesion], "client_id": "reader-other"}))})
+    assert other.status_code == 200 and other.json()["request"]["reader"] == "reader-other"
+    assert np.array_equal(mask, served_mask())            # another browser's points never reach this tab's session
     shot = chain["root"] / "reader.png"
     shot.write_bytes(png)
 
@@ -218,4 +230,5 @@ def test_reader_click_shows_the_overlay_and_stores_a_seg_that_honours_the_click(
     last = browser.execute_script("return window.petclick.last;")
     assert last["clicks"] == {"tumor": [lesion], "background": []} and last["lesion_voxels"] == int(mask.sum())
     print(f"browser part: {time.perf_counter() - t0:.1f} s; screenshot {shot}")
-    assert json.loads(json.dumps(last["seg"]))["instance_number"] == 3
+    assert json.loads(json.dumps(last["seg"]))["instance_number"] == 3     # the tab's own SEG series (reader-other has its own)
+    assert last["seg"]["series"] == seg_info["series"] != other.json()["seg"]["series"]

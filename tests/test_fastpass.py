@@ -5,6 +5,7 @@ shape checked, backend selection and its config key."""
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 import pytest
@@ -184,3 +185,35 @@ def test_a_network_onnxruntime_cannot_run_stays_on_pytorch(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="petclick.runtime.onnxrt"):
         y = fast(x)
     assert fast.fallback and "aten::foo" in caplog.text and torch.equal(y, full(net, x))
+
+
+def test_threads_sharing_a_network_open_its_session_once(monkeypatch):
+    """The label server runs sessions in threads on shared networks: two first calls at once must
+    not both open a session (the second would free the weights the first session reads)."""
+    net = network(5)
+    fast = prepare_network(net, {"backend": "onnxruntime"}, "cpu", arch=ARCH)
+    opened, real_open = [], onnxrt.OrtWindowNet._open
+    entered = threading.Barrier(2, timeout=5)
+
+    def counted_open(self, example):
+        opened.append(1)
+        real_open(self, example)
+
+    monkeypatch.setattr(onnxrt.OrtWindowNet, "_open", counted_open)
+    x = torch.rand(1, 4, 16, 16, 24)
+    outputs, errors = [], []
+
+    def call():
+        try:
+            entered.wait()
+            outputs.append(fast(x))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors and len(outputs) == 2 and opened == [1] and not fast.fallback
+    assert close(outputs[0], full(net, x)) and torch.equal(outputs[0], outputs[1])

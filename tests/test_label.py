@@ -14,6 +14,7 @@ import labelstudies as L
 from petclick.cli import main
 from petclick.core.errors import InputError
 from petclick.inference.predictors import SuvThresholdPredictor
+from petclick.workflows.label.access import is_loopback
 from petclick.workflows.label.launch import environment
 from petclick.workflows.label.options import LabelOptions, scratch_for
 from petclick.workflows.label.requests import LabelRequestError, parse_clicks
@@ -31,7 +32,8 @@ def _ct(studies: Path, case: str) -> Path:
 
 
 def test_options_round_trip_through_monai_label_conf_strings():
-    opts = LabelOptions(models=("a/work_dir", "b/model.pt"), incremental="local", show="pet", sessions=2)
+    opts = LabelOptions(models=("a/work_dir", "b/model.pt"), incremental="local", show="pet", sessions=2,
+                        memory_mb=512.5, workers=3, queue=0, tile_cache_mb=64)
     conf = opts.to_conf()
     assert all(isinstance(v, str) for v in conf.values())
     assert LabelOptions.from_conf(conf) == opts
@@ -39,9 +41,13 @@ def test_options_round_trip_through_monai_label_conf_strings():
     assert LabelOptions.from_conf({"models": "suv-threshold"}).show == "ct"
     for conf, match in (({}, "no model given"), ({"models": "m", "show": "mri"}, "show"),
                         ({"models": "m", "sessions": "0"}, "at least 1"), ({"models": "m", "sessions": "two"}, "whole"),
+                        ({"models": "m", "workers": "0"}, "conf workers: must be at least 1"),
+                        ({"models": "m", "memory_mb": "lots"}, "conf memory_mb: must be a number"),
                         ({"models": "[oops"}, "JSON list")):
         with pytest.raises(InputError, match=match):
             LabelOptions.from_conf(conf)
+    assert LabelOptions(models=("m",), memory_mb=2).memory_bytes == 2 * 2**20
+    assert LabelOptions(models=("m",)).memory_bytes > 0                       # half the machine's memory
 
 
 def test_studies_folder_images_and_pairs(studies, tmp_path):
@@ -108,7 +114,7 @@ def test_session_cache_masks_honour_clicks_on_the_shown_grid(studies, tmp_path):
         again, info2 = cache.infer(case, _ct(studies, case), params, out_dir=tmp_path)
         assert not info2["request"]["session_opened"] and not info2["request"]["computed"]
         assert np.array_equal(_mask(again)[0], mask)
-    assert cache.opened == 2 and list(cache.sessions) == [L.FLIPPED]       # one kept: the least recent dropped
+    assert cache.opened == 2 and cache.sessions == [("anonymous", L.FLIPPED)]   # one kept: the least recent dropped
     auto, info = cache.infer(L.FLIPPED, _ct(studies, L.FLIPPED), {"tumor": [[16, 14, 20]]}, interactive=False,
                              out_dir=tmp_path)
     assert info["clicks"] == {"tumor": [], "background": []} and info["request"]["computed"]
@@ -146,7 +152,36 @@ def test_label_command_checks_before_serving(studies, tmp_path, capsys, monkeypa
     assert main(["label", "--studies", str(studies), "--models", "suv-threshold", "--scratch", str(tmp_path / "s")]) == 0
     (_, options, scratch), kwargs = started[0]
     assert options.models == ("suv-threshold",) and scratch == (tmp_path / "s").resolve()
-    assert kwargs == {"host": "127.0.0.1", "port": 8000}
+    assert kwargs == {"host": "127.0.0.1", "port": 8000, "auth_realm": None}
     env = environment(studies, options, scratch)
     assert json.loads(env["MONAI_LABEL_APP_CONF"])["models"] == '["suv-threshold"]'
-    assert Path(env["MONAI_LABEL_APP_DIR"], "main.py").is_file()
+    assert Path(env["MONAI_LABEL_APP_DIR"], "main.py").is_file() and env["MONAI_LABEL_AUTH_ENABLE"] == "false"
+    env = environment(studies, options, scratch, auth_realm="https://kc.example.org/realms/pet/")
+    assert env["MONAI_LABEL_AUTH_ENABLE"] == "true" and env["MONAI_LABEL_AUTH_REALM_URI"].endswith("/realms/pet")
+
+
+def test_label_command_refuses_an_open_address_without_authentication(studies, tmp_path, capsys, monkeypatch, caplog):
+    import petclick.commands.label as command
+
+    started = []
+    monkeypatch.setattr(command.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(command, "serve", lambda *a, **k: started.append(k))
+    monkeypatch.delenv("MONAI_LABEL_AUTH_ENABLE", raising=False)
+    base = ["label", "--studies", str(studies), "--models", "suv-threshold", "--scratch", str(tmp_path / "s")]
+    for host in ("0.0.0.0", "10.20.30.40", "::"):
+        assert main([*base, "--host", host, "--port", "8123"]) == 2
+        err = capsys.readouterr().err
+        assert f"--host: {host}:8123 is reachable beyond this machine" in err and "--insecure" in err
+    assert not started
+    with caplog.at_level("WARNING"):
+        assert main([*base, "--host", "0.0.0.0", "--port", "8123", "--insecure"]) == 0
+    assert "serving WITHOUT authentication on 0.0.0.0:8123 (--insecure)" in caplog.text
+    assert main([*base, "--host", "0.0.0.0", "--auth-realm", "https://kc.example.org/realms/pet"]) == 0
+    monkeypatch.setenv("MONAI_LABEL_AUTH_ENABLE", "true")                 # MONAI Label's own variables count too
+    monkeypatch.setenv("MONAI_LABEL_AUTH_REALM_URI", "https://kc.example.org/realms/x")
+    assert main([*base, "--host", "0.0.0.0"]) == 0
+    assert [k["auth_realm"] for k in started] == [None, "https://kc.example.org/realms/pet",
+                                                  "https://kc.example.org/realms/x"]
+    for loopback in ("127.0.0.1", "::1", "localhost"):
+        assert is_loopback(loopback)
+    assert not is_loopback("0.0.0.0") and not is_loopback("") and not is_loopback("192.168.1.9")

@@ -251,18 +251,22 @@ def test_tile_cache_limit_is_honoured(models, phantom, caplog):
 
 
 def test_local_mode_updates_a_window_around_the_new_click(models, phantom):
+    """Per input group (the body-cropped checkpoint, the whole-image one): the two groups place their
+    windows around the click on grids of their own, so only each group's change is one window."""
     from petclick.inference.engine import LocalSettings
-    predictor = EnsemblePredictor(sorted(models.rglob("model.pt")))
-    s = InteractiveSession(predictor, _case(phantom), mode="local", local=LocalSettings(max_grow=0))
-    before = s.predict()
     click = phantom.clicks.tumor[0]
-    s.add_clicks(tumor=[click])
-    after = s.predict()
-    assert after.tiles_computed == 2                     # one window per checkpoint
-    changed = np.abs(after.prob - before.prob) > 0
-    assert changed[click]                                # the clicked voxel's probability moved
-    box = np.argwhere(changed)
-    assert np.all(box.max(0) - box.min(0) + 1 <= np.asarray(ROI) + 1)   # one window around the click (per group)
+    for path in sorted(models.rglob("model.pt")):
+        s = InteractiveSession(EnsemblePredictor([path]), _case(phantom), mode="local",
+                               local=LocalSettings(max_grow=0))
+        before = s.predict()
+        s.add_clicks(tumor=[click])
+        after = s.predict()
+        assert after.tiles_computed == 1                     # one window for the checkpoint
+        changed = np.abs(after.prob - before.prob) > 0
+        assert changed[click]                                # the clicked voxel's probability moved
+        box = np.argwhere(changed)
+        extent = box.max(0) - box.min(0) + 1
+        assert np.all(extent <= np.asarray(ROI) + 1), (path.parent.name, extent)   # one window around the click
 
 
 def test_local_mode_window_fraction_runs_a_smaller_crop_per_click(models, phantom):

@@ -21,6 +21,7 @@ import itertools
 import json
 import logging
 import os
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -50,8 +51,13 @@ class ModelCache:
     def __init__(self, max_bytes: int):
         self.max_bytes = int(max_bytes)
         self._models: OrderedDict[tuple, tuple[torch.nn.Module, int]] = OrderedDict()
+        self._lock = threading.Lock()     # sessions of a server run in parallel threads
 
     def get(self, path: Path, device: torch.device) -> torch.nn.Module:
+        with self._lock:
+            return self._get(path, device)
+
+    def _get(self, path: Path, device: torch.device) -> torch.nn.Module:
         key = (str(path), os.path.getmtime(path), str(device))
         if key in self._models:
             self._models.move_to_end(key)
@@ -71,7 +77,8 @@ class ModelCache:
         return model
 
     def clear(self) -> None:
-        self._models.clear()
+        with self._lock:
+            self._models.clear()
 
 
 MODELS = ModelCache(int(os.environ.get("PETCLICK_MODEL_CACHE_MB", "2048")) * 2**20)
@@ -121,6 +128,7 @@ class CheckpointSet:
         self.name = name or f"ensemble-{len(self.checkpoints)}"
         self._prepared: dict[str, PreparedCase] = {}
         self._prepared_for: np.ndarray | None = None
+        self._prepare_lock = threading.Lock()    # sessions of several cases prepare in parallel threads
         self._encoders: dict[str, ClickEncoder] = {}
 
     def algo(self, path: Path) -> str:
@@ -162,11 +170,12 @@ class CheckpointSet:
         return json.dumps([info["preprocess"], info["encoding"]], sort_keys=True, default=str)
 
     def _prepare(self, case: CaseVolumes, key: str, pre: dict) -> PreparedCase:
-        if self._prepared_for is not case.pet.array:  # a new case: drop the previous one's inputs
-            self._prepared, self._prepared_for = {}, case.pet.array
-        if key not in self._prepared:
-            self._prepared[key] = prepare_arrays(pre, case.ct.array, case.pet.array, case.affine)
-        return self._prepared[key]
+        with self._prepare_lock:
+            if self._prepared_for is not case.pet.array:  # a new case: drop the previous one's inputs
+                self._prepared, self._prepared_for = {}, case.pet.array
+            if key not in self._prepared:
+                self._prepared[key] = prepare_arrays(pre, case.ct.array, case.pet.array, case.affine)
+            return self._prepared[key]
 
     def _settings(self, path: Path) -> dict[str, Any]:
         out = dict(self.info[path]["infer"])

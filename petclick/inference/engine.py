@@ -197,10 +197,14 @@ class EnsembleEngine:
             info = p.info[members[0][0]]
             prepared = p._prepare(self.case, key, info["preprocess"])
             group = Group(prepared, p._encoders.setdefault(key, ClickEncoder(info["encoding"])))
+            grids: dict[tuple, TileGrid] = {}       # checkpoints with the same windows share one grid (count map)
             for path, scale in members:
                 s, net = p._settings(path), p.info[path]
                 roi = cover_roi(s["roi"], group.shape, net["name"], **net["network_kwargs"])
-                grid = TileGrid(group.shape, roi, s["overlap"], s["mode"], device=p.device)
+                spec = (tuple(roi), float(s["overlap"]), str(s["mode"]))
+                if spec not in grids:
+                    grids[spec] = TileGrid(group.shape, roi, s["overlap"], s["mode"], device=p.device)
+                grid = grids[spec]
                 for axes in flips:
                     tiled = TiledLogits(f"{path}|{axes}", lambda path=path: MODELS.get(path, p.device), grid,
                                         flip_axes=axes, sw_batch_size=s["sw_batch_size"], amp=s["amp"],

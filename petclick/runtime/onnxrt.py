@@ -15,6 +15,9 @@ is 1.1-1.3x, and on the same machine idle it is 1.17x (1.01 s against 1.18 s).
 - Every new window shape is checked once per checkpoint against the PyTorch network (one PyTorch
   forward); a mismatch (an export that baked in a shape, a stale weight) logs a warning and that
   checkpoint stays on PyTorch. Nothing is silently wrong.
+- Threads (the label server runs sessions in parallel) share a network: its session is opened
+  once under a lock. Two threads opening it at once would each build one, and the second would
+  free the weight arrays the first session still reads (a segfault in ONNX Runtime).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import copy
 import io
 import logging
+import threading
 import warnings
 from typing import Any, Hashable
 
@@ -33,6 +37,7 @@ log = logging.getLogger(__name__)
 #: A checked window may differ from PyTorch by this much (relative to its largest |logit|).
 CHECK_RTOL = 1e-3
 _EXPORTS: dict[Hashable, tuple[bytes, dict[str, str]]] = {}
+_EXPORTS_LOCK = threading.Lock()
 
 
 def available() -> bool:
@@ -99,6 +104,7 @@ class OrtWindowNet(torch.nn.Module):
         self._keep: list = []      # the override arrays must outlive the session
         self._checked: set[tuple[int, ...]] = set()
         self.fallback = False
+        self._opening = threading.Lock()   # sessions of a server run in threads: one open, never two
 
     def _open(self, example: torch.Tensor) -> None:
         import onnxruntime as ort
@@ -106,22 +112,24 @@ class OrtWindowNet(torch.nn.Module):
         if self.arch is None:                 # this model only: nothing kept beyond the session
             data, names = export_onnx(self.torch_net.net, example)
         else:
-            if self.arch not in _EXPORTS:
-                _EXPORTS[self.arch] = export_onnx(self.torch_net.net, example)
-            data, names = _EXPORTS[self.arch]
+            with _EXPORTS_LOCK:
+                if self.arch not in _EXPORTS:
+                    _EXPORTS[self.arch] = export_onnx(self.torch_net.net, example)
+                data, names = _EXPORTS[self.arch]
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # shared CPUs: no busy-waiting
         state = self.torch_net.net.state_dict()
-        self._keep = []
+        keep = []
         for name, k in names.items():
             arr = np.ascontiguousarray(state[k].detach().cpu().numpy())  # its own dtype (int64 index buffers too)
             value = ort.OrtValue.ortvalue_from_numpy(arr)
-            self._keep.append((arr, value))
+            keep.append((arr, value))
             opts.add_initializer(name, value)
-        self._session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+        self._keep, self._session = keep, session
 
     def _run(self, x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(self._session.run(None, {"x": x})[0])
@@ -133,7 +141,9 @@ class OrtWindowNet(torch.nn.Module):
         x = windows.detach().to("cpu", torch.float32).contiguous()
         try:
             if self._session is None:
-                self._open(x)
+                with self._opening:
+                    if self._session is None:  # another thread may have opened it meanwhile
+                        self._open(x)
             out = self._run(x.numpy())
         except Exception as exc:  # an operator the exporter or ONNX Runtime lacks, a shape it cannot run
             log.warning("cannot run this network on onnxruntime (%s: %s); it runs on PyTorch",

@@ -84,6 +84,12 @@ class TileGrid:
         return len(self.starts)
 
     @property
+    def nbytes(self) -> int:
+        """Bytes the grid holds: its window weight and, once computed, the count map of the padded image."""
+        held = [self.weight] + ([] if self._count is None else [self._count])
+        return sum(t.numel() * t.element_size() for t in held)
+
+    @property
     def count(self) -> torch.Tensor:
         """Sum of the window weights over the padded image, accumulated in window order as MONAI does."""
         if self._count is None:

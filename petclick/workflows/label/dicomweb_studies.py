@@ -10,8 +10,8 @@ Orthanc) served as the label app's datastore, and each result stored back as a D
   its one-line reason, logged and kept in `cache/dicomweb.json`; a request for it is a 409 with
   that reason. A server that is down is an InputError before anything starts.
 - `SegStore(url, cache)`: after each result, the mask as a DICOM SEG on the PET series
-  (petclick.io.dicom_seg), stored with STOW-RS into the study: one SEG series per image and server
-  run, one instance per result.
+  (petclick.io.dicom_seg), stored with STOW-RS into the study: one SEG series per reader, image and
+  server run (its description names the reader), one instance per result.
 """
 
 from __future__ import annotations
@@ -32,11 +32,13 @@ from petclick.io.dicom_seg import seg_dataset
 from petclick.io.dicom_study import load_dicom_case, pair_series
 from petclick.io.dicomweb import DicomWeb
 from petclick.io.images import load_volume, save_volume
+from petclick.workflows.label.limits import ANONYMOUS
 from petclick.workflows.label.requests import LabelRequestError
 from petclick.workflows.label.studies import CT_SUFFIX, IMAGES_SUBFOLDER, PET_SUFFIX
 
 log = logging.getLogger(__name__)
 INDEX = "dicomweb.json"
+SERIES_DESCRIPTION_CHARS = 64         # DICOM LO
 
 
 def cache_for(url: str) -> Path:
@@ -127,12 +129,13 @@ class SegStore:
     def __init__(self, studies: DicomWebStudies):
         self.studies = studies
         self.web = DicomWeb(studies.url)
-        self.series: dict[str, tuple[str, int]] = {}      # image id -> (SEG series uid, last instance number)
+        self.series: dict[tuple[str, str], tuple[str, int]] = {}   # (reader, image id) -> (SEG series, last number)
         self.headers: dict[str, list] = {}
         self._lock = threading.Lock()
 
-    def store(self, image_id: str, mask_path: str | Path) -> dict:
-        """The mask file (on the PET grid) as a SEG instance in the image's study; returns its UIDs."""
+    def store(self, image_id: str, mask_path: str | Path, reader: str = ANONYMOUS) -> dict:
+        """The mask file (on the PET grid) as a SEG instance in the image's study, in the SEG series of
+        (`reader`, image); returns its UIDs."""
         entry = self.studies.studies.get(image_id)
         if entry is None:
             raise LabelRequestError(404, f"unknown image id {image_id!r}")
@@ -140,10 +143,11 @@ class SegStore:
         with self._lock:
             if image_id not in self.headers:
                 self.headers[image_id] = self.web.headers(entry["study"], entry["pet_series"])
-            series_uid, number = self.series.get(image_id, (None, 0))
+            series_uid, number = self.series.get((reader, image_id), (None, 0))
             seg = seg_dataset(mask, self.headers[image_id], source=image_id, series_uid=series_uid,
-                              instance_number=number + 1, description="petclick lesions (label server)")
-            self.series[image_id] = (str(seg.SeriesInstanceUID), number + 1)
+                              instance_number=number + 1,
+                              description=f"petclick lesions, reader {reader}"[:SERIES_DESCRIPTION_CHARS])
+            self.series[(reader, image_id)] = (str(seg.SeriesInstanceUID), number + 1)
         self.web.store([seg])
         return {"study": entry["study"], "series": str(seg.SeriesInstanceUID), "instance": str(seg.SOPInstanceUID),
                 "instance_number": number + 1, "frames": int(seg.NumberOfFrames)}

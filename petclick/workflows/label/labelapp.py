@@ -5,7 +5,8 @@ each result stored back as a DICOM SEG: dicomweb_studies.py).
 
 Built by MONAI Label from its app folder (petclick/workflows/label/app/main.py) with the studies
 folder and the `--conf` strings (petclick.workflows.label.options). The predictor is loaded once
-at start-up; the tasks keep one session per image id (sessions.py).
+at start-up; the tasks keep one session per reader and image id (sessions.py), whose mask files go
+to the scratch folder's results/ (emptied at start: what a killed server left).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import petclick
 from petclick.inference.predictors import get_predictor
 from petclick.io.dicomweb import is_dicomweb
 from petclick.workflows.label.dicomweb_studies import DicomWebStudies, SegStore
-from petclick.workflows.label.options import LabelOptions, scratch_for
+from petclick.workflows.label.options import RESULTS, LabelOptions, clean_folder, scratch_for
 from petclick.workflows.label.sessions import SessionCache
 from petclick.workflows.label.studies import SUFFIXES, images_folder
 from petclick.workflows.label.tasks import LABELS, PetclickInfer
@@ -40,8 +41,10 @@ class PetclickLabelApp(MONAILabelApp):
         self.scratch = Path(self.options.scratch) if self.options.scratch else scratch_for(self.images)
         self.seg_store = SegStore(self.dicomweb) if self.dicomweb else None
         predictor = get_predictor(list(self.options.models), device=self.options.device, cached=True)
+        self.results = clean_folder(self.scratch / RESULTS)
         self.cache = SessionCache(predictor, show=self.options.show, mode=self.options.incremental,
-                                  max_sessions=self.options.sessions)
+                                  max_sessions=self.options.sessions, memory_bytes=self.options.memory_bytes,
+                                  tile_cache_mb=self.options.tile_cache_mb, out_dir=self.results)
         log.info("petclick label: %s images in %s, models %s, scratch %s", self.options.show.upper(), self.images,
                  ", ".join(self.options.models), self.scratch)
         super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="petclick",

@@ -1,8 +1,9 @@
 """A `petclick label` server in a subprocess: started on a free loopback port, waited for, stopped.
 
 What the tests and benchmarks/bench_label.py use (and a script driving the server can): the server
-runs in its own process group, its output goes to a log file, it is up when GET /info/ answers 200,
-and it stops on SIGINT (SIGKILL after `stop_timeout_s`). Standard library only.
+runs in its own process group, its output goes to a log file, it is up when GET /info/ answers
+(200, or a status of `ready_status`: 401 with authentication on), and it stops on SIGINT (SIGKILL
+after `stop_timeout_s`). Standard library only.
 """
 
 from __future__ import annotations
@@ -26,16 +27,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until_up(proc: subprocess.Popen, url: str, timeout_s: float, name: str) -> None:
-    """Poll `url` until it answers 200; RuntimeError when `proc` exits first or after `timeout_s`."""
+def wait_until_up(proc: subprocess.Popen, url: str, timeout_s: float, name: str,
+                  ready_status: Sequence[int] = (200,)) -> None:
+    """Poll `url` until it answers a status of `ready_status` (e.g. 401: up, with authentication on);
+    RuntimeError when `proc` exits first or after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"{name} exited with {proc.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=5) as r:
-                if r.status == 200:
+                if r.status in ready_status:
                     return
+        except urllib.error.HTTPError as exc:
+            if exc.code in ready_status:
+                return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         if time.monotonic() > deadline:
@@ -60,10 +66,10 @@ class LabelServerProcess:
 
     def __init__(self, studies: str | Path, models: Sequence[str | Path], log: str | Path,
                  extra: Sequence[str] = (), env: dict[str, str] | None = None, start_timeout_s: float = 300,
-                 stop_timeout_s: float = 60, host: str = "127.0.0.1"):
+                 stop_timeout_s: float = 60, host: str = "127.0.0.1", ready_status: Sequence[int] = (200,)):
         self.port, self.log = free_port(host), Path(log)
         self.url = f"http://{host}:{self.port}"
-        self.stop_timeout_s = stop_timeout_s
+        self.stop_timeout_s, self.ready_status = stop_timeout_s, tuple(ready_status)
         cmd = [sys.executable, "-m", "petclick.cli", "label", "--studies", str(studies), "--models",
                *[str(m) for m in models], "--host", host, "--port", str(self.port), *extra]
         t0 = time.perf_counter()
@@ -75,7 +81,7 @@ class LabelServerProcess:
 
     def _wait(self, timeout_s: float) -> None:
         try:
-            wait_until_up(self.proc, f"{self.url}/info/", timeout_s, "petclick label")
+            wait_until_up(self.proc, f"{self.url}/info/", timeout_s, "petclick label", self.ready_status)
         except RuntimeError as exc:
             if self.proc.poll() is None:
                 self.stop()

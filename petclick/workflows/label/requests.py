@@ -14,6 +14,7 @@ voxel clicked as both kinds is a 422 naming the list, the entry and the problem.
 
 from __future__ import annotations
 
+import errno
 from typing import Any, Mapping, Sequence
 
 from petclick.core.errors import InputError
@@ -32,6 +33,21 @@ class LabelRequestError(Exception):
     def __init__(self, status: int, detail: str):
         super().__init__(detail)
         self.status, self.detail = int(status), str(detail)
+
+
+#: errno of a file the server cannot write -> the answer's status: no space (507), not writable (503)
+STORAGE_ERRORS = {errno.ENOSPC: 507, errno.EDQUOT: 507, errno.EFBIG: 507, errno.EROFS: 503, errno.EACCES: 503,
+                  errno.EPERM: 503, errno.ENOTDIR: 503, errno.EIO: 503}
+
+
+def storage_failure(exc: OSError) -> LabelRequestError | None:
+    """The 5xx a failed write becomes (None: not a storage failure, a bug of the server)."""
+    status = STORAGE_ERRORS.get(exc.errno)
+    if status is None:
+        return None
+    where = exc.filename or "a file"
+    return LabelRequestError(status, f"the server cannot write {where}: {exc.strerror}; its scratch folder is full "
+                                     "or read-only (ask the administrator)")
 
 
 def point_lists(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
+from petclick.workflows.label.limits import ANONYMOUS, READER_KEY
 from petclick.workflows.label.sessions import SessionCache
 
 LABELS = {"tumor": 1, "background": 0}
@@ -33,10 +34,13 @@ class PetclickInfer(InferTask):
 
     def __call__(self, request: dict[str, Any]):
         """`request`: MONAI Label's dict (the params merged in, `image` the shown file's path) plus
-        the app's `image_id`; returns (mask file, JSON). With a DICOMweb datastore the mask is also
-        stored into the study as a DICOM SEG (JSON `seg`: its UIDs)."""
+        the app's `image_id` and the server's reader; returns (mask file, JSON). With a DICOMweb
+        datastore the mask is also stored into the study as a DICOM SEG (JSON `seg`: its UIDs; one
+        SEG series per reader and image)."""
         image_id = str(request.get("image_id") or "")
-        mask, result = self.cache.infer(image_id, str(request.get("image") or ""), request, interactive=self.interactive)
+        reader = str(request.get(READER_KEY) or ANONYMOUS)
+        mask, result = self.cache.infer(image_id, str(request.get("image") or ""), request,
+                                        interactive=self.interactive, reader=reader)
         if self.seg_store is not None:
-            result["seg"] = self.seg_store.store(image_id, mask)
+            result["seg"] = self.seg_store.store(image_id, mask, reader)
         return mask, result
