@@ -264,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", choices=sorted(SCALES), default="demo")
     ap.add_argument("--cohort-seed", type=int, required=True, help="training cohort's generator seed (the demo's is 7)")
+    ap.add_argument("--cases", type=int, help="training cohort size (default: the scale's)")
+    ap.add_argument("--shape", type=int, nargs=3, help="phantom grid of every cohort (default: the scale's)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (training.seed)")
     ap.add_argument("--split", choices=("testing", "validation"), default="testing")
     ap.add_argument("--test-seeds", type=int, nargs="*", default=[], help="score whole cohorts of these seeds")
@@ -281,6 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.rescore and args.work is None:
         ap.error("--rescore needs --work, the folder of an earlier run")
     scale = SCALES[args.scale]
+    if args.cases or args.shape:
+        import dataclasses
+
+        scale = dataclasses.replace(scale, cases=args.cases or scale.cases,
+                                    shape=tuple(args.shape) if args.shape else scale.shape)
     from petclick.core.yamlio import read_yaml
     from petclick.inference.predictors import SuvThresholdPredictor
     from petclick.postprocess import make_config
