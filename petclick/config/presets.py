@@ -63,6 +63,8 @@ AUTOPET: dict[str, Any] = {
         "val_every": "auto",           # auto: about 20 validations per run
         "ds_weights": "halving",       # deep-supervision weights 1/2^i
         "loss_weights": {"dice": 1.0, "ce": 1.0},  # Dice-CE: weights of the Dice and cross-entropy terms
+        "empty_dice": "ignore",        # a batch without lesion voxels: CE only (ignore) or Dice too (count);
+                                       # `count` collapses the network to predicting nothing (petclick.training.loss)
         "seed": 0,
         "grad_clip": 12.0,
         "device": None,                # null: cuda when available, else cpu (inference.yaml's `device` is inference's)

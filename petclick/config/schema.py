@@ -176,6 +176,7 @@ for _path, _rule in {
     "training.ds_weights": Rule(lambda v: None if v in ("halving", "same") or numbers(None, 0).check(v) is None
                                 else f"must be 'halving', 'same' or a list of weights, got {v!r}",
                                 "'halving', 'same' or a list of weights"),
+    "training.empty_dice": choice("ignore", "count"),  # petclick.training.loss.EMPTY_DICE
     "training.grad_clip": number(0, lo_open=True, none=True), "training.device": TEXT,
     "training.repeats": choice("independent", "snapshot", "warmstart"),  # petclick.training.repeats.REPEAT_MODES
     "training.cycle_epochs": number(1, integer=True, none=True),
