@@ -162,8 +162,9 @@ for _path, _rule in {
     "data.sampler": choice("posneg", "uptake"),   # petclick.training.sampling.SAMPLERS
     "data.sampler_ratios": numbers(3, 0),
     "data.num_crops": number(1, integer=True), "data.batch_size": number(1, integer=True),
-    "data.cache_rate": number(0, 1), "data.num_workers": number(0, integer=True),
-    "data.cache_dtype": choice("float16", "bfloat16", "float32", none=True), "data.crop_body": FLAG,
+    "data.cache_rate": number(0, 1, allow=("auto",)), "data.num_workers": number(0, integer=True),
+    "data.cache_dtype": choice("auto", "float16", "bfloat16", "float32", none=True), "data.crop_body": FLAG,
+    "data.cache_memory_fraction": number(0, 1, lo_open=True), "data.cache_dir": TEXT,   # petclick.training.plan
     "augment.prob": number(0, 1), "augment.flip_prob": number(0, 1), "augment.rotate_deg": number(0),
     "augment.scale": number(0), "augment.smooth_sigma": numbers(2, 0), "augment.noise_std": number(0),
     "augment.shift": number(0), "augment.scale_intensity": number(0),
@@ -182,6 +183,8 @@ for _path, _rule in {
     "training.num_threads": number(1, integer=True, allow=("auto",)),
     "training.time_budget_s": number(0, lo_open=True, none=True),   # petclick.training.budget
     "training.time_budget_max_scale": number(0, lo_open=True),
+    "training.val_fraction": number(0, 1, lo_open=True), "training.val_cases": number(1, integer=True, none=True),
+    "training.val_score": choice("dice_fpv", "dice"), "training.dist_timeout_s": number(0, lo_open=True, allow=("auto",)),
     "infer.roi": numbers(3, 1, integer=True, none=True), "infer.overlap": number(0, 1, hi_open=True),
     "infer.sw_batch_size": number(1, integer=True), "infer.mode": choice("gaussian", "constant"),
     "infer.amp_dtype": choice("float16", "bfloat16"), "infer.channels_last": FLAG,
