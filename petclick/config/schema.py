@@ -146,7 +146,7 @@ for _path, _rule in {
     "algo": TEXT, "fold": number(0, integer=True), "preset": choice(*PRESETS), "num_repeats": number(1, integer=True),
     "repeats": numbers(None, 0, integer=True, none=True), "bundle_root": TEXT, "ckpt_path": TEXT, "datalist": TEXT,
     "dataroot": TEXT, "analysed_shape": numbers(3, 1), "analysed_spacing": numbers(3, 0, lo_open=True),
-    "pet_stats": MAPPING, "search": MAPPING,
+    "pet_stats": MAPPING, "search": MAPPING, "plan": MAPPING,   # plan: the run plan's record (petclick.training.plan)
     # inference.yaml (petclick.inference.bundle.run_bundle_inference)
     "input_ct": TEXT, "input_pet": TEXT, "input_clicks": TEXT, "k": number(0, integer=True, none=True),
     "checkpoints": ANY, "output_dir": TEXT, "save_prob": FLAG, "device": TEXT,

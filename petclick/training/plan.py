@@ -298,6 +298,7 @@ def make_plan(cfg: Mapping[str, Any], shapes: Sequence[tuple[Sequence[int], Sequ
         same = all(math.isclose(a, b, rel_tol=0.01) for a, b in zip(sps[0], sps[-1])) if sps else True
         spacing = None if same else [float(x) for x in sps[len(sps) // 2]]
     roi = [int(r) for r in data["roi"]]
+    spacing = None if spacing is None else [round(float(x), 4) for x in spacing]
     vox = [network_voxels(s, sp, spacing, roi) for s, sp in shapes] or [math.prod(roi)]
     mean_vox, max_vox = sum(vox) / len(vox), max(vox)
     pet_vox = val_pet_voxels if val_pet_voxels is not None else (
