@@ -253,6 +253,17 @@ def validation_subset(files: Sequence[Mapping[str, Any]], n: int | None, seed: i
     return [files[i] for i in sorted(chosen)]
 
 
+def require_clicks(files: Sequence[Mapping[str, Any]], steps: Sequence[int], source: Any) -> None:
+    """InputError naming `source` when click steps (> 0) would be scored on cases without a click file:
+    they would silently score 0 clicks at every step."""
+    missing = [str(f.get("case", f.get("image"))) for f in files if not f.get("clicks")]
+    if missing and max((int(s) for s in steps), default=0) > 0:
+        raise InputError(source, f"{len(missing)} of {len(files)} validation cases have no click file "
+                                 f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}): click steps "
+                                 f"{list(steps)} would score 0 clicks. Write them with `petclick simulate-clicks "
+                                 "--dataroot DIR` and list them with `petclick datalist`, or set clicks.val_steps: [0]")
+
+
 def rank_share(files: Sequence[Any], rank: int, world_size: int) -> list:
     """Rank `rank`'s share of `files` (every world_size-th from rank): the validation split under torchrun."""
     return list(files)[int(rank)::max(1, int(world_size))]

@@ -421,17 +421,10 @@ def fit_time_budget(cfg: Mapping[str, Any], ctx: DistContext, train_ds, val_ds, 
 def _validation_files(cfg: Mapping[str, Any], files, rank: int, world: int) -> list[dict]:
     """This rank's share of the fold's fixed, tracer-balanced validation subset (`training.val_cases`);
     an InputError when click steps are scored on cases without click files (they would score 0 clicks)."""
-    from petclick.training.data import rank_share, validation_subset
+    from petclick.training.data import rank_share, require_clicks, validation_subset
 
     subset = validation_subset(files.val, cfg["training"].get("val_cases"), int(cfg["training"].get("seed", 0)))
-    steps = [int(s) for s in cfg["clicks"]["val_steps"]]
-    missing = [f["case"] for f in subset if not f.get("clicks")]
-    if missing and max(steps, default=0) > 0:
-        raise InputError(cfg["datalist"], f"{len(missing)} of {len(subset)} validation cases have no click file "
-                                          f"({', '.join(map(str, missing[:5]))}{', ...' if len(missing) > 5 else ''}): "
-                                          f"click steps {steps} would score 0 clicks. Write them with `petclick "
-                                          "simulate-clicks --dataroot DIR` and list them with `petclick datalist`, or "
-                                          "set clicks.val_steps: [0]")
+    require_clicks(subset, cfg["clicks"]["val_steps"], cfg["datalist"])
     return rank_share(subset, rank, world)
 
 
