@@ -63,17 +63,33 @@ log = logging.getLogger("petclick.training")
 
 
 class RecordPetGridd(MapTransform):
-    """Keep the loaded PET grid (affine, shape) under `pet_affine` / `pet_shape`: where
-    predictions go back to for the official metrics."""
+    """Keep the loaded PET grid (affine, shape) under `<prefix>_affine` / `<prefix>_shape` (default
+    `pet_affine` / `pet_shape`): where predictions go back to for the official metrics. In a chain that
+    resamples, record under another prefix and rename after it (RenameKeysd): MONAI's Spacingd updates
+    every `pet_*` item as if it were the PET's metadata."""
 
-    def __init__(self, pet_key: str = "pet"):
+    def __init__(self, pet_key: str = "pet", prefix: str = "pet"):
         super().__init__(keys=[pet_key])
-        self.pet_key = pet_key
+        self.pet_key, self.prefix = pet_key, prefix
 
     def __call__(self, data):
         d = dict(data)
-        d["pet_affine"] = np.asarray(d[self.pet_key].affine, np.float64)
-        d["pet_shape"] = np.asarray(d[self.pet_key].shape[1:], np.int64)
+        d[f"{self.prefix}_affine"] = np.asarray(d[self.pet_key].affine, np.float64)
+        d[f"{self.prefix}_shape"] = np.asarray(d[self.pet_key].shape[1:], np.int64)
+        return d
+
+
+class RenameKeysd(MapTransform):
+    """Move items to new keys ({old: new})."""
+
+    def __init__(self, names: Mapping[str, str]):
+        super().__init__(keys=list(names))
+        self.names = dict(names)
+
+    def __call__(self, data):
+        d = dict(data)
+        for old, new in self.names.items():
+            d[new] = d.pop(old)
         return d
 
 
@@ -219,8 +235,8 @@ class LesionMaskd(MapTransform):
 def val_transforms(cfg: Mapping[str, Any], dtype: str | None = None) -> list:
     """Deterministic chain of a validation case: loaded CT/PET -> network space, PET grid recorded, the
     lesion mask loaded; the image cast to `dtype` (float16 halves the cache) when given."""
-    out = load_transforms(["image", "pet"]) + [RecordPetGridd("pet")] + preprocess_transforms(cfg["data"]) + [
-        LesionMaskd("label_file")]
+    out = load_transforms(["image", "pet"]) + [RecordPetGridd("pet", prefix="grid")] + preprocess_transforms(cfg["data"]) + [
+        RenameKeysd({"grid_affine": "pet_affine", "grid_shape": "pet_shape"}), LesionMaskd("label_file")]
     if dtype and dtype != "float32":
         out.append(CastImaged("image", dtype))
     return out
