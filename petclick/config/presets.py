@@ -85,7 +85,8 @@ AUTOPET: dict[str, Any] = {
     "infer": {"roi": None, "overlap": 0.625, "sw_batch_size": 1, "mode": "gaussian", "amp": True,
               "backend": "auto", "channels_last": False, "compile": "none", "cudnn_benchmark": False,
               "incremental": "exact",        # re-inference after clicks: naive | exact | local (petclick.inference.engine)
-              "tile_cache_mb": 2048,         # memory limit of the exact mode's tile cache (past it: recompute)
+              "tile_cache_mb": "auto",       # exact mode's tile cache MB (past it: recompute); auto: one pass of every
+                                             # checkpoint's tiles if half the device's memory holds it, else refused
               "local_window": 1.0,           # local mode's window per click, as a fraction of the ROI per axis
               "local_update": "replace",     # local mode blends in: replace (crop probabilities) | delta (their change)
               "local_max_grow": 3},          # local mode's widenings per click when the mask changes at a window's side

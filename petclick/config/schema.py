@@ -191,7 +191,7 @@ for _path, _rule in {
     "infer.backend": choice("auto", "torch", "onnxruntime"),
     "infer.compile": choice("none", "default", "reduce-overhead", "max-autotune"),
     "infer.cudnn_benchmark": FLAG, "infer.incremental": choice("naive", "exact", "local"),
-    "infer.tile_cache_mb": number(0, lo_open=True, none=True),
+    "infer.tile_cache_mb": number(0, lo_open=True, none=True, allow=("auto",)),
     "infer.local_window": number(0, 1, lo_open=True), "infer.local_update": choice("replace", "delta"),
     "infer.local_max_grow": number(0, integer=True),
 }.items():

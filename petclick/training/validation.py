@@ -58,7 +58,8 @@ def validation_rows(model: torch.nn.Module, dataset: Sequence[Mapping[str, Any]]
     device = torch.device(device)
     encoder = ClickEncoder(encoding)
     amp = bool(infer.get("amp")) and device.type == "cuda"
-    cache = TileCache(int(float(infer.get("tile_cache_mb") or DEFAULT_CACHE_MB) * 2**20))
+    limit = infer.get("tile_cache_mb") or DEFAULT_CACHE_MB
+    cache = TileCache(None if limit == "auto" else int(float(limit) * 2**20))  # auto: one case's tiles at a time
     rows: list[dict] = []
     for item in dataset:
         if item.get("label_mask") is not None:
