@@ -443,11 +443,11 @@ def default_local_settings(predictor: EnsemblePredictor) -> LocalSettings:
 
 
 def default_cache_mb(predictor: EnsemblePredictor) -> float | str:
-    """The tile-cache limit: PETCLICK_TILE_CACHE_MB, else the smallest number the checkpoints ask for
-    (`infer.tile_cache_mb`), else `auto` (one pass of every checkpoint's tiles, if the device's memory
-    allows: petclick.runtime.memory)."""
-    if os.environ.get("PETCLICK_TILE_CACHE_MB"):
-        return float(os.environ["PETCLICK_TILE_CACHE_MB"])
+    """The tile-cache limit: the smallest number the checkpoints ask for (`infer.tile_cache_mb`), else
+    PETCLICK_TILE_CACHE_MB, else `auto` (one pass of every checkpoint's tiles, if half the device's
+    memory holds it, else refused: petclick.runtime.memory)."""
     values = [predictor.info[p]["infer"].get("tile_cache_mb") for p in predictor.checkpoints]
     values = [float(v) for v in values if v is not None and v != "auto"]
-    return min(values) if values else "auto"
+    if values:
+        return min(values)
+    return float(os.environ["PETCLICK_TILE_CACHE_MB"]) if os.environ.get("PETCLICK_TILE_CACHE_MB") else "auto"
