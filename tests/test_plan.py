@@ -136,3 +136,22 @@ def test_plan_command_prints_the_plan(tiny_cohort, monkeypatch, capsys):
     assert data["cache"]["available_bytes"] == GB and data["validation"]["fraction"] <= 0.15
     assert data["times_source"].startswith("recorded: one H100")
     assert main(["plan", "--datalist", str(tiny_cohort.parent / "nope.json")]) == 2
+
+
+def test_autorunner_bundles_take_val_every_from_the_plan():
+    from pathlib import Path
+
+    from petclick.auto3dseg.algo import derive_from_data, merged_config
+    from petclick.core.yamlio import read_yaml
+
+    template = read_yaml(Path(__file__).resolve().parent.parent / "petclick" / "bundles" / "segresnet" / "configs"
+                         / "hyper_parameters.yaml")
+    cfg = merged_config(template, {"preset": "autopet"}, "segresnet")
+    same = {"median": [2.04, 2.04, 3.0], "min": [2.04, 2.04, 3.0], "max": [2.04, 2.04, 3.0]}
+    stats = {"stats_summary": {"image_stats": {"spacing": same, "shape": {"median": [400, 400, 326]}}}}
+    one = derive_from_data(cfg, stats, 1290, 321, gpus=1)
+    v = one["plan"]["validation"]
+    assert one["training"]["num_epochs"] == 39 and one["training"]["val_every"] == v["val_every"] > 1
+    assert v["cases"] == 64 and v["fraction"] <= 0.15 and "H100" in one["plan"]["times_source"]
+    eight = derive_from_data(cfg, stats, 1290, 321, gpus=8)
+    assert eight["plan"]["validation"]["cases_per_rank"] == 8 and eight["plan"]["validation"]["fraction"] <= 0.15
