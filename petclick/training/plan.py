@@ -33,9 +33,10 @@ from typing import Any, Mapping, Sequence
 from petclick.core.errors import InputError
 
 GB = 1024**3
-#: The body crop keeps about this fraction of a whole-body PET/CT field of view (measured on the
-#: phantoms by benchmarks/bench_scale.py; a real autoPET study is of the same order).
-BODY_FRACTION = 0.6
+#: The body crop keeps about this fraction of a whole-body PET/CT field of view: a conservative
+#: figure for real studies (body, arms and table about 550 x 350 mm of an 816 x 816 mm field, 0.29);
+#: benchmarks/bench_scale.py measures what its phantoms keep (docs/benchmarks/scale.md).
+BODY_FRACTION = 0.4
 #: int32 sampler indices: a fixed draw of body voxels plus lesion and hot voxels (<= 0.5% of a case)
 INDEX_SAMPLES = 20000
 INDEX_FRACTION = 0.005
