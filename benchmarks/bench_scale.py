@@ -265,7 +265,14 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--ram-gb", type=float, default=128.0, help="the node the projection plans for")
     ap.add_argument("--skip-autorunner", action="store_true")
+    ap.add_argument("--project-from", type=Path, default=None,
+                    help="only print the projection from an earlier run's bench_scale.json (with today's plan model)")
     args = ap.parse_args()
+    if args.project_from is not None:
+        earlier = json.loads(args.project_from.read_text())
+        print("\n".join(project(earlier["cache"], config(args, args.out / "datalist.json", args.out / "work_dir"),
+                                 args.ram_gb)))
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     datalist = make_cohort(args.out, args.cases, args.long, args.seed)
