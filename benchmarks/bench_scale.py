@@ -269,7 +269,14 @@ def main() -> None:
                     help="only print the projection from an earlier run's bench_scale.json (with today's plan model)")
     args = ap.parse_args()
     if args.project_from is not None:
+        from petclick.training.data import fold_cache_plan, fold_files
+
         earlier = json.loads(args.project_from.read_text())
+        cfg = config(args, args.out / "datalist.json", args.out / "work_dir")
+        files = fold_files(cfg["datalist"], cfg["dataroot"], 0)
+        earlier["cache"]["planned_bytes_per_case"] = fold_cache_plan(cfg, files.train, files.val).case_bytes  # today's model
+        print(f"planned bytes per case now {earlier['cache']['planned_bytes_per_case'] / MB:.0f} MB, held "
+              f"{earlier['cache']['held_bytes_per_case'] / MB:.0f} MB")
         print("\n".join(project(earlier["cache"], config(args, args.out / "datalist.json", args.out / "work_dir"),
                                  args.ram_gb)))
         return
