@@ -207,6 +207,7 @@ def run_autorunner(args: argparse.Namespace, datalist: Path, work: Path) -> dict
     input_yaml = write_yaml(work.parent / "input.yaml", user)
     from monai.apps.auto3dseg import AutoRunner
 
+    base = rss()
     sampler = PeakRSS()
     sampler.start()
     t0 = time.time()
@@ -216,7 +217,9 @@ def run_autorunner(args: argparse.Namespace, datalist: Path, work: Path) -> dict
     sampler.join()
     folds = {}
     for f in range(2):
-        progress = read_yaml(work / f"segresnet_{f}" / "model" / "repeat0" / "progress.yaml") or []
+        import yaml
+
+        progress = yaml.safe_load((work / f"segresnet_{f}" / "model" / "repeat0" / "progress.yaml").read_text()) or []
         last = progress[-1] if progress else {}
         folds[f] = {"validation_s": last.get("time_s"), "n_cases": last.get("n_cases"),
                     "val_s_per_case": (last["time_s"] / last["n_cases"]) if last.get("n_cases") else None,
@@ -224,7 +227,7 @@ def run_autorunner(args: argparse.Namespace, datalist: Path, work: Path) -> dict
         cfg = read_yaml(work / f"segresnet_{f}" / "configs" / "hyper_parameters.yaml")
         folds[f]["val_every"] = cfg["training"]["val_every"]
         folds[f]["plan"] = cfg.get("plan")
-    return {"wall_s": round(wall, 1), "peak_rss": sampler.peak, "folds": folds}
+    return {"wall_s": round(wall, 1), "peak_rss": sampler.peak, "parent_rss": base, "folds": folds}
 
 
 def project(measured: dict[str, Any], cfg: dict[str, Any], ram_gb: float) -> list[str]:
@@ -287,7 +290,12 @@ def main() -> None:
     work = args.out / "work_dir"
     cfg = config(args, datalist, work)
     print(f"== deviations from the autopet preset: {json.dumps(overrides(args))}", flush=True)
+    result: dict[str, Any] = {"phantoms_s": round(phantoms_s, 1), "args": vars(args) | {"out": str(args.out)}}
+    if not args.skip_autorunner:  # first: the process tree's peak RSS without this process's measurements
+        ar = run_autorunner(args, datalist, work)
+        result["autorunner"] = ar
     measured = measure_cache(cfg, args.out, max(4, args.iterations))
+    result["cache"] = measured
     p = measured["plan"]
     print(f"== cache (fold 0, {measured['n_train']} training / {measured['n_val']} validation cases, built in "
           f"{measured['build_s']} s): {p['dtype']}, {p['ram_cases']} in RAM ({p['reason']})")
@@ -299,13 +307,11 @@ def main() -> None:
           f"{measured['disk_write_s_per_case']} s, read in {measured['disk_read_s_per_case']} s")
     print(f"data time per iteration ({args.workers} workers, batch 1 x 1 crop of {args.roi}): "
           f"{measured['data_s_per_iteration']} s (first batch {measured['first_batch_s']} s)", flush=True)
-    result: dict[str, Any] = {"phantoms_s": round(phantoms_s, 1), "cache": measured, "args": vars(args) | {"out": str(args.out)}}
     if not args.skip_autorunner:
-        ar = run_autorunner(args, datalist, work)
-        result["autorunner"] = ar
         planned = p["ram_bytes"] + p["val_bytes"]
         print(f"== AutoRunner (analysis, 2 folds x {args.iterations} iterations + 1 validation): {ar['wall_s']} s; "
-              f"peak RSS of the process tree {ar['peak_rss'] / MB:.0f} MB; the plan's caches {planned / MB:.0f} MB")
+              f"peak RSS of the process tree {ar['peak_rss'] / MB:.0f} MB (this process {ar['parent_rss'] / MB:.0f} MB "
+              f"before it); the plan's caches of fold 0 {planned / MB:.0f} MB")
         for f, v in ar["folds"].items():
             print(f"fold {f}: validation {v['validation_s']} s for {v['n_cases']} cases "
                   f"({v['val_s_per_case'] and round(v['val_s_per_case'], 1)} s per case), score {v['score']}, "
