@@ -40,7 +40,7 @@ MB = 2**20
 
 
 class PeakRSS(threading.Thread):
-    """Samples the RSS of this process and all its children every `every_s` seconds; `.peak` bytes."""
+    """Samples the memory (PSS) of this process and all its children every `every_s` seconds; `.peak` bytes."""
 
     def __init__(self, every_s: float = 0.5):
         super().__init__(daemon=True)
@@ -55,17 +55,18 @@ class PeakRSS(threading.Thread):
             total = 0
             for p in [self.root] + self.root.children(recursive=True):
                 try:
-                    total += p.memory_info().rss
+                    total += p.memory_full_info().pss  # proportional: pages shared with forked workers count once
                 except psutil.Error:
                     pass
             self.peak = max(self.peak, total)
             time.sleep(self.every_s)
 
 
-def rss() -> int:
+def rss(pss: bool = False) -> int:
     import psutil
 
-    return int(psutil.Process().memory_info().rss)
+    info = psutil.Process().memory_full_info() if pss else psutil.Process().memory_info()
+    return int(info.pss if pss else info.rss)
 
 
 def make_cohort(out: Path, cases: int, long_slices: int, seed: int) -> Path:
@@ -183,7 +184,14 @@ def measure_cache(cfg: dict[str, Any], out: Path, iterations: int) -> dict[str, 
         pds[i]
     disk_read_s = (time.time() - t0) / max(1, len(pds))
     disk_files = sorted(disk.glob("*.pt"))
+    from petclick.training.data import _header_shape
+    from petclick.training.plan import network_voxels, process_bytes, validation_work_bytes
+
+    shapes = [_header_shape(f["pet"]) for f in files.val]
+    work = max(validation_work_bytes(network_voxels(s, sp, cfg["data"]["spacing"], cfg["data"]["roi"]), math.prod(s),
+                                     cfg["infer"]["overlap"]) for s, sp in shapes)
     return {"plan": plan.to_dict(), "n_train": len(files.train), "n_val": len(files.val),
+            "plan_work_bytes": work, "plan_process_bytes": process_bytes(cfg["data"]["num_workers"]),
             "build_s": round(build_s, 1), "held_bytes_per_case": float(np.mean(held)) if held else 0.0,
             "planned_bytes_per_case": plan.case_bytes, "rss_growth_per_case": ram_growth / max(1, len(held)),
             "data_s_per_iteration": round(data_s, 3), "first_batch_s": round(first_s, 1),
@@ -207,7 +215,7 @@ def run_autorunner(args: argparse.Namespace, datalist: Path, work: Path) -> dict
     input_yaml = write_yaml(work.parent / "input.yaml", user)
     from monai.apps.auto3dseg import AutoRunner
 
-    base = rss()
+    base = rss(pss=True)
     sampler = PeakRSS()
     sampler.start()
     t0 = time.time()
@@ -308,10 +316,13 @@ def main() -> None:
     print(f"data time per iteration ({args.workers} workers, batch 1 x 1 crop of {args.roi}): "
           f"{measured['data_s_per_iteration']} s (first batch {measured['first_batch_s']} s)", flush=True)
     if not args.skip_autorunner:
-        planned = p["ram_bytes"] + p["val_bytes"]
-        print(f"== AutoRunner (analysis, 2 folds x {args.iterations} iterations + 1 validation): {ar['wall_s']} s; "
-              f"peak RSS of the process tree {ar['peak_rss'] / MB:.0f} MB (this process {ar['parent_rss'] / MB:.0f} MB "
-              f"before it); the plan's caches of fold 0 {planned / MB:.0f} MB")
+        caches = p["ram_bytes"] + p["val_bytes"]
+        planned = caches + measured["plan_work_bytes"] + measured["plan_process_bytes"]
+        print(f"== AutoRunner (analysis, 2 folds x {args.iterations} iterations + 1 validation): {ar['wall_s']} s")
+        print(f"peak of the training process tree (PSS, this process's {ar['parent_rss'] / MB:.0f} MB left out): "
+              f"{(ar['peak_rss'] - ar['parent_rss']) / MB:.0f} MB; fold 0's plan {planned / MB:.0f} MB (caches "
+              f"{caches / MB:.0f} MB + validating its largest case {measured['plan_work_bytes'] / MB:.0f} MB + process and "
+              f"workers {measured['plan_process_bytes'] / MB:.0f} MB): {100 * ((ar['peak_rss'] - ar['parent_rss']) / planned - 1):+.0f}%")
         for f, v in ar["folds"].items():
             print(f"fold {f}: validation {v['validation_s']} s for {v['n_cases']} cases "
                   f"({v['val_s_per_case'] and round(v['val_s_per_case'], 1)} s per case), score {v['score']}, "

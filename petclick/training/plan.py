@@ -42,6 +42,9 @@ INDEX_SAMPLES = 20000
 INDEX_FRACTION = 0.005
 #: Per-item overhead of a cached MetaTensor dict (affines, metadata), bytes.
 ITEM_OVERHEAD = 64 * 1024
+#: A training process's own memory (PyTorch, MONAI, CUDA context on the host) and each loader worker's.
+PROCESS_BYTES = 1024**3
+WORKER_BYTES = 300 * 1024**2
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 REFERENCE_VOXELS = 400 * 400 * 326
 
@@ -103,6 +106,21 @@ def case_bytes(voxels: float, dtype: str, label_voxels: float | None = None, ind
     if indices:
         n += 4 * (INDEX_SAMPLES + INDEX_FRACTION * voxels)
     return int(n + ITEM_OVERHEAD)
+
+
+def validation_work_bytes(voxels: float, pet_voxels: float, overlap: float, on_device: bool = False) -> int:
+    """Host bytes of validating one case besides its cache: on the CPU the 4-channel input, logits,
+    probabilities and the exact mode's tile outputs (one pass: coverage (1 / (1 - overlap))^3 of the
+    case, capped at 8); with a GPU (`on_device`) these live in GPU memory. Always on the host: the
+    probabilities on the PET grid, the thresholded mask and the metric's component labels."""
+    coverage = min(8.0, (1.0 / max(1e-3, 1.0 - float(overlap))) ** 3)
+    host_pet = pet_voxels * (4 + 1 + 8)
+    return int(host_pet + (0 if on_device else voxels * (16 + 4 + 4 + 4 * coverage)))
+
+
+def process_bytes(workers: int) -> int:
+    """Host bytes of one training process and its loader workers (their own memory; the cache they share)."""
+    return int(PROCESS_BYTES + max(0, int(workers)) * WORKER_BYTES)
 
 
 @dataclass
@@ -251,6 +269,8 @@ class RunPlan:
     total_hours: float
     disk_free_bytes: int | None = None
     dist_timeout_s: float = 1800.0
+    work_bytes: int = 0          # validating the largest case, host side (validation_work_bytes)
+    process_bytes: int = 0       # the process and its loader workers (process_bytes)
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -269,6 +289,8 @@ class RunPlan:
             f"RAM per rank: {gb(c.budget_bytes)} budget of {gb(c.available_bytes)} available; training cache "
             f"{c.ram_cases} cases x {c.case_bytes / 2**20:.0f} MB in {c.dtype} = {gb(c.ram_bytes)} "
             f"(cache_rate {c.cache_rate}: {c.reason}); validation cache {gb(c.val_bytes)}",
+            f"peak host RAM per rank: {gb(c.ram_bytes + c.val_bytes + self.work_bytes + self.process_bytes)} = caches "
+            f"+ {gb(self.work_bytes)} validating the largest case + {gb(self.process_bytes)} process and workers",
             f"disk cache: {c.disk_cases} cases, {gb(c.disk_bytes)} under {c.cache_dir or '(none)'}; "
             f"{c.uncached} cases preprocessed at every load"
             + (f"; {gb(self.disk_free_bytes)} free there" if self.disk_free_bytes is not None else ""),
@@ -304,6 +326,7 @@ def make_plan(cfg: Mapping[str, Any], shapes: Sequence[tuple[Sequence[int], Sequ
     mean_vox, max_vox = sum(vox) / len(vox), max(vox)
     pet_vox = val_pet_voxels if val_pet_voxels is not None else (
         sum(math.prod(int(x) for x in s) for s, _ in shapes) / max(1, len(shapes)))
+    max_pet = max((math.prod(int(x) for x in s) for s, _ in shapes), default=0)
     gpus = max(1, int(gpus))
     train_rank = int(math.ceil(n_train / gpus))
     val_total = n_val if tr.get("val_cases") in (None, "all") else min(n_val, int(tr["val_cases"]))
@@ -335,4 +358,7 @@ def make_plan(cfg: Mapping[str, Any], shapes: Sequence[tuple[Sequence[int], Sequ
                    step_s=times.step_s, times_source=times.source, train_hours=round(train_h, 3),
                    validation_hours=round(val_h, 3), total_hours=round((train_h + val_h) * repeats * folds, 2),
                    disk_free_bytes=free_disk(cache_dir) if cache_dir else None,
-                   dist_timeout_s=dist_timeout_s(tr, vplan.seconds), notes=notes)
+                   dist_timeout_s=dist_timeout_s(tr, vplan.seconds), notes=notes,
+                   work_bytes=validation_work_bytes(max_vox, max_pet, float(cfg.get("infer", {}).get("overlap", 0.625)),
+                                                    on_device=True),
+                   process_bytes=process_bytes(int(data.get("num_workers", 0))))
