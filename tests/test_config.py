@@ -127,7 +127,7 @@ def test_training_reads_training_device(tmp_path, monkeypatch):
 
     seen = []
 
-    def stop(device):
+    def stop(device, timeout_s=None):
         seen.append(device)
         raise RuntimeError("stop")
 

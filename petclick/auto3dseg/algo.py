@@ -62,9 +62,12 @@ def _summary(stats: Mapping[str, Any], key: str) -> Mapping[str, Any]:
         raise InputError("datastats", f"data analysis lacks stats_summary.image_stats.{key}") from exc
 
 
-def derive_from_data(cfg: dict[str, Any], stats: Mapping[str, Any], n_train: int) -> dict[str, Any]:
+def derive_from_data(cfg: dict[str, Any], stats: Mapping[str, Any], n_train: int, n_val: int = 0,
+                     gpus: int = 1) -> dict[str, Any]:
     """Resolve `auto` values from MONAI's data analysis: spacing (none when every case shares it),
-    ROI shrunk to the data and rounded to the network's divisor, epochs and validation interval."""
+    ROI shrunk to the data and rounded to the network's divisor, epochs, and the validation interval
+    of the run plan (petclick.training.plan: validation within `training.val_fraction` of the training
+    time at the preset's recorded step times, for `n_val` validation cases shared by `gpus` ranks)."""
     from petclick.networks.roi import fit_roi
 
     cfg = dict(cfg)
@@ -86,17 +89,41 @@ def derive_from_data(cfg: dict[str, Any], stats: Mapping[str, Any], n_train: int
     iters = iterations_per_epoch(cfg, n_train)
     if tr.get("num_epochs") == "auto":
         tr["num_epochs"] = int(min(1000, max(20, round(int(tr.get("target_iterations", 50000)) / iters))))
-    if tr.get("val_every") == "auto":
-        tr["val_every"] = max(1, int(tr["num_epochs"]) // 20)
+    from petclick.training.plan import STEP_TIMES, network_voxels, plan_validation, validation_case_seconds
+
+    times = STEP_TIMES.get(str(cfg.get("preset")), STEP_TIMES["autopet"])
+    vox = network_voxels(shape, [1.0, 1.0, 1.0], None, data["roi"])
+    n_vals = n_val if tr.get("val_cases") is None else min(n_val, int(tr["val_cases"]))
+    case_s = validation_case_seconds(times, vox, len(cfg["clicks"].get("val_steps", [0, 5, 10])))
+    gpus = max(1, int(gpus))
+    vplan = plan_validation(tr, int(tr["num_epochs"]), max(1, -(-iters // gpus)), times.step_s, n_vals, case_s, gpus)
+    tr["val_every"] = int(vplan.val_every)
+    cfg["plan"] = {"validation": vplan.to_dict(), "gpus": gpus, "times_source": times.source}
     cfg.update(data=data, training=tr, infer=infer, analysed_shape=shape, analysed_spacing=median_sp)
     return cfg
 
 
 def _count_train(datalist: Path, fold: int) -> int:
     """Training cases of `fold` by the training loop's own rule (petclick.io.datalist.split_fold)."""
+    return _count_split(datalist, fold)[0]
+
+
+def _count_split(datalist: Path, fold: int) -> tuple[int, int]:
+    """(training, validation) cases of `fold` by the training loop's rule (petclick.io.datalist.split_fold)."""
     from petclick.io.datalist import load_datalist, split_fold
 
-    return len(split_fold(load_datalist(datalist).get("training", []), fold, datalist)[0])
+    train, val = split_fold(load_datalist(datalist).get("training", []), fold, datalist)
+    return len(train), len(val)
+
+
+def visible_gpus() -> int:
+    """GPUs AutoRunner's multi-GPU path would use (torchrun over every visible device), at least 1."""
+    try:
+        import torch
+
+        return max(1, torch.cuda.device_count())
+    except Exception:  # noqa: BLE001 - no torch CUDA runtime: one process
+        return 1
 
 
 def fill_bundle_config(algo: str, data_stats_filename: str | Path, output_path: str | Path,
@@ -112,7 +139,8 @@ def fill_bundle_config(algo: str, data_stats_filename: str | Path, output_path: 
     cfg = merged_config(template, user, algo)
     datalist, dataroot = Path(user["datalist"]).resolve(), Path(user["dataroot"]).resolve()
     stats = read_yaml(data_stats_filename)
-    cfg = derive_from_data(cfg, stats, _count_train(datalist, int(fold)))
+    n_train, n_val = _count_split(datalist, int(fold))
+    cfg = derive_from_data(cfg, stats, n_train, n_val, int(user.get("num_gpus", visible_gpus())))
     from petclick.auto3dseg.analysis import cached_pet_statistics
 
     cfg["pet_stats"] = cached_pet_statistics(Path(data_stats_filename).with_name("datastats_pet.yaml"), datalist, dataroot)
@@ -122,7 +150,7 @@ def fill_bundle_config(algo: str, data_stats_filename: str | Path, output_path: 
     cfg.update(algo=algo, fold=int(fold), bundle_root=str(out), ckpt_path=str(out / "model"),
                datalist=str(datalist), dataroot=str(dataroot))
     order = ["algo", "fold", "preset", "num_repeats", "bundle_root", "ckpt_path", "datalist", "dataroot",
-             "network", "data", "augment", "clicks", "training", "infer"]
+             "network", "data", "augment", "clicks", "training", "infer", "plan"]
     cfg = {**{k: cfg[k] for k in order if k in cfg}, **{k: v for k, v in cfg.items() if k not in order}}
     validate_config(cfg, f"{data_src_cfg} (with the {algo} template)")
     write_yaml(out / "configs" / HYPER, cfg, header=(

@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=int, default=None, help="num_fold override (default: input.yaml's, 5)")
     p.add_argument("--repeats", type=int, default=None, help="num_repeats override (default: input.yaml's, 4)")
     p.add_argument("--preset", choices=["demo", "autopet"], default=None, help="preset override (default: input.yaml's, demo)")
-    p.add_argument("--device", default="cpu", help="device of the interactive evaluation (cpu, cuda)")
+    p.add_argument("--device", default="auto", help="device of the interactive evaluation: auto (cuda when available, "
+                                                    "else cpu), cpu, cuda or cuda:N")
     p.add_argument("--time-budget", type=float, default=DEFAULT_TIME_BUDGET_S, metavar="SECONDS",
                    help="wall-clock target of the whole demo: each fold's training is sized to this machine's speed "
                         "(default %(default)s; 0: the recipe's iterations, however long they take)")
@@ -42,10 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from petclick.commands.predict import resolve_device
+
     min_test = args.min_test_cases
     if min_test is None and args.cases == DEMO_COHORT["cases"]:
         min_test = DEMO_COHORT["min_test_cases"]
     run_demo(args.out, args.data, args.input, args.cases, args.seed, args.shape, min_test,
-             folds=args.folds, repeats=args.repeats, preset=args.preset, device=args.device,
+             folds=args.folds, repeats=args.repeats, preset=args.preset, device=resolve_device(args.device),
              skip_train=args.skip_train, prepare_only=args.prepare_only, time_budget=args.time_budget or None)
     return 0

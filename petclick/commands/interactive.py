@@ -50,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-predictions", action="store_true", help="write <case>_pred<k>.nii.gz into OUT/predictions/")
     p.add_argument("--compare", nargs="+", default=[], metavar="NAME_OR_MODEL",
                    help="more predictors to run on the same cases; each gets OUT/<name>/ and OUT/compare.json")
-    p.add_argument("--device", default="cpu", help="device for model predictors (cpu, cuda, cuda:1)")
+    p.add_argument("--device", default="auto", help="device for model predictors: auto (cuda when available, else "
+                                                    "cpu), cpu, cuda or cuda:N")
     add_algo_weights_arg(p)
     p.add_argument("--suv-threshold", type=float, default=2.5, help="SUV threshold of the suv-threshold baseline")
     p.add_argument("--cases", nargs="+", default=None, help="only these case ids")
@@ -66,8 +67,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from petclick.commands.predict import resolve_device
     from petclick.workflows.shards import Shards
 
+    args.device = resolve_device(args.device)
     shards = Shards.from_env(args.device)
     try:
         return _run(args, shards)

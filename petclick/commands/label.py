@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"address to listen on (default {DEFAULT_HOST}: this machine only; any other address needs "
                         "--auth-realm or --insecure)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-    p.add_argument("--device", default="cpu", help="torch device of the ensemble (cpu, cuda, cuda:1)")
+    p.add_argument("--device", default="auto", help="torch device of the ensemble: auto (cuda when available, else "
+                                                    "cpu), cpu, cuda or cuda:N")
     p.add_argument("--incremental", choices=INCREMENTAL_MODES, default=None,
                    help="re-inference after a click (default: the checkpoints' infer.incremental, else exact)")
     p.add_argument("--show", choices=SHOW_CHOICES, default=None,
@@ -86,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         images = images_folder(args.studies, show)
         scratch = args.scratch.resolve() if args.scratch else scratch_for(images)
-    options = LabelOptions(models=tuple(str(m) for m in args.models), device=args.device, incremental=args.incremental,
+    from petclick.commands.predict import resolve_device
+
+    options = LabelOptions(models=tuple(str(m) for m in args.models), device=resolve_device(args.device), incremental=args.incremental,
                            show=show, scratch=str(scratch) if (dicomweb or args.scratch) else None,
                            sessions=args.sessions, memory_mb=args.memory_mb, tile_cache_mb=args.tile_cache_mb,
                            workers=args.workers, queue=args.queue, params_kb=args.params_kb,

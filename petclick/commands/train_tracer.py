@@ -12,6 +12,7 @@ from petclick.networks.tracer import TRACER_NETWORKS
 
 
 def run(args: argparse.Namespace) -> int:
+    from petclick.commands.predict import resolve_device
     from petclick.training.tracer import TracerTraining, train_tracer
 
     try:
@@ -23,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     if any(not 0 < f < 1 for f in args.head_cuts):
         raise InputError("--head-cuts", f"fractions must be in (0, 1), got {args.head_cuts}")
     settings = TracerTraining(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                              size=tuple(args.size), network=args.network, network_kwargs=kwargs, device=args.device,
+                              size=tuple(args.size), network=args.network, network_kwargs=kwargs, device=resolve_device(args.device),
                               head_cuts=tuple(args.head_cuts))
     summary = train_tracer(args.datalist, args.out, settings, splits=args.splits, dataroot=args.dataroot)
     n = summary["n_cases"]
@@ -54,5 +55,5 @@ def register(subparsers) -> None:
     p.add_argument("--head-cuts", type=float, nargs="*", default=[], metavar="FRACTION",
                    help="also train on every case without its head-most fraction(s), e.g. 0.15 0.3 (scans that "
                         "start at the neck or chest)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto (cuda when available, else cpu), cpu, cuda or cuda:N")
     p.set_defaults(func=run)

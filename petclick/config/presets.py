@@ -41,7 +41,11 @@ AUTOPET: dict[str, Any] = {
         "sampler_ratios": [1.0, 1.0, 1.0],  # uptake: weights of lesion, hot non-lesion and body centres
         "num_crops": 2,               # patches per loaded image (the batch holds batch_size * num_crops)
         "batch_size": 1,
-        "cache_rate": 1.0,
+        "cache_rate": "auto",         # fraction of training cases cached in RAM (auto: what fits, petclick.training.plan)
+        "cache_dtype": "auto",        # float32 | float16 | auto (float32 when every case fits, else float16)
+        "cache_memory_fraction": 0.6,  # share of the available RAM (psutil) the caches may take, all ranks of a node
+        "cache_dir": "auto",          # disk cache (MONAI PersistentDataset) of the cases past RAM; auto: <work_dir>/cache,
+                                      # null: those cases are preprocessed at every load
         "num_workers": 4,
         "batch_transforms": True,     # intensity augmentation and click encoding on the batch, on the device
     },
@@ -60,7 +64,12 @@ AUTOPET: dict[str, Any] = {
         "num_threads": "auto",         # torch CPU threads (auto: the cores this process may use, minus loader workers)
         "repeats": "independent",      # how a fold's repeats relate: independent | snapshot | warmstart
         "cycle_epochs": None,          # snapshot/warmstart: epochs of each repeat after the first (None: num_epochs)
-        "val_every": "auto",           # auto: about 20 validations per run
+        "val_every": "auto",           # auto: as many validations as fit training.val_fraction (petclick.training.plan)
+        "val_fraction": 0.15,          # val_every auto: validation time at most this share of the training time
+        "val_cases": 64,               # a fixed tracer-balanced subset of the fold's validation cases (null: all)
+        "val_score": "dice_fpv",       # selection score: dice_fpv (Dice on lesion cases, 1/(1+FP mL) on lesion-free
+                                       # ones, case-weighted) | dice (lesion cases only)
+        "dist_timeout_s": "auto",      # collective timeout under torchrun (auto: from the plan, at least 1800 s)
         "ds_weights": "halving",       # deep-supervision weights 1/2^i
         "loss_weights": {"dice": 1.0, "ce": 1.0},  # Dice-CE: weights of the Dice and cross-entropy terms
         "empty_dice": "ignore",        # a batch without lesion voxels: CE only (ignore) or Dice too (count);
@@ -78,7 +87,8 @@ AUTOPET: dict[str, Any] = {
     "infer": {"roi": None, "overlap": 0.625, "sw_batch_size": 1, "mode": "gaussian", "amp": True,
               "backend": "auto", "channels_last": False, "compile": "none", "cudnn_benchmark": False,
               "incremental": "exact",        # re-inference after clicks: naive | exact | local (petclick.inference.engine)
-              "tile_cache_mb": 2048,         # memory limit of the exact mode's tile cache (past it: recompute)
+              "tile_cache_mb": "auto",       # exact mode's tile cache MB (past it: recompute); auto: one pass of every
+                                             # checkpoint's tiles if half the device's memory holds it, else refused
               "local_window": 1.0,           # local mode's window per click, as a fraction of the ROI per axis
               "local_update": "replace",     # local mode blends in: replace (crop probabilities) | delta (their change)
               "local_max_grow": 3},          # local mode's widenings per click when the mask changes at a window's side

@@ -146,7 +146,7 @@ for _path, _rule in {
     "algo": TEXT, "fold": number(0, integer=True), "preset": choice(*PRESETS), "num_repeats": number(1, integer=True),
     "repeats": numbers(None, 0, integer=True, none=True), "bundle_root": TEXT, "ckpt_path": TEXT, "datalist": TEXT,
     "dataroot": TEXT, "analysed_shape": numbers(3, 1), "analysed_spacing": numbers(3, 0, lo_open=True),
-    "pet_stats": MAPPING, "search": MAPPING,
+    "pet_stats": MAPPING, "search": MAPPING, "plan": MAPPING,   # plan: the run plan's record (petclick.training.plan)
     # inference.yaml (petclick.inference.bundle.run_bundle_inference)
     "input_ct": TEXT, "input_pet": TEXT, "input_clicks": TEXT, "k": number(0, integer=True, none=True),
     "checkpoints": ANY, "output_dir": TEXT, "save_prob": FLAG, "device": TEXT,
@@ -162,8 +162,9 @@ for _path, _rule in {
     "data.sampler": choice("posneg", "uptake"),   # petclick.training.sampling.SAMPLERS
     "data.sampler_ratios": numbers(3, 0),
     "data.num_crops": number(1, integer=True), "data.batch_size": number(1, integer=True),
-    "data.cache_rate": number(0, 1), "data.num_workers": number(0, integer=True),
-    "data.cache_dtype": choice("float16", "bfloat16", "float32", none=True), "data.crop_body": FLAG,
+    "data.cache_rate": number(0, 1, allow=("auto",)), "data.num_workers": number(0, integer=True),
+    "data.cache_dtype": choice("auto", "float16", "bfloat16", "float32", none=True), "data.crop_body": FLAG,
+    "data.cache_memory_fraction": number(0, 1, lo_open=True), "data.cache_dir": TEXT,   # petclick.training.plan
     "augment.prob": number(0, 1), "augment.flip_prob": number(0, 1), "augment.rotate_deg": number(0),
     "augment.scale": number(0), "augment.smooth_sigma": numbers(2, 0), "augment.noise_std": number(0),
     "augment.shift": number(0), "augment.scale_intensity": number(0),
@@ -183,13 +184,15 @@ for _path, _rule in {
     "training.num_threads": number(1, integer=True, allow=("auto",)),
     "training.time_budget_s": number(0, lo_open=True, none=True),   # petclick.training.budget
     "training.time_budget_max_scale": number(0, lo_open=True),
+    "training.val_fraction": number(0, 1, lo_open=True), "training.val_cases": number(1, integer=True, none=True),
+    "training.val_score": choice("dice_fpv", "dice"), "training.dist_timeout_s": number(0, lo_open=True, allow=("auto",)),
     "infer.roi": numbers(3, 1, integer=True, none=True), "infer.overlap": number(0, 1, hi_open=True),
     "infer.sw_batch_size": number(1, integer=True), "infer.mode": choice("gaussian", "constant"),
     "infer.amp_dtype": choice("float16", "bfloat16"), "infer.channels_last": FLAG,
     "infer.backend": choice("auto", "torch", "onnxruntime"),
     "infer.compile": choice("none", "default", "reduce-overhead", "max-autotune"),
     "infer.cudnn_benchmark": FLAG, "infer.incremental": choice("naive", "exact", "local"),
-    "infer.tile_cache_mb": number(0, lo_open=True, none=True),
+    "infer.tile_cache_mb": number(0, lo_open=True, none=True, allow=("auto",)),
     "infer.local_window": number(0, 1, lo_open=True), "infer.local_update": choice("replace", "delta"),
     "infer.local_max_grow": number(0, integer=True),
 }.items():

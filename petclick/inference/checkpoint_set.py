@@ -48,8 +48,9 @@ class ModelCache:
     `infer` settings (petclick.runtime.window.prepare_network: ONNX Runtime on CPU by default),
     ready for `window_logits`; checkpoints of one architecture share one ONNX export."""
 
-    def __init__(self, max_bytes: int):
+    def __init__(self, max_bytes: int, fixed: bool = True):
         self.max_bytes = int(max_bytes)
+        self.fixed = bool(fixed)  # False: `reserve` grows the limit to the ensembles loaded
         self._models: OrderedDict[tuple, tuple[torch.nn.Module, int]] = OrderedDict()
         self._lock = threading.Lock()     # sessions of a server run in parallel threads
 
@@ -76,12 +77,29 @@ class ModelCache:
                 self._models.popitem(last=False)
         return model
 
+    def reserve(self, paths: Sequence[Path], device: torch.device) -> None:
+        """Grow the limit (unless set by PETCLICK_MODEL_CACHE_MB) to hold every checkpoint of `paths`
+        (their weights; twice on CPU, where an ONNX Runtime session holds them too), when that fits
+        the device's memory (petclick.runtime.memory.fit_cache); an InputError naming the setting when not."""
+        if self.fixed:
+            return
+        from petclick.runtime.memory import fit_cache
+
+        factor = 2 if torch.device(device).type == "cpu" else 1
+        needed = factor * sum(os.path.getsize(p) for p in paths)
+        if needed > self.max_bytes:
+            self.max_bytes = fit_cache(needed, f"the model cache of {len(paths)} checkpoint(s)",
+                                       "PETCLICK_MODEL_CACHE_MB", device)
+
     def clear(self) -> None:
         with self._lock:
             self._models.clear()
 
 
-MODELS = ModelCache(int(os.environ.get("PETCLICK_MODEL_CACHE_MB", "2048")) * 2**20)
+#: Loaded models: PETCLICK_MODEL_CACHE_MB fixes the limit; unset, it starts at 2 GB and grows to the
+#: ensembles loaded (ModelCache.reserve).
+MODELS = ModelCache(int(os.environ.get("PETCLICK_MODEL_CACHE_MB", "2048")) * 2**20,
+                    fixed="PETCLICK_MODEL_CACHE_MB" in os.environ)
 
 
 def checkpoint_info(path: Path) -> dict[str, Any]:
@@ -120,6 +138,7 @@ class CheckpointSet:
         self.tta_flip_axes = tuple(tta_flip_axes)
         self.settings = {"overlap": overlap, "amp": amp, "sw_batch_size": sw_batch_size, "roi": roi}
         self.info = {p: checkpoint_info(p) for p in paths}
+        MODELS.reserve(paths, self.device)
         self.algo_weights = self._weights_found(paths, algo_weights)
         self.checkpoints = self._ordered(paths)
         self.algos: dict[str, list[Path]] = {}

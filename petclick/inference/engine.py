@@ -173,11 +173,13 @@ class EnsembleEngine:
 
     def __init__(self, predictor: CheckpointSet, case: CaseVolumes, mode: str = "exact",
                  checkpoints: Sequence[Any] | None = None, tta_axes: Sequence[int] | None = None,
-                 cache_mb: float | None = DEFAULT_CACHE_MB, journal_mb: float = DEFAULT_JOURNAL_MB,
+                 cache_mb: float | str | None = DEFAULT_CACHE_MB, journal_mb: float = DEFAULT_JOURNAL_MB,
                  local: LocalSettings | None = None):
         self.predictor, self.case, self.mode = predictor, case, check_mode(mode)
         self.local = local or LocalSettings()
-        self.cache = TileCache(None if cache_mb is None else int(float(cache_mb) * 2**20)) if self.mode == "exact" else None
+        auto = cache_mb == "auto"
+        self.cache = TileCache(None if cache_mb is None or auto else int(float(cache_mb) * 2**20)) \
+            if self.mode == "exact" else None
         self.counters = TileCounters()
         self.journal: list[Transition] = []
         self.journal_limit = int(float(journal_mb) * 2**20)
@@ -187,6 +189,13 @@ class EnsembleEngine:
                                    predictor.tta_flip_axes if tta_axes is None else tuple(tta_axes))
         self.tiles_per_pass = sum(len(m.tiled.grid) for g in self.groups for m in g.members)
         self.voxels_per_pass = sum(len(m.tiled.grid) * int(np.prod(m.roi)) for g in self.groups for m in g.members)
+        if auto and self.cache is not None:  # one pass of float32 tile outputs of every member, or refuse
+            from petclick.runtime.memory import fit_cache
+
+            self.cache.limit = fit_cache(int(4 * self.voxels_per_pass * 1.05),
+                                         f"the exact mode's tile cache ({self.tiles_per_pass} tiles per pass)",
+                                         "PETCLICK_TILE_CACHE_MB (or infer.tile_cache_mb, or --incremental local)",
+                                         predictor.device)
 
     # ------------------------------------------------------------------ construction
     def _groups(self, checkpoints: list, tta_axes: Sequence[int]) -> list[Group]:

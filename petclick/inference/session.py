@@ -39,7 +39,7 @@ import numpy as np
 
 from petclick.core.boxes import bounding_box
 from petclick.core.errors import InputError
-from petclick.inference.engine import DEFAULT_CACHE_MB, EnsembleEngine, LocalSettings, check_mode
+from petclick.inference.engine import EnsembleEngine, LocalSettings, check_mode
 from petclick.inference.predictor import EnsemblePredictor
 from petclick.inference.predictors import get_predictor
 from petclick.inference.routing import StepRoutedPredictor, parse_step_routes
@@ -442,8 +442,12 @@ def default_local_settings(predictor: EnsemblePredictor) -> LocalSettings:
                          max_grow=max(grows, default=LocalSettings.max_grow))
 
 
-def default_cache_mb(predictor: EnsemblePredictor) -> float:
-    """The tile-cache limit the checkpoints ask for (`infer.tile_cache_mb`, smallest), else the default."""
+def default_cache_mb(predictor: EnsemblePredictor) -> float | str:
+    """The tile-cache limit: the smallest number the checkpoints ask for (`infer.tile_cache_mb`), else
+    PETCLICK_TILE_CACHE_MB, else `auto` (one pass of every checkpoint's tiles, if half the device's
+    memory holds it, else refused: petclick.runtime.memory)."""
     values = [predictor.info[p]["infer"].get("tile_cache_mb") for p in predictor.checkpoints]
-    values = [float(v) for v in values if v is not None]
-    return min(values) if values else float(os.environ.get("PETCLICK_TILE_CACHE_MB", DEFAULT_CACHE_MB))
+    values = [float(v) for v in values if v is not None and v != "auto"]
+    if values:
+        return min(values)
+    return float(os.environ["PETCLICK_TILE_CACHE_MB"]) if os.environ.get("PETCLICK_TILE_CACHE_MB") else "auto"

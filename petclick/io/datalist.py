@@ -183,6 +183,34 @@ def assign_folds(case_ids: Sequence[str], num_folds: int = 5, seed: int = 0) -> 
     return folds
 
 
+def select_test_cases(case_ids: Sequence[str], fraction: float, seed: int = 0) -> list[str]:
+    """About `fraction` of the cases held out for testing, by whole patients and per tracer (each
+    tracer gives about `fraction` of its cases, at least one patient when it has two or more): no
+    patient is in both the test split and training. Sorted case ids."""
+    if not 0.0 <= float(fraction) < 1.0:
+        raise InputError(None, f"--test-fraction must be in [0, 1), got {fraction}")
+    if float(fraction) == 0.0:
+        return []
+    patients: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for case in case_ids:
+        cid = parse_case_id(case)
+        patients[(cid.tracer, cid.patient)].append(case)
+    rng = random.Random(seed)
+    chosen: list[str] = []
+    for tracer in sorted({k[0] for k in patients}):
+        keys = sorted(k for k in patients if k[0] == tracer)
+        rng.shuffle(keys)
+        total = sum(len(patients[k]) for k in keys)
+        target = max(1, round(float(fraction) * total)) if len(keys) > 1 else 0
+        taken = 0
+        for key in keys:
+            if taken >= target:
+                break
+            chosen += patients[key]
+            taken += len(patients[key])
+    return sorted(chosen)
+
+
 def validate_entry(dataroot: str | Path, entry: dict) -> None:
     """Read every file of a datalist entry (see the module docstring); InputError names the first bad file."""
     e = resolve_entry(entry, dataroot)
@@ -233,6 +261,10 @@ def build_datalist(dataroot: str | Path, clicks_dir: str | Path | None = None, n
     dataroot = Path(dataroot)
     if clicks_dir is None and (dataroot / "clicks").is_dir():
         clicks_dir = dataroot / "clicks"
+    if clicks_dir is None:
+        log.warning("WARNING: %s has no clicks/ folder and no click folder was given: the datalist lists no click "
+                    "files, so training's click validation refuses it and click-step scores would be 0-click scores. "
+                    "Write them first: petclick simulate-clicks --dataroot %s", dataroot, dataroot)
     clicks_dir = None if clicks_dir is None else Path(clicks_dir)
     cases = list(dict.fromkeys(find_cases(dataroot) + label_cases(dataroot)))
     if not cases:

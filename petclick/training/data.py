@@ -14,8 +14,14 @@ Training, per case (cached after the deterministic part):
     With an organ head (`network.organ_head`, petclick.training.organs) each case's organ map
     (datalist key `organs`) is loaded and mapped to organ classes right after the label and takes
     every spatial step the label takes (nearest neighbour); a case without one gets `organs_valid` 0.
-Validation: the same deterministic part without the label; each case's JSON clicks are mapped
-through the case's geometry at validation time (petclick.runtime.clickinput).
+Validation: the same deterministic part without the label, plus the case's lesion mask on the PET
+grid (uint8, cached with the image: the scorer never re-reads it); each case's JSON clicks are mapped
+through the case's geometry at validation time (petclick.runtime.clickinput). The validation cases are
+a fixed tracer-balanced subset of the fold (`training.val_cases`), shared by the ranks under torchrun.
+
+Caches follow the run plan (petclick.training.plan): the cases that fit the RAM budget in RAM (in the
+planned dtype), the rest in a disk cache (MONAI PersistentDataset under `data.cache_dir`) or, without
+one, preprocessed at every load.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from monai.data import CacheDataset, DataLoader, partition_dataset
+from monai.data import CacheDataset, DataLoader, PersistentDataset, partition_dataset
+from torch.utils.data import ConcatDataset
 from monai.transforms import (
     Compose,
     DeleteItemsd,
@@ -56,17 +63,33 @@ log = logging.getLogger("petclick.training")
 
 
 class RecordPetGridd(MapTransform):
-    """Keep the loaded PET grid (affine, shape) under `pet_affine` / `pet_shape`: where
-    predictions go back to for the official metrics."""
+    """Keep the loaded PET grid (affine, shape) under `<prefix>_affine` / `<prefix>_shape` (default
+    `pet_affine` / `pet_shape`): where predictions go back to for the official metrics. In a chain that
+    resamples, record under another prefix and rename after it (RenameKeysd): MONAI's Spacingd updates
+    every `pet_*` item as if it were the PET's metadata."""
 
-    def __init__(self, pet_key: str = "pet"):
+    def __init__(self, pet_key: str = "pet", prefix: str = "pet"):
         super().__init__(keys=[pet_key])
-        self.pet_key = pet_key
+        self.pet_key, self.prefix = pet_key, prefix
 
     def __call__(self, data):
         d = dict(data)
-        d["pet_affine"] = np.asarray(d[self.pet_key].affine, np.float64)
-        d["pet_shape"] = np.asarray(d[self.pet_key].shape[1:], np.int64)
+        d[f"{self.prefix}_affine"] = np.asarray(d[self.pet_key].affine, np.float64)
+        d[f"{self.prefix}_shape"] = np.asarray(d[self.pet_key].shape[1:], np.int64)
+        return d
+
+
+class RenameKeysd(MapTransform):
+    """Move items to new keys ({old: new})."""
+
+    def __init__(self, names: Mapping[str, str]):
+        super().__init__(keys=list(names))
+        self.names = dict(names)
+
+    def __call__(self, data):
+        d = dict(data)
+        for old, new in self.names.items():
+            d[new] = d.pop(old)
         return d
 
 
@@ -135,7 +158,7 @@ def train_transforms(cfg: Mapping[str, Any], roi: Sequence[int]) -> tuple[list, 
         SpatialPadd(keys=keys, spatial_size=list(roi)),
         *crops.indices(data),
     ]
-    if data.get("cache_dtype"):
+    if data.get("cache_dtype") and data["cache_dtype"] not in ("auto", "float32"):  # auto: resolved by the plan
         det.append(CastImaged("image", data["cache_dtype"]))
     rand = [
         crops.crop(data, keys, roi),
@@ -190,23 +213,130 @@ def batch_stage(cfg: Mapping[str, Any]):
     return BatchStage(transforms, encoder_from_config(dict(cfg["clicks"].get("encoding") or {})))
 
 
-def val_transforms(cfg: Mapping[str, Any]) -> list:
-    """Deterministic chain of a validation case: loaded CT/PET -> network space, PET grid recorded."""
-    return load_transforms(["image", "pet"]) + [RecordPetGridd("pet")] + preprocess_transforms(cfg["data"])
+class LesionMaskd(MapTransform):
+    """Load `label_file` (the lesion mask on the PET grid) as uint8 `label_mask` with its `label_spacing`:
+    cached with the validation image, so validation never re-reads labels from disk."""
+
+    def __init__(self, file_key: str = "label_file"):
+        super().__init__(keys=[file_key], allow_missing_keys=True)
+        self.file_key = file_key
+
+    def __call__(self, data):
+        from petclick.io.images import load_volume
+
+        d = dict(data)
+        if d.get(self.file_key):
+            vol = load_volume(d[self.file_key], dtype=np.uint8)
+            d["label_mask"] = np.ascontiguousarray(vol.array != 0).astype(np.uint8)
+            d["label_spacing"] = tuple(float(s) for s in vol.spacing)
+        return d
+
+
+def val_transforms(cfg: Mapping[str, Any], dtype: str | None = None) -> list:
+    """Deterministic chain of a validation case: loaded CT/PET -> network space, PET grid recorded, the
+    lesion mask loaded; the image cast to `dtype` (float16 halves the cache) when given."""
+    out = load_transforms(["image", "pet"]) + [RecordPetGridd("pet", prefix="grid")] + preprocess_transforms(cfg["data"]) + [
+        RenameKeysd({"grid_affine": "pet_affine", "grid_shape": "pet_shape"}), LesionMaskd("label_file")]
+    if dtype and dtype != "float32":
+        out.append(CastImaged("image", dtype))
+    return out
 
 
 def _cache_workers(cfg: Mapping[str, Any]) -> int:
     return max(1, int(cfg["data"]["num_workers"]))
 
 
+def validation_subset(files: Sequence[Mapping[str, Any]], n: int | None, seed: int = 0) -> list[dict]:
+    """A fixed subset of `n` validation entries balanced by tracer (round robin over the tracers, each
+    tracer's cases in a seeded order); every entry when `n` is None or not smaller. The order is kept."""
+    files = [dict(f) for f in files]
+    if n is None or int(n) >= len(files):
+        return files
+    from petclick.io.datalist import CASE_ID
+
+    groups: dict[str, list[int]] = {}
+    for i, f in enumerate(files):
+        m = CASE_ID.match(str(f.get("case", "")))
+        tracer = str(f.get("tracer") or (m["tracer"].lower() if m else "unknown"))
+        groups.setdefault(tracer, []).append(i)
+    rng = np.random.default_rng(int(seed))
+    queues = {t: [idx[j] for j in rng.permutation(len(idx))] for t, idx in sorted(groups.items())}
+    chosen: list[int] = []
+    while len(chosen) < int(n):
+        for t in sorted(queues):
+            if queues[t] and len(chosen) < int(n):
+                chosen.append(queues[t].pop(0))
+    return [files[i] for i in sorted(chosen)]
+
+
+def require_clicks(files: Sequence[Mapping[str, Any]], steps: Sequence[int], source: Any) -> None:
+    """InputError naming `source` when click steps (> 0) would be scored on cases without a click file:
+    they would silently score 0 clicks at every step."""
+    missing = [str(f.get("case", f.get("image"))) for f in files if not f.get("clicks")]
+    if missing and max((int(s) for s in steps), default=0) > 0:
+        raise InputError(source, f"{len(missing)} of {len(files)} validation cases have no click file "
+                                 f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}): click steps "
+                                 f"{list(steps)} would score 0 clicks. Write them with `petclick simulate-clicks "
+                                 "--dataroot DIR` and list them with `petclick datalist`, or set clicks.val_steps: [0]")
+
+
+def rank_share(files: Sequence[Any], rank: int, world_size: int) -> list:
+    """Rank `rank`'s share of `files` (every world_size-th from rank): the validation split under torchrun."""
+    return list(files)[int(rank)::max(1, int(world_size))]
+
+
+def _header_shape(path: str | Path) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    import nibabel as nib
+
+    img = nib.load(str(path))
+    return tuple(int(x) for x in img.shape[:3]), tuple(float(x) for x in img.header.get_zooms()[:3])
+
+
+def cache_dir_for(cfg: Mapping[str, Any]) -> Path | None:
+    """The disk cache folder: `data.cache_dir`, or (auto) `<work_dir>/cache` next to the bundle
+    (`ckpt_path`'s grandparent), shared by the folds; None when set to null."""
+    value = cfg["data"].get("cache_dir", "auto")
+    if value is None:
+        return None
+    if value == "auto":
+        if not cfg.get("ckpt_path"):
+            return None
+        return Path(cfg["ckpt_path"]).resolve().parent.parent / "cache"
+    return Path(value)
+
+
+def fold_cache_plan(cfg: Mapping[str, Any], train_files: Sequence[Mapping[str, Any]],
+                    val_files: Sequence[Mapping[str, Any]], world_size: int = 1, available: int | None = None):
+    """The cache plan (petclick.training.plan.plan_cache) of this rank's training and validation cases,
+    from the image headers (no voxel is read)."""
+    from petclick.training.plan import local_ranks, network_voxels, plan_cache
+
+    data = cfg["data"]
+    spacing = data.get("spacing") if data.get("spacing") not in ("auto",) else None
+    roi = [int(r) for r in data["roi"]]
+    shapes = [_header_shape(f["pet"]) for f in list(train_files) + list(val_files)]
+    vox = [network_voxels(s, sp, spacing, roi) for s, sp in shapes]
+    n_t = len(train_files)
+    t_vox = float(np.mean(vox[:n_t])) if n_t else 0.0
+    v_vox = float(np.mean(vox[n_t:])) if val_files else 0.0
+    v_pet = float(np.mean([math.prod(s) for s, _ in shapes[n_t:]])) if val_files else 0.0
+    ranks = min(max(1, world_size), local_ranks()) if world_size > 1 else 1
+    return plan_cache(data, n_t, t_vox, len(val_files), v_vox, v_pet, available, ranks, cache_dir_for(cfg))
+
+
 def train_dataset(cfg: Mapping[str, Any], files: list[dict], roi: Sequence[int], rank: int = 0,
-                  world_size: int = 1) -> CacheDataset:
-    """Cached training dataset; in DDP each rank caches and trains on its own shard of the files."""
+                  world_size: int = 1, plan: Any = None):
+    """Training dataset of this rank's shard of `files` (DDP: each rank its own shard), cached as
+    `plan` says (petclick.training.plan.CachePlan; default: planned here for this shard alone): the
+    first cases in RAM, the rest in the disk cache or preprocessed at every load."""
     from petclick.training.organs import ORGAN_KEY, organ_head
 
-    det, rand = train_transforms(cfg, roi)
     if world_size > 1:
         files = partition_dataset(files, num_partitions=world_size, shuffle=True, seed=0, even_divisible=True)[rank]
+    if plan is None:
+        plan = fold_cache_plan(cfg, files, [], world_size)
+    cfg = {**cfg, "data": {**cfg["data"], "cache_dtype": plan.dtype}}
+    det, rand = train_transforms(cfg, roi)
     items = [{"image": f["image"], "pet": f["pet"], "label": f["label"]} for f in files]
     if organ_head(cfg["network"]):
         for item, f in zip(items, files):
@@ -215,19 +345,39 @@ def train_dataset(cfg: Mapping[str, Any], files: list[dict], roi: Sequence[int],
         if missing:
             log.warning("organ head: %d of %d training cases have no organ map (datalist key %r) and train without "
                         "the organ loss: %s", len(missing), len(files), ORGAN_KEY, ", ".join(map(str, missing[:10])))
-    return CacheDataset(items, transform=Compose(det + rand), cache_rate=float(cfg["data"]["cache_rate"]),
-                        num_workers=_cache_workers(cfg), progress=False)
+    transform = Compose(det + rand)
+    ram = min(len(items), int(plan.ram_cases))
+    log.info("training cache: %d of %d cases in RAM (%s, %.0f MB each), %d on disk (%s), %d uncached: %s", ram,
+             len(items), plan.dtype, plan.case_bytes / 2**20, plan.disk_cases, plan.cache_dir, plan.uncached, plan.reason)
+    if not plan.disk_cases or ram >= len(items):
+        return CacheDataset(items, transform=transform, cache_num=ram, cache_rate=1.0, num_workers=_cache_workers(cfg),
+                            progress=False)
+    from monai.data.utils import json_hashing
+
+    parts = [] if not ram else [CacheDataset(items[:ram], transform=transform, cache_rate=1.0,
+                                             num_workers=_cache_workers(cfg), progress=False)]
+    Path(plan.cache_dir).mkdir(parents=True, exist_ok=True)
+    parts.append(PersistentDataset(items[ram:], transform=transform, cache_dir=plan.cache_dir,
+                                   hash_transform=json_hashing))
+    return ConcatDataset(parts)
 
 
-def val_dataset(cfg: Mapping[str, Any], files: list[dict]) -> CacheDataset:
-    """Cached validation dataset (image in network space, pet grid, plus label/clicks file paths)."""
+def val_dataset(cfg: Mapping[str, Any], files: list[dict], plan: Any = None) -> CacheDataset:
+    """Cached validation dataset (image in network space, pet grid, the lesion mask, the clicks file
+    path): the cases that fit the plan's validation budget cached (all of them by default)."""
     items = [{"image": f["image"], "pet": f["pet"], "label_file": f["label"], "clicks_file": f.get("clicks"),
               "case": f["case"]} for f in files]
-    return CacheDataset(items, transform=Compose(val_transforms(cfg)), cache_rate=1.0,
+    dtype = None if plan is None else plan.dtype
+    n = len(items)
+    if plan is not None and plan.val_bytes and plan.budget_bytes < plan.val_bytes:
+        n = int(n * plan.budget_bytes / plan.val_bytes)
+        log.warning("validation cache: %d of %d cases fit the RAM budget; the rest are read at every validation",
+                    n, len(items))
+    return CacheDataset(items, transform=Compose(val_transforms(cfg, dtype)), cache_num=n, cache_rate=1.0,
                         num_workers=_cache_workers(cfg), progress=False)
 
 
-def train_loader(cfg: Mapping[str, Any], dataset: CacheDataset, seed: int) -> DataLoader:
+def train_loader(cfg: Mapping[str, Any], dataset, seed: int) -> DataLoader:
     """Shuffled loader; each item yields `num_crops` patches, so a batch holds batch_size * num_crops.
     With workers they persist across passes (the loop keeps one loader per repeat then, instead of
     starting the workers again every epoch)."""

@@ -284,18 +284,23 @@ class RepeatTrainer:
         clicks = self.cfg["clicks"]
         steps = [int(s) for s in clicks["val_steps"]]
         t0 = time.time()
-        m = validate(self.lesion_model(), self.val_ds, self.desc["infer"], clicks.get("encoding"), steps, self.ctx.device)
+        m = validate(self.lesion_model(), self.val_ds if self.val_ds is not None else [], self.desc["infer"],
+                     clicks.get("encoding"), steps, self.ctx.device, network=self.desc["network"],
+                     score=str(self.cfg["training"].get("val_score", "dice_fpv")), gather=self.ctx.all_gather)
         # independent repeats keep their best validation state; snapshot/warm-start ones their end
         improved = epoch == self.epochs if self.mode.keep_last else m["score"] > self.best
         if improved:
             self.best = m["score"]
-            save_checkpoint(self.out_dir / BEST_NAME, self._payload(epoch, m))
+            if self.ctx.is_main:
+                save_checkpoint(self.out_dir / BEST_NAME, self._payload(epoch, m))
         entry = {"epoch": epoch, "avg_dice_score": float(m["score"]), "best_avg_dice_score": float(self.best),
                  "dice": _num(m["dice"]), "fpv_ml": _num(m["fpv_ml"]), "fnv_ml": _num(m["fnv_ml"]),
+                 "negative_clean": _num(m["negative_clean"]), "n_cases": int(m["n_cases"]),
                  "per_step_dice": {s: _num(v["dice"]) for s, v in m["per_step"].items()},
                  "time_s": round(time.time() - t0, 2)}
         self.progress.append(entry)
-        write_progress(self.out_dir / PROGRESS, self.progress)
+        if self.ctx.is_main:
+            write_progress(self.out_dir / PROGRESS, self.progress)
         log.info("repeat %d epoch %d: validation score %.4f (dice %s, fpv %.2f mL) best %.4f%s", self.repeat, epoch,
                  m["score"], f"{m['dice']:.4f}", m["fpv_ml"], self.best, " (saved)" if improved else "")
         if writer is not None:
@@ -327,8 +332,7 @@ class RepeatTrainer:
                 writer.add_scalar("train/lr", self.opt.param_groups[0]["lr"], done)
             val = None
             if done % self.val_every == 0 or done == self.epochs:
-                if self.ctx.is_main:
-                    val = self._validate(done, writer)
+                val = self._validate(done, writer)  # every rank its share of the cases, the same score
                 self.ctx.barrier()
             if self.ctx.is_main:
                 self._save_last(done, finished=done == self.epochs)
@@ -414,23 +418,57 @@ def fit_time_budget(cfg: Mapping[str, Any], ctx: DistContext, train_ds, val_ds, 
     return out
 
 
+def _validation_files(cfg: Mapping[str, Any], files, rank: int, world: int) -> list[dict]:
+    """This rank's share of the fold's fixed, tracer-balanced validation subset (`training.val_cases`);
+    an InputError when click steps are scored on cases without click files (they would score 0 clicks)."""
+    from petclick.training.data import rank_share, require_clicks, validation_subset
+
+    subset = validation_subset(files.val, cfg["training"].get("val_cases"), int(cfg["training"].get("seed", 0)))
+    require_clicks(subset, cfg["clicks"]["val_steps"], cfg["datalist"])
+    return rank_share(subset, rank, world)
+
+
+def _timeout(cfg: Mapping[str, Any], val_files: list[dict], world: int) -> float:
+    """The collective timeout of this fold (petclick.training.plan.dist_timeout_s): a rank's share of a
+    validation at the preset's recorded pass time."""
+    from petclick.training.data import _header_shape
+    from petclick.training.plan import STEP_TIMES, dist_timeout_s, network_voxels, validation_case_seconds
+
+    times = STEP_TIMES.get(str(cfg.get("preset", "autopet")), STEP_TIMES["autopet"])
+    spacing = cfg["data"].get("spacing") if cfg["data"].get("spacing") != "auto" else None
+    vox = [network_voxels(*_header_shape(f["pet"]), spacing, cfg["data"]["roi"]) for f in val_files[:64]]
+    case_s = validation_case_seconds(times, float(np.mean(vox)) if vox else 0.0, len(cfg["clicks"]["val_steps"]))
+    return dist_timeout_s(cfg["training"], case_s * math.ceil(len(val_files) / max(1, world)))
+
+
 def train_fold(cfg: Mapping[str, Any]) -> dict[int, float]:
     """Train every repeat of the config's fold (or `repeats: [..]` only); returns {repeat: best score}."""
-    ctx = init_distributed(cfg["training"].get("device"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    timeout = None
+    if world > 1:  # the collective timeout covers a rank's share of a validation
+        files = fold_files(cfg["datalist"], cfg["dataroot"], int(cfg["fold"]))
+        timeout = _timeout(cfg, _validation_files(cfg, files, 0, 1), world)
+    ctx = init_distributed(cfg["training"].get("device"), timeout)
     threads = apply_threads(cfg["training"], int(cfg["data"]["num_workers"]))
     ckpt_path = Path(cfg["ckpt_path"])
     handler = _log_to_file(ckpt_path / "train.log") if ctx.is_main else None
     try:
+        from petclick.training.data import fold_cache_plan, rank_share
+
         files = fold_files(cfg["datalist"], cfg["dataroot"], int(cfg["fold"]))
-        log.info("fold %s: %d training / %d validation cases, device %s, world size %d, %d CPU threads "
-                 "(OMP_WAIT_POLICY %s)", cfg["fold"], len(files.train), len(files.val), ctx.device, ctx.world_size,
-                 threads, os.environ.get("OMP_WAIT_POLICY", "unset"))
-        train_ds = train_dataset(cfg, files.train, cfg["data"]["roi"], ctx.rank, ctx.world_size)
-        val_ds = val_dataset(cfg, files.val) if ctx.is_main else None
+        val_all = _validation_files(cfg, files, 0, 1)
+        val_files = rank_share(val_all, ctx.rank, ctx.world_size)
+        log.info("fold %s: %d training / %d validation cases (%d validated), device %s, world size %d, %d CPU "
+                 "threads (OMP_WAIT_POLICY %s)", cfg["fold"], len(files.train), len(files.val), len(val_all),
+                 ctx.device, ctx.world_size, threads, os.environ.get("OMP_WAIT_POLICY", "unset"))
+        shard = rank_share(files.train, ctx.rank, ctx.world_size)  # the size of this rank's shard (for the plan)
+        plan = fold_cache_plan(cfg, shard, val_files, ctx.world_size)
+        train_ds = train_dataset(cfg, files.train, cfg["data"]["roi"], ctx.rank, ctx.world_size, plan=plan)
+        val_ds = val_dataset(cfg, val_files, plan)
         repeats = [int(r) for r in cfg.get("repeats") or range(int(cfg.get("num_repeats", 1)))]
         cfg = fit_time_budget(cfg, ctx, train_ds, val_ds, repeats, ckpt_path)
         status = FoldStatus(ckpt_path, int(cfg["fold"]), {r: repeat_epochs(cfg["training"], r) for r in repeats},
-                            iterations_per_epoch(cfg, len(train_ds)))
+                            iterations_per_epoch(cfg, len(train_ds))) if ctx.is_main else None
         scores: dict[int, float] = {}
         for r in repeats:
             t0 = time.time()

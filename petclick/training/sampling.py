@@ -1,8 +1,9 @@
 """Where training patches are cropped: YAML `data.sampler`, one registry entry per sampler.
 
 - `posneg` (MONAI's RandCropByPosNegLabeld): patch centres on lesion voxels with weight `data.pos`
-  and on other body voxels with weight `data.neg`. Its index cache holds an int64 index of every
-  body voxel of every case.
+  and on other body voxels with weight `data.neg`. Its cached indices are compact (PosNegIndicesd):
+  every lesion voxel and a fixed draw of `BODY_SAMPLES` non-lesion body voxels, int32 (MONAI's
+  FgBgToIndicesd would keep an int64 index of every body voxel: about 0.5 GB at 400x400x326).
 - `uptake`: three classes of centre, weighted by `data.sampler_ratios` [lesion, hot, body]:
   lesion voxels; hot non-lesion voxels (PET above the case's official background threshold, the
   99.75th percentile of non-lesion PET: brain, bladder, kidneys, heart, glands, where a detector
@@ -23,7 +24,7 @@ from typing import Any, Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
-from monai.transforms import FgBgToIndicesd, MapTransform, RandCropByLabelClassesd, RandCropByPosNegLabeld, Transform
+from monai.transforms import MapTransform, RandCropByLabelClassesd, RandCropByPosNegLabeld, Transform
 
 from petclick.clicks.click_curriculum import high_uptake_mask
 from petclick.core.errors import InputError
@@ -52,10 +53,7 @@ class UptakeClassIndices(Transform):
         lesion = (lesion[0] if lesion.ndim == img.ndim else lesion) > 0.5
         pet = img[pet_channel].astype(np.float32)
         hot = high_uptake_mask(pet, lesion, threshold)
-        body = np.flatnonzero((img > self.body_threshold).any(axis=0).ravel())
-        if body.size > self.body_samples:  # the same draw for the same case: the cache stays deterministic
-            rng = np.random.default_rng([self.seed, int(body.size)])
-            body = np.sort(rng.choice(body, self.body_samples, replace=False))
+        body = _body_draw(np.flatnonzero((img > self.body_threshold).any(axis=0).ravel()), self.body_samples, self.seed)
         return [np.flatnonzero(lesion.ravel()).astype(np.int32), np.flatnonzero(hot.ravel()).astype(np.int32),
                 body.astype(np.int32)]
 
@@ -75,6 +73,36 @@ class UptakeClassIndicesd(MapTransform):
         d = dict(data)
         d[self.indices_key] = self.indices(d[self.image_key], d[self.label_key], self.pet_channel,
                                            d.get(self.threshold_key))
+        return d
+
+
+def _body_draw(body: np.ndarray, samples: int, seed: int) -> np.ndarray:
+    """A seeded, sorted draw of `samples` of the flat indices `body` (all of them when fewer)."""
+    if body.size > samples:  # the same draw for the same case: the cache stays deterministic
+        rng = np.random.default_rng([seed, int(body.size)])
+        body = np.sort(rng.choice(body, samples, replace=False))
+    return body
+
+
+class PosNegIndicesd(MapTransform):
+    """`label_fg_indices` (every lesion voxel) and `label_bg_indices` (a seeded draw of `body_samples`
+    non-lesion voxels with image above `image_threshold` in any channel), flat int32: what
+    RandCropByPosNegLabeld reads, without FgBgToIndicesd's int64 index of every body voxel."""
+
+    def __init__(self, label_key: str = "label", image_key: str = "image", image_threshold: float = 0.0,
+                 body_samples: int = BODY_SAMPLES, seed: int = 0):
+        super().__init__([label_key, image_key])
+        self.label_key, self.image_key = label_key, image_key
+        self.image_threshold, self.body_samples, self.seed = float(image_threshold), int(body_samples), int(seed)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        img = _numpy(d[self.image_key])
+        lesion = _numpy(d[self.label_key])
+        lesion = (lesion[0] if lesion.ndim == img.ndim else lesion) > 0.5
+        body = ((img > self.image_threshold).any(axis=0) & ~lesion).ravel()
+        d[f"{self.label_key}_fg_indices"] = np.flatnonzero(lesion.ravel()).astype(np.int32)
+        d[f"{self.label_key}_bg_indices"] = _body_draw(np.flatnonzero(body), self.body_samples, self.seed).astype(np.int32)
         return d
 
 
@@ -101,7 +129,7 @@ def _ratios(data: Mapping[str, Any]) -> list[float]:
 
 SAMPLERS: Registry[Sampler] = Registry("training sampler")
 SAMPLERS.register("posneg", Sampler(
-    lambda data: [FgBgToIndicesd(keys="label", image_key="image", image_threshold=0.0)],
+    lambda data: [PosNegIndicesd("label", "image", image_threshold=0.0)],
     lambda data, keys, roi: RandCropByPosNegLabeld(
         keys=list(keys), label_key="label", spatial_size=list(roi), pos=float(data["pos"]), neg=float(data["neg"]),
         num_samples=int(data["num_crops"]), fg_indices_key="label_fg_indices", bg_indices_key="label_bg_indices"),

@@ -1,6 +1,7 @@
 """CPU threads of training: torch's intra-op thread count, YAML `training.num_threads`.
 
-`auto` gives the process every core it may use, minus one per loader worker (`data.num_workers`):
+`auto` gives the process its share of the cores it may use (all of them, divided by the ranks of a
+torchrun job on the node), minus one per loader worker (`data.num_workers`):
 on a GPU machine the main process's intra-op threads otherwise compete with the workers that feed
 it. OpenMP's wait policy (idle threads sleep, not spin) is set for every petclick process by
 petclick.core.threads. benchmarks/bench_training.py --threads-matrix measures both.
@@ -20,12 +21,19 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def resolve_threads(value: Any, workers: int = 0) -> int:
-    """`auto`/None -> available_cores() minus `workers` (at least 1); otherwise a positive int (InputError if not)."""
+def local_world_size() -> int:
+    """Processes of this torchrun job on this node (LOCAL_WORLD_SIZE), 1 outside torchrun."""
+    return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def resolve_threads(value: Any, workers: int = 0, ranks: int | None = None) -> int:
+    """`auto`/None -> this rank's share of available_cores() (divided by the node's `ranks`, default
+    LOCAL_WORLD_SIZE) minus `workers` (at least 1); otherwise a positive int (InputError if not)."""
     from petclick.core.errors import InputError
 
     if value is None or value == "auto":
-        return max(1, available_cores() - max(0, int(workers)))
+        share = available_cores() // max(1, local_world_size() if ranks is None else int(ranks))
+        return max(1, share - max(0, int(workers)))
     try:
         n = int(value)
     except (TypeError, ValueError):

@@ -1,0 +1,157 @@
+"""The run plan (petclick.training.plan): the cache follows the available memory (the probe patched),
+a disk cache past it, compact sampler indices, the validation subset, schedule and score, `petclick plan`."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from petclick.training import plan as planmod
+from petclick.training.plan import GB, StepTimes, case_bytes, plan_cache, plan_validation
+
+DATA = {"cache_rate": "auto", "cache_dtype": "auto", "cache_memory_fraction": 0.5}
+VOX = 37e6  # a 400x400x326 case, body-cropped
+
+
+def test_cache_plan_follows_the_available_memory():
+    f32, f16 = case_bytes(VOX, "float32"), case_bytes(VOX, "float16")
+    assert 2 * 4 * VOX < f32 < 2 * 4 * VOX + VOX + 4 * (planmod.INDEX_SAMPLES + 0.005 * VOX) + 2**20
+    big = plan_cache(DATA, 100, VOX, available=int(2.2 * 100 * f32))
+    assert (big.dtype, big.ram_cases, big.cache_rate, big.disk_cases) == ("float32", 100, 1.0, 0)
+    mid = plan_cache(DATA, 100, VOX, available=int(2.2 * 100 * f16))
+    assert (mid.dtype, mid.ram_cases, mid.disk_cases) == ("float16", 100, 0)
+    small = plan_cache(DATA, 100, VOX, available=40 * f16, cache_dir="/tmp/c")
+    assert small.dtype == "float16" and small.ram_cases == 20 and small.disk_cases == 80 and small.uncached == 0
+    assert small.ram_bytes <= small.budget_bytes and small.disk_bytes == 80 * f16
+    no_disk = plan_cache(DATA, 100, VOX, available=40 * f16, cache_dir=None)
+    assert no_disk.disk_cases == 0 and no_disk.uncached == 80
+    # four ranks on the node share the budget; the validation cache comes out of it first
+    shared = plan_cache(DATA, 100, VOX, available=int(2.2 * 100 * f16), ranks=4, n_val=10, val_voxels=VOX,
+                        val_pet_voxels=52e6)
+    assert shared.budget_bytes == int(2.2 * 100 * f16 * 0.5 / 4) and shared.val_bytes > 10 * 2 * 4 * VOX
+    assert shared.ram_cases == (shared.budget_bytes - shared.val_bytes) // shared.case_bytes
+    # explicit values are kept
+    fixed = plan_cache({**DATA, "cache_rate": 0.25, "cache_dtype": "float32"}, 100, VOX, available=GB)
+    assert (fixed.dtype, fixed.ram_cases) == ("float32", 25) and "set" in fixed.reason
+
+
+def test_fold_cache_plan_probes_memory_and_caches_to_disk(tiny_cohort, monkeypatch, tmp_path):
+    from torch.utils.data import ConcatDataset
+
+    from petclick.config.presets import get_preset
+    from petclick.training.data import fold_cache_plan, fold_files, train_dataset, val_dataset
+
+    cfg = get_preset("demo")
+    cfg["data"].update(spacing=None, cache_dir=str(tmp_path / "cache"))
+    cfg["network"]["kwargs"] = {"init_filters": 4}
+    files = fold_files(tiny_cohort, tiny_cohort.parent, 0)
+    monkeypatch.setattr(planmod, "available_memory", lambda: 64 * GB)
+    roomy = fold_cache_plan(cfg, files.train, files.val)
+    assert roomy.dtype == "float32" and roomy.ram_cases == len(files.train) and roomy.available_bytes == 64 * GB
+    per = case_bytes(48 * 48 * 64 * planmod.BODY_FRACTION, "float16")
+    monkeypatch.setattr(planmod, "available_memory", lambda: int((2 * per + roomy.val_bytes) / 0.6) + 10)
+    tight = fold_cache_plan(cfg, files.train, files.val)
+    assert tight.dtype == "float16" and tight.ram_cases == 2 and tight.disk_cases == len(files.train) - 2
+    ds = train_dataset(cfg, files.train, cfg["data"]["roi"], plan=tight)
+    assert isinstance(ds, ConcatDataset) and len(ds) == len(files.train)
+    patches = [ds[i] for i in range(2, len(ds))][-1]  # disk-cached cases: preprocessed once (first pass), stored
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == len(files.train) - 2
+    assert patches[0]["image"].shape[1:] == tuple(cfg["data"]["roi"]) and patches[0]["image"].dtype == torch.float32
+    val = val_dataset(cfg, files.val, tight)
+    item = val[0]
+    assert item["image"].dtype == torch.float16 and item["label_mask"].dtype == np.uint8
+    assert item["label_mask"].shape == tuple(int(s) for s in item["pet_shape"])
+
+
+def test_posneg_indices_are_compact_int32():
+    from petclick.training.sampling import BODY_SAMPLES, PosNegIndicesd
+
+    img = torch.zeros(2, 60, 60, 40)
+    img[0, 5:55, 5:55, :] = 0.5
+    label = torch.zeros(1, 60, 60, 40)
+    label[0, 20:24, 20:24, 10:13] = 1
+    out = PosNegIndicesd("label", "image", seed=3)({"image": img, "label": label})
+    fg, bg = out["label_fg_indices"], out["label_bg_indices"]
+    assert fg.dtype == np.int32 and bg.dtype == np.int32 and fg.size == 48 and bg.size == BODY_SAMPLES
+    flat_label = label[0].numpy().ravel()
+    assert (flat_label[fg] == 1).all() and (flat_label[bg] == 0).all() and (img[0].numpy().ravel()[bg] > 0).all()
+    again = PosNegIndicesd("label", "image", seed=3)({"image": img, "label": label})
+    np.testing.assert_array_equal(again["label_bg_indices"], bg)  # deterministic: safe to cache
+
+
+def test_validation_subset_is_fixed_and_tracer_balanced():
+    from petclick.training.data import rank_share, validation_subset
+
+    files = [{"case": f"fdg_p{i}_2020"} for i in range(30)] + [{"case": f"psma_q{i}_2020"} for i in range(6)]
+    sub = validation_subset(files, 10, seed=1)
+    assert len(sub) == 10 and sum(f["case"].startswith("psma") for f in sub) == 5
+    assert sub == validation_subset(files, 10, seed=1) and validation_subset(files, None) == files
+    assert [f["case"] for f in sub] == sorted((f["case"] for f in sub), key=[g["case"] for g in files].index)
+    shares = [rank_share(sub, r, 3) for r in range(3)]
+    assert sorted(x["case"] for s in shares for x in s) == sorted(x["case"] for x in sub)
+
+
+def test_validation_schedule_stays_within_its_share_of_training_time():
+    tr = {"val_every": "auto", "val_fraction": 0.15}
+    # the issue's case: 39 epochs of 1,290 steps at 0.31 s, 320 validation cases at 3 passes of 1.34 s
+    old_cost = plan_validation({"val_every": 1}, 39, 1290, 0.31, 320, 4.0)
+    assert old_cost.fraction > 2.5
+    p = plan_validation(tr, 39, 1290, 0.31, 64, 4.0)
+    assert p.fraction <= 0.15 and p.validations >= 5 and p.val_every == math.ceil(39 / p.validations)
+    eight = plan_validation(tr, 39, 162, 0.31, 64, 4.0, ranks=8)  # 8 ranks share the cases and the steps
+    assert eight.cases_per_rank == 8 and eight.fraction <= 0.15
+    tiny = plan_validation(tr, 3, 1, 0.1, 64, 40.0)
+    assert tiny.validations == 1 and tiny.val_every == 3  # at least the final validation
+
+
+def test_score_counts_false_positives_on_lesion_free_cases():
+    from petclick.training.validation import summarize
+
+    nan = float("nan")
+    rows = [{"case": "a", "step": 0, "dice": 0.8, "fpv_ml": 0.0, "fnv_ml": 1.0},
+            {"case": "b", "step": 0, "dice": nan, "fpv_ml": 0.0, "fnv_ml": 0.0},
+            {"case": "c", "step": 0, "dice": nan, "fpv_ml": 9.0, "fnv_ml": 0.0}]
+    m = summarize(rows, [0])
+    assert m["score"] == pytest.approx((0.8 + 1.0 + 0.1) / 3) and m["n_positive"] == 1 and m["n_cases"] == 3
+    assert summarize(rows, [0], "dice")["score"] == pytest.approx(0.8)
+    painted = [dict(r, fpv_ml=50.0) if r["case"] != "a" else r for r in rows]
+    assert summarize(painted, [0])["score"] < m["score"]  # painting negative studies costs the score
+
+
+def test_plan_command_prints_the_plan(tiny_cohort, monkeypatch, capsys):
+    import json
+
+    from petclick.cli import main
+
+    monkeypatch.setattr(planmod, "available_memory", lambda: 128 * GB)
+    assert main(["plan", "--datalist", str(tiny_cohort), "--gpus", "2", "--step-s", "0.5", "--pass-s", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "2 GPU(s)" in out and "step times: 0.500 s per step (given on the command line)" in out
+    assert "RAM per rank" in out and "validations of" in out and "collective timeout" in out
+    assert main(["plan", "--datalist", str(tiny_cohort), "--json", "--ram-gb", "1"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["cache"]["available_bytes"] == GB and data["validation"]["fraction"] <= 0.15
+    assert data["times_source"].startswith("recorded: one H100")
+    assert main(["plan", "--datalist", str(tiny_cohort.parent / "nope.json")]) == 2
+
+
+def test_autorunner_bundles_take_val_every_from_the_plan():
+    from pathlib import Path
+
+    from petclick.auto3dseg.algo import derive_from_data, merged_config
+    from petclick.core.yamlio import read_yaml
+
+    template = read_yaml(Path(__file__).resolve().parent.parent / "petclick" / "bundles" / "segresnet" / "configs"
+                         / "hyper_parameters.yaml")
+    cfg = merged_config(template, {"preset": "autopet"}, "segresnet")
+    same = {"median": [2.04, 2.04, 3.0], "min": [2.04, 2.04, 3.0], "max": [2.04, 2.04, 3.0]}
+    stats = {"stats_summary": {"image_stats": {"spacing": same, "shape": {"median": [400, 400, 326]}}}}
+    one = derive_from_data(cfg, stats, 1290, 321, gpus=1)
+    v = one["plan"]["validation"]
+    assert one["training"]["num_epochs"] == 39 and one["training"]["val_every"] == v["val_every"] > 1
+    assert v["cases"] == 64 and v["fraction"] <= 0.15 and "H100" in one["plan"]["times_source"]
+    eight = derive_from_data(cfg, stats, 1290, 321, gpus=8)
+    assert eight["plan"]["validation"]["cases_per_rank"] == 8 and eight["plan"]["validation"]["fraction"] <= 0.15
