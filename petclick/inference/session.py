@@ -21,7 +21,13 @@
 - `predict()` post-processes as `petclick predict` does (`postprocess`: a config dict; None keeps
   the plain prob >= 0.5 threshold the protocol scores). A predict with unchanged clicks computes
   nothing.
-- `counters` (mode, predictions, tiles computed and reused, cache bytes) are what a server reports.
+- `counters` (mode, predictions, tiles computed and reused, cache bytes) are what a server reports;
+  `counters["last"]` says what the latest prediction did: its path (`full`: a full pass, `naive`,
+  `exact`, `local`, `frozen`, `restore`: undo from the journal, `unchanged`, `predictor`: a
+  predictor that is no trained ensemble), windows computed, seconds, and `bound`: the largest
+  |dp| it may differ from the full ensemble's exact answer (EXACT_BOUND where the state equals a
+  full pass, None where no bound is known: crop paths and checkpoint subsets); `counters["paths"]`
+  counts the predictions by path.
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ from petclick.io.images import CaseVolumes, Volume, load_volume, save_volume
 from petclick.metrics.protocol import to_mask
 
 log = logging.getLogger(__name__)
+#: max |dp| of a state equal to a full pass (exact mode's tested tolerance; float rounding only).
+EXACT_BOUND = 1e-6
 STATE_VERSION = 1
 STATE_FILE = "session.json"
 
@@ -68,6 +76,15 @@ class Prediction:
     tiles_computed: int
     tiles_reused: int
     seconds: float
+    path: str = "unchanged"
+    bound: float | None = None
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """What this prediction did (per click): the path taken, windows computed and reused,
+        seconds, and the bound on max |dp| from the full ensemble's exact answer (None: unknown)."""
+        return {"step": self.step, "path": self.path, "windows_computed": self.tiles_computed,
+                "windows_reused": self.tiles_reused, "seconds": round(self.seconds, 4), "bound": self.bound}
 
 
 def _clean(points: Iterable[Sequence[int]] | None) -> list[tuple[int, int, int]]:
@@ -135,6 +152,7 @@ class InteractiveSession:
         self._last_clicks: Clicks | None = None
         self.predictions = 0
         self.computed = 0
+        self.paths: dict[str, int] = {}
 
     def _engine(self, n: int) -> EnsembleEngine | None:
         """The engine of member `n` (built on first use; None for a predictor that is no trained ensemble)."""
@@ -244,8 +262,13 @@ class InteractiveSession:
         engine = self._engine(n)
         if engine is not None:
             prob, box = engine.update(clicks)
+            subset = self.checkpoints is not None and len(self.checkpoints) < len(engine.predictor.checkpoints)
+            self._path = engine.last_path if box is not None else "unchanged"
+            self._bound = EXACT_BOUND if engine.exact and not subset else None
             return prob, box is not None
+        self._path, self._bound = "predictor", None
         if self._last_clicks is not None and self._last_clicks == clicks and self._last is not None:
+            self._path = "unchanged"
             return self._last.prob, False
         p = self._members[n]
         if (self.checkpoints is not None or self.tta_axes) and hasattr(p, "predict_with"):
@@ -275,6 +298,7 @@ class InteractiveSession:
         t0 = time.perf_counter()
         clicks = self.clicks
         c0 = self._tiles()
+        self._path, self._bound = "unchanged", None if self._last is None else self._last.bound
         if self._last is not None and self._last_clicks == clicks:
             prob, computed = self._last.prob, False
         else:
@@ -293,7 +317,8 @@ class InteractiveSession:
         self.computed += int(computed)
         out = Prediction(mask, prob, changed, self.step, clicks, computed,
                          c1[0] - c0[0], c1[1] - c0[1],
-                         time.perf_counter() - t0)
+                         time.perf_counter() - t0, self._path, self._bound)
+        self.paths[self._path] = self.paths.get(self._path, 0) + 1
         self._last, self._last_clicks = out, clicks
         return out
 
@@ -306,7 +331,8 @@ class InteractiveSession:
     def counters(self) -> dict[str, Any]:
         """What the session has cost so far (for a server to report)."""
         out: dict[str, Any] = {"mode": self.mode, "step": self.step, "predictions": self.predictions,
-                               "predictions_computed": self.computed}
+                               "predictions_computed": self.computed, "paths": dict(self.paths),
+                               "last": None if self._last is None else self._last.report}
         engines = self.engines
         if len(engines) == 1 and self.routed is None:
             e = engines[0]

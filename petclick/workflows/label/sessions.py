@@ -27,7 +27,9 @@ bound on its own is kept (with a warning) while it is the only one.
 
 Every request returns the mask file (uint8, 1 = lesion, on the shown image's grid with its affine)
 and a JSON object with Slicer's `label_names` plus what the request and the session cost
-(`request`: reader, computed, tiles computed/reused, seconds; `session`: InteractiveSession.counters
+(`request`: reader, computed, the path taken and its bound on max |dp| from the full ensemble's
+exact answer (None: unknown; InteractiveSession.counters["last"]), windows (tiles)
+computed/reused, seconds; `session`: InteractiveSession.counters
 and `memory_bytes`, the session's bytes by part).
 The mask honours every click: petclick's click-consistency post-processing rule (on by default)
 puts tumour clicks inside and background clicks outside the final mask.
@@ -258,7 +260,8 @@ class SessionCache:
         return name, {"label_names": dict(LABEL_NAMES), "image": image_id, "clicks": clicks.to_dict(),
                       "lesion_voxels": int(pred.mask.sum()),
                       "request": {"reader": reader, "session_opened": opened, "computed": bool(pred.computed),
-                                  "step": pred.step, "tiles_computed": pred.tiles_computed,
+                                  "step": pred.step, "path": pred.path, "bound": pred.bound,
+                                  "windows_computed": pred.tiles_computed, "tiles_computed": pred.tiles_computed,
                                   "tiles_reused": pred.tiles_reused, "predict_seconds": round(pred.seconds, 4),
                                   "seconds": round(seconds, 4)},
                       "session": {**counters, "memory_bytes": memory}}
