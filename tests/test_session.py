@@ -393,3 +393,33 @@ def test_session_clicks_policy_and_arrays(models, phantom, caplog, tmp_path, mod
         InteractiveSession.load(tmp_path / "arrays", case=other)
     back = InteractiveSession.load(tmp_path / "arrays", case=_case(phantom))
     assert back.clicks.tumor == [(1, 2, 3)] and not back.predict().computed
+
+
+def test_first_fast_answers_step0_from_a_subset_then_refines(models, phantom):
+    """`first: fast`: step 0 from the first K checkpoints at once, the full ensemble's step 0 in the
+    background (refine), and a click builds on the full ensemble's step 0 as without it."""
+    from petclick.inference.session import EXACT_BOUND
+
+    predictor = EnsemblePredictor(sorted(models.rglob("model.pt")))
+    case = _case(phantom)
+    s = InteractiveSession(predictor, case, mode="exact", first="fast", fast_checkpoints=1)
+    quick = s.predict()
+    assert quick.path == "fast-step0" and quick.bound is None and s.counters["last"]["path"] == "fast-step0"
+    np.testing.assert_allclose(quick.prob, predictor.predict_with(predictor.checkpoints[:1], (), case, Clicks()),
+                               atol=1e-6)
+    full = s.refine()
+    assert full.path == "full" and full.bound == EXACT_BOUND and not s.refining
+    np.testing.assert_allclose(full.prob, predictor.predict(case, Clicks()), atol=1e-6)
+    assert s.refine() is None
+    plain = InteractiveSession(predictor, case, mode="exact")
+    for session in (s, plain):
+        session.add_clicks(tumor=[SPREAD.tumor[0]])
+    a, b = s.predict(), plain.predict()
+    np.testing.assert_array_equal(a.prob, b.prob)
+    assert a.path == "exact" and a.bound == EXACT_BOUND
+    again = InteractiveSession(predictor, case, mode="exact", first="fast", fast_checkpoints=1)
+    again.predict()
+    again.add_clicks(tumor=[SPREAD.tumor[0]])                  # clicked before refining: waits for it
+    np.testing.assert_array_equal(again.predict().prob, b.prob)
+    with pytest.raises(InputError, match="step-0 choice"):
+        InteractiveSession(predictor, case, first="quick")
