@@ -366,23 +366,27 @@ class EnsembleEngine:
         return np.max([roi_divisors(info[m.path]["name"], **info[m.path]["network_kwargs"]) for m in g.members], axis=0)
 
     def _snap(self, g: Group, point: np.ndarray, lo: np.ndarray, size: np.ndarray) -> np.ndarray:
-        """Frozen mode: a window corner inside the unmirrored tile of the group's first member whose
-        centre lies nearest `point`, on that tile's stride lattice, as near `lo` as that allows
-        (axes where the tile is padded keep `lo`)."""
-        t = g.members[0].tiled
-        grid = t.grid
+        """Frozen mode: a window corner inside one unmirrored tile of the group's first member, on
+        that tile's stride lattice, as near `lo` as that allows; of all tiles the one that leaves the
+        window's centre nearest `point` (axes where a tile is padded keep `lo`)."""
+        grid = g.members[0].tiled.grid
         starts = grid.starts - np.asarray(grid.pad_lo)
         roi = np.asarray(grid.roi)
-        tile = starts[int(np.argmin(((starts + roi / 2.0 - point) ** 2).sum(axis=1)))]
         div = self._divisor(g)
-        out = lo.copy()
-        for a in range(3):
-            if tile[a] < 0 or size[a] > roi[a]:
-                continue
-            k = int(round((lo[a] - tile[a]) / div[a]))
-            k = min(max(k, 0), int((roi[a] - size[a]) // div[a]))
-            out[a] = min(tile[a] + k * div[a], g.shape[a] - size[a])
-        return out
+        shape = np.asarray(g.shape)
+        best, best_d = lo, None
+        for tile in starts:
+            out = lo.copy()
+            for a in range(3):
+                if tile[a] < 0 or size[a] > roi[a]:
+                    continue
+                k = int(round((lo[a] - tile[a]) / div[a]))
+                k = min(max(k, 0), int((roi[a] - size[a]) // div[a]))
+                out[a] = min(tile[a] + k * div[a], shape[a] - size[a])
+            d = float((((out + size / 2.0) - point) ** 2).sum())
+            if best_d is None or d < best_d:
+                best, best_d = out, d
+        return best
 
     @staticmethod
     def _frozen_tile(t: TiledLogits, box: Box) -> int:
