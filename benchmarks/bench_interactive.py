@@ -45,17 +45,38 @@ from pathlib import Path
 
 import numpy as np
 
-MODES = ("naive", "exact", "local")
+MODES = ("naive", "exact", "local", "frozen")
 DEMO_NET = {"init_filters": 8, "blocks_down": [1, 1, 1], "dsdepth": 2, "norm": "INSTANCE"}
 
 
 def variant_name(mode: str, local_window: float, local_update: str = "replace", local_grow: int = 3) -> str:
     """A run's name: the mode, with local mode's settings where they are not the defaults (window
     fraction 1, update replace, 3 widenings)."""
-    if mode != "local":
+    if mode not in ("local", "frozen"):
         return mode
-    return ("local" + (f"-w{local_window:g}" if local_window < 1 else "")
+    return (mode + (f"-w{local_window:g}" if local_window < 1 else "")
             + ("" if local_update == "replace" else f"-{local_update}") + ("" if local_grow == 3 else f"-g{local_grow}"))
+
+
+def parse_variant(name: str) -> dict:
+    """A path's settings from its name: `MODE[-wFRACTION][-delta][-gN][-kK][-fast]` (MODE naive,
+    exact, local or frozen; w: local window, delta: local update, g: widenings, k: the K checkpoints
+    chosen on the validation phantom, fast: step 0 from them, refined by the whole ensemble)."""
+    parts = name.split("-")
+    if parts[0] not in MODES:
+        raise SystemExit(f"unknown path {name!r}: it starts with one of {', '.join(MODES)}")
+    out = {"mode": parts[0], "window": 1.0, "update": "replace", "grow": 3, "k": None, "fast": False}
+    for part in parts[1:]:
+        if part == "delta":
+            out["update"] = "delta"
+        elif part == "fast":
+            out["fast"] = True
+        elif part[:1] in "wgk" and part[1:]:
+            key = {"w": "window", "g": "grow", "k": "k"}[part[0]]
+            out[key] = float(part[1:]) if key == "window" else int(part[1:])
+        else:
+            raise SystemExit(f"unknown part {part!r} of path {name!r}")
+    return out
 
 
 def _shape(text: str) -> list[int]:
@@ -152,62 +173,81 @@ def where_masks_differ(mask: np.ndarray, naive: np.ndarray, clicks, label: np.nd
 
 
 def worker(args: argparse.Namespace) -> None:
-    """One (ROI, mode): the 11-step official protocol; writes a JSON of per-step figures; naive also
-    writes each step's probability, which the other modes compare with."""
+    """One (ROI, path) on one phantom: the 11-step official protocol; writes a JSON of per-step
+    figures; the reference path (`--reference`, naive by default) also writes each step's
+    probability, which the other paths compare with."""
     import torch
 
     from petclick.inference.engine import LocalSettings
     from petclick.inference.predictor import EnsemblePredictor
     from petclick.inference.protocol import run_protocol
     from petclick.inference.session import InteractiveSession
+    from petclick.inference.subset import read_subset
     from petclick.io.casefiles import load_prediction_case
     from petclick.io.clickfile import read_clicks
     from petclick.io.images import load_volume
     from petclick.runtime.checkpoint import find_checkpoints
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
+    v = parse_variant(args.variant)
+    t_open = time.perf_counter()
     case = load_prediction_case(args.case / "ct.nii.gz", args.case / "pet.nii.gz")
     case.label = load_volume(args.case / "label.nii.gz")
     clicks = read_clicks(args.case / "clicks.json", case.shape, policy="strict", budget=10)
     ckpts = find_checkpoints(args.models)[: args.checkpoints]
     predictor = EnsemblePredictor(ckpts, roi=_shape(args.roi), sw_batch_size=args.sw_batch_size)
-    local = LocalSettings(window=args.local_window, update=args.local_update, max_grow=args.local_grow)
-    session = InteractiveSession(predictor, case, mode=args.mode, tile_cache_mb=args.cache_mb, local=local)
+    subset = None
+    if v["k"] is not None:
+        subset = read_subset(args.subset_dir / f"subset_k{v['k']}.json")
+    local = LocalSettings(window=v["window"], update=v["update"], max_grow=v["grow"])
+    session = InteractiveSession(predictor, case, mode=v["mode"], tile_cache_mb=args.cache_mb, local=local,
+                                 checkpoints=None if v["fast"] else subset,
+                                 first="fast" if v["fast"] else "ensemble", fast_checkpoints=subset)
+    open_s = time.perf_counter() - t_open
     gt = case.label.array != 0
-    ref_dir = args.run / "naive_probs"
+    ref_dir = args.run / f"{args.reference}_probs"
+    is_ref = args.variant == args.reference
     ref_dir.mkdir(parents=True, exist_ok=True)
     steps = []
     last = {"c": 0, "r": 0, "v": 0}
+    extra: dict = {}
 
     def on_step(step, mask, step_clicks):
         ctr, pred = session.counters, session.last
         prob = pred.prob
-        row = {"step": step, "seconds": pred.seconds,
+        row = {"step": step, "seconds": pred.seconds, "path": pred.path,
                "tiles_computed": ctr["tiles_computed"] - last["c"], "tiles_reused": ctr["tiles_reused"] - last["r"],
                "voxels_computed": ctr["voxels_computed"] - last["v"]}
-        if args.mode == "naive":
+        if is_ref:
             np.save(ref_dir / f"step{step}.npy", prob)
-        else:
+        elif (ref_dir / f"step{step}.npy").is_file():
             ref = np.load(ref_dir / f"step{step}.npy")
             a, b = mask, ref >= 0.5
             inter, total = int(np.count_nonzero(a & b)), int(a.sum() + b.sum())
             row.update(max_dp=float(np.abs(prob - ref).max()), dice=1.0 if total == 0 else 2 * inter / total,
                        voxels_differ=int(np.count_nonzero(a != b)), **where_masks_differ(a, b, step_clicks, gt))
+        if step == 0 and v["fast"]:          # the full ensemble's step 0, refined in the background
+            t0 = time.perf_counter()
+            session.refine()
+            extra["refine_wait_s"] = time.perf_counter() - t0
         steps.append(row)
+        ctr = session.counters
         last.update(c=ctr["tiles_computed"], r=ctr["tiles_reused"], v=ctr["voxels_computed"])
-        print(f"  {args.mode} roi {args.roi} step {step}: {row}", flush=True)
+        print(f"  {args.variant} roi {args.roi} step {step}: {row}", flush=True)
 
     rows = run_protocol(session, case, clicks, mode="official", on_step=on_step)
     total_s = sum(r["seconds"] for r in steps)          # the session's own time (predict + post-processing)
-    result = {"mode": args.mode, "local_window": args.local_window, "local_update": args.local_update,
-              "local_grow": args.local_grow, "roi": args.roi, "checkpoints": len(ckpts), "steps": steps,
-              "seconds_case": total_s, "windows_per_pass": session.engine.tiles_per_pass // len(ckpts),
+    n_ckpt = len(subset) if subset is not None and not v["fast"] else len(ckpts)
+    result = {"variant": args.variant, "mode": v["mode"], "local_window": v["window"], "local_update": v["update"],
+              "local_grow": v["grow"], "k": v["k"], "fast": v["fast"], "roi": args.roi, "checkpoints": n_ckpt,
+              "steps": steps, "open_s": open_s, "seconds_case": total_s,
+              "windows_per_pass": session.engine.tiles_per_pass // max(1, n_ckpt),
               "tiles_per_pass": session.engine.tiles_per_pass, "voxels_per_pass": session.engine.voxels_per_pass,
-              "counters": session.counters,
+              "counters": session.counters, "reference": args.reference,
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
               "cache_peak_mb": 0 if session.engine.cache is None else session.engine.cache.peak_bytes / 2**20,
-              "dice_vs_label": [r["dice"] for r in rows]}
-    (args.run / f"{variant_name(args.mode, args.local_window, args.local_update, args.local_grow)}.json").write_text(json.dumps(result, indent=1))
+              "dice_vs_label": [r["dice"] for r in rows], **extra}
+    (args.run / f"{args.variant}.json").write_text(json.dumps(result, indent=1))
 
 
 def _load_runs(out: Path, roi: str, seeds: list[int], modes: list[str]) -> dict[str, list[dict]]:
@@ -293,6 +333,79 @@ def run_dir(out: Path, roi: str, seed: int) -> Path:
     return out / f"run_{roi}" / f"seed{seed}"
 
 
+def choose_subsets(out: Path, models: Path, n: int, ks: list[int], roi: str, sw_batch_size: int) -> None:
+    """OUT/subset_k<K>.json for each K: the checkpoints chosen on the validation phantom (the
+    training run's validation case, seed 202, never a held-out one) by petclick.inference.subset."""
+    from petclick.inference.predictor import EnsemblePredictor
+    from petclick.inference.subset import choose_subset, write_subset
+    from petclick.io.casefiles import load_prediction_case
+    from petclick.io.clickfile import read_clicks
+    from petclick.runtime.checkpoint import find_checkpoints
+
+    todo = [k for k in ks if not (out / f"subset_k{k}.json").is_file()]
+    if not todo:
+        return
+    data = out / "train_data"
+    case = load_prediction_case(data / "fdg_train202_01_0000.nii.gz", data / "fdg_train202_01_0001.nii.gz")
+    clicks = read_clicks(data / "fdg_train202_01_clicks.json", case.shape, policy="strict", budget=10)
+    predictor = EnsemblePredictor(find_checkpoints(models)[:n], roi=_shape(roi), sw_batch_size=sw_batch_size)
+    t0 = time.time()
+    order = choose_subset(predictor, [(case, clicks)], max(todo))
+    for k in todo:
+        write_subset(out / f"subset_k{k}.json", order[:k])
+    print(f"chose subsets {todo} on the validation phantom in {time.time() - t0:.0f} s", flush=True)
+
+
+def _click_seconds(runs: list[dict]) -> np.ndarray:
+    return np.array([s["seconds"] for r in runs for s in r["steps"][1:]], dtype=float)
+
+
+def reader_table(out: Path, roi: str, names: list[str], seeds: list[int], reference: str) -> str:
+    """The reader's table: one row per path, pooled over the held-out phantoms that the reference
+    finished: step 0 (open + predict), click latency (median, p95 over steps 1-10), the protocol's
+    Dice AUC against the labels, and how far each path lies from the reference (the full
+    ensemble's exact answer): Dice AUC and mean Dice per step (worst step), worst mask Dice."""
+    from petclick.metrics.aggregate import auc_trapezoid
+
+    runs: dict[str, list[dict]] = {m: [] for m in names}
+    for seed in seeds:
+        run = run_dir(out, roi, seed)
+        if not (run / f"{reference}.json").is_file():
+            continue
+        for m in names:
+            if (run / f"{m}.json").is_file():
+                runs[m].append({"seed": seed, **json.loads((run / f"{m}.json").read_text())})
+    ref = {r["seed"]: np.asarray(r["dice_vs_label"], dtype=float) for r in runs.get(reference, [])}
+    lines = ["| path | checkpoints | phantoms | open + step 0, s | click median, s | click p95, s | "
+             "Dice AUC vs label | AUC minus exact's | mean Dice per step minus exact's (worst step) | "
+             "worst mask Dice vs exact | max abs dp vs exact |", "|" + " --- |" * 11]
+    for m in names:
+        rs = [r for r in runs.get(m, []) if r["seed"] in ref]
+        if not rs:
+            continue
+        secs = _click_seconds(rs)
+        step0 = np.mean([r["open_s"] + r["steps"][0]["seconds"] for r in rs])
+        if any(r.get("fast") for r in rs):
+            full0 = np.mean([r["open_s"] + r["steps"][0]["seconds"] + r.get("refine_wait_s", 0.0) for r in rs])
+            step0_text = f"{step0:.1f} (refined {full0:.1f})"
+        else:
+            step0_text = f"{step0:.1f}"
+        label = np.array([r["dice_vs_label"] for r in rs], dtype=float)
+        aucs = np.array([auc_trapezoid(d) for d in label])
+        ref_auc = np.array([auc_trapezoid(ref[r["seed"]]) for r in rs])
+        curve = np.nanmean(label - np.array([ref[r["seed"]] for r in rs]), axis=0)
+        is_ref = m == reference
+        dice = min((s["dice"] for r in rs for s in r["steps"] if "dice" in s), default=None)
+        dp = max((s["max_dp"] for r in rs for s in r["steps"] if "max_dp" in s), default=None)
+        lines.append(
+            f"| {m} | {rs[0]['checkpoints']} | {len(rs)} | {step0_text} | {np.median(secs):.2f} | "
+            f"{np.percentile(secs, 95):.2f} | {np.nanmean(aucs):.3f} | "
+            f"{'-' if is_ref else f'{np.nanmean(aucs - ref_auc):+.3f}'} | "
+            f"{'-' if is_ref else f'{np.nanmax(np.abs(curve)):.3f}'} | "
+            f"{'-' if is_ref or dice is None else f'{dice:.4f}'} | {'-' if is_ref or dp is None else f'{dp:.2g}'} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("/tmp/bench_interactive"))
@@ -315,11 +428,16 @@ def main() -> None:
                         "delta their change from the previous clicks; one local run per value and window")
     p.add_argument("--local-grows", type=int, nargs="+", default=[3],
                    help="local mode's widenings per click (YAML infer.local_max_grow); one local run per value")
-    p.add_argument("--local-window", type=float, default=1.0, help=argparse.SUPPRESS)
-    p.add_argument("--local-grow", type=int, default=3, help=argparse.SUPPRESS)
-    p.add_argument("--local-update", default="replace", help=argparse.SUPPRESS)
+    p.add_argument("--paths", nargs="+", default=None, metavar="PATH",
+                   help="the reader's table instead: one run per path, named MODE[-wFRACTION][-delta][-gN][-kK][-fast] "
+                        "(e.g. naive exact frozen-w0.5-g0 exact-k5 frozen-w0.5-g0-k5 exact-fast-k5), compared "
+                        "with --reference")
+    p.add_argument("--reference", default=None,
+                   help="the path the others are compared with (default: naive; with --paths: exact, the full "
+                        "ensemble's exact answer)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--mode", help=argparse.SUPPRESS)
+    p.add_argument("--variant", help=argparse.SUPPRESS)
+    p.add_argument("--subset-dir", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--roi", help=argparse.SUPPRESS)
     p.add_argument("--run", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--case", type=Path, help=argparse.SUPPRESS)
@@ -331,25 +449,43 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     models = make_models(args.out, args.checkpoints, args.shape, args.train_iterations, args.train_cases)
     cases = {seed: make_case(args.out, args.shape, seed) for seed in args.seeds}
-    local = [(w, u, g) for w in args.local_windows for u in args.local_updates for g in args.local_grows]
-    variants = [("naive", 1.0, "replace", 3)] + [(m, *v) for m in args.modes if m != "naive"
-                                                 for v in (local if m == "local" else [(1.0, "replace", 3)])]
+    if args.paths:
+        reference = args.reference or "exact"
+        names = [reference] + [n for n in args.paths if n != reference]
+        for n in names:
+            parse_variant(n)
+        ks = sorted({parse_variant(n)["k"] for n in names} - {None})
+    else:
+        reference = args.reference or "naive"
+        local = [(w, u, g) for w in args.local_windows for u in args.local_updates for g in args.local_grows]
+        names = ["naive"] + [variant_name(m, *v) for m in args.modes if m != "naive"
+                             for v in (local if m in ("local", "frozen") else [(1.0, "replace", 3)])]
+        ks = []
     for roi in args.rois:
+        if ks:
+            choose_subsets(args.out, models, args.checkpoints, ks, roi, args.sw_batch_size)
         for seed, case in cases.items():
             run = run_dir(args.out, roi, seed)
             run.mkdir(parents=True, exist_ok=True)
-            for mode, window, update, grow in variants:
-                name = variant_name(mode, window, update, grow)
+            for name in names:
                 if (run / f"{name}.json").is_file():
                     continue
-                cmd = [sys.executable, __file__, "--worker", "--mode", mode, "--roi", roi, "--run", str(run),
-                       "--case", str(case), "--models", str(models), "--checkpoints", str(args.checkpoints),
-                       "--sw-batch-size", str(args.sw_batch_size), "--cache-mb", str(args.cache_mb),
-                       "--local-window", str(window), "--local-update", update, "--local-grow", str(grow)]
+                cmd = [sys.executable, __file__, "--worker", "--variant", name, "--reference", reference,
+                       "--roi", roi, "--run", str(run), "--case", str(case), "--models", str(models),
+                       "--checkpoints", str(args.checkpoints), "--sw-batch-size", str(args.sw_batch_size),
+                       "--cache-mb", str(args.cache_mb), "--subset-dir", str(args.out)]
                 t0 = time.time()
                 subprocess.run(cmd, check=True)
                 print(f"== {roi} seed {seed} {name}: {time.time() - t0:.0f} s", flush=True)
-    text = table(args.out, args.rois, [variant_name(*v) for v in variants], args.seeds)
+    if args.paths:
+        text = "\n\n".join(f"ROI {roi}\n\n" + reader_table(args.out, roi, names, args.seeds, reference)
+                             for roi in args.rois)
+        (args.out / "reader_table.md").write_text(text + "\n")
+        print(f"\n{args.checkpoints} checkpoints, held-out phantoms {args.seeds} of {'x'.join(map(str, args.shape))}, "
+              "11-step official protocol, against the full ensemble's exact answer\n")
+        print(text)
+        return
+    text = table(args.out, args.rois, names, args.seeds)
     (args.out / "table.md").write_text(text + "\n")
     print(f"\n{args.checkpoints} checkpoints, held-out phantoms {args.seeds} of {'x'.join(map(str, args.shape))}, "
           "11-step official protocol\n")

@@ -32,8 +32,8 @@ def _ct(studies: Path, case: str) -> Path:
 
 
 def test_options_round_trip_through_monai_label_conf_strings():
-    opts = LabelOptions(models=("a/work_dir", "b/model.pt"), incremental="local", show="pet", sessions=2,
-                        memory_mb=512.5, workers=3, queue=0, tile_cache_mb=64)
+    opts = LabelOptions(models=("a/work_dir", "b/model.pt"), incremental="frozen", show="pet", sessions=2,
+                        memory_mb=512.5, workers=3, queue=0, tile_cache_mb=64, first="fast", fast_checkpoints=3)
     conf = opts.to_conf()
     assert all(isinstance(v, str) for v in conf.values())
     assert LabelOptions.from_conf(conf) == opts
@@ -43,7 +43,8 @@ def test_options_round_trip_through_monai_label_conf_strings():
                         ({"models": "m", "sessions": "0"}, "at least 1"), ({"models": "m", "sessions": "two"}, "whole"),
                         ({"models": "m", "workers": "0"}, "conf workers: must be at least 1"),
                         ({"models": "m", "memory_mb": "lots"}, "conf memory_mb: must be a number"),
-                        ({"models": "[oops"}, "JSON list")):
+                        ({"models": "[oops"}, "JSON list"), ({"models": "m", "first": "now"}, "conf first"),
+                        ({"models": "m", "fast_checkpoints": "0"}, "conf fast_checkpoints: must be at least 1")):
         with pytest.raises(InputError, match=match):
             LabelOptions.from_conf(conf)
     assert LabelOptions(models=("m",), memory_mb=2).memory_bytes == 2 * 2**20

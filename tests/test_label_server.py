@@ -135,6 +135,7 @@ def test_clicks_give_a_mask_on_the_image_grid_then_one_more_click_is_incremental
     req, ses = info["request"], info["session"]
     assert req["session_opened"] and req["computed"] and ses["mode"] == "exact"
     assert req["tiles_computed"] == ses["tiles_per_pass"] > 0 and req["tiles_reused"] == 0     # a full first pass
+    assert req["path"] == "full" and req["bound"] == 1e-6 and ses["last"]["path"] == "full"   # what it did
 
     second = {**first, "background": [[2, 2, 2], [29, 25, 37]]}      # Slicer re-sends every point, plus the new one
     info2, mask2, _ = _decode(server.infer(case, second))
@@ -143,6 +144,7 @@ def test_clicks_give_a_mask_on_the_image_grid_then_one_more_click_is_incremental
     req2, ses2 = info2["request"], info2["session"]
     assert not req2["session_opened"] and req2["computed"] and req2["step"] == 2
     assert 0 < req2["tiles_computed"] < ses2["tiles_per_pass"] and req2["tiles_reused"] > 0   # only the tiles the click reaches
+    assert req2["path"] == "exact" and req2["windows_computed"] == req2["tiles_computed"] and not req2["refining"]
     assert ses2["predictions"] == 2 and ses2["tiles_computed"] == ses["tiles_computed"] + req2["tiles_computed"]
 
     info3, mask3, _ = _decode(server.infer(case, second))             # nothing new: nothing computed

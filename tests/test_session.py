@@ -162,7 +162,7 @@ def test_unchanged_clicks_compute_nothing(models, phantom):
     assert len(calls) == 1
 
 
-@pytest.mark.parametrize("mode", ["exact", "local", "naive"])
+@pytest.mark.parametrize("mode", ["exact", "local", "naive", "frozen"])
 def test_undo_restores_the_earlier_mask_exactly(models, phantom, mode):
     s = InteractiveSession(EnsemblePredictor(sorted(models.rglob("model.pt"))), _case(phantom), mode=mode)
     start = s.predict()                                     # step 0: what a viewer shows first
@@ -187,7 +187,7 @@ def test_undo_restores_the_earlier_mask_exactly(models, phantom, mode):
     np.testing.assert_array_equal(step0.prob, start.prob)
 
 
-@pytest.mark.parametrize("mode", ["exact", "local"])
+@pytest.mark.parametrize("mode", ["exact", "local", "frozen"])
 def test_save_and_reload_give_the_same_next_prediction(models, phantom, tmp_path, mode):
     ct = save_volume(tmp_path / "x_0000.nii.gz", phantom.ct, phantom.affine)
     pet = save_volume(tmp_path / "x_0001.nii.gz", phantom.pet, phantom.affine)
@@ -371,15 +371,16 @@ def test_local_mode_widens_towards_changes_at_its_border():
     assert EnsembleEngine._widen(((48, 0, 20), (64, 16, 36)), flips, shape, roi, margin) == []  # image border
 
 
-def test_session_clicks_policy_and_arrays(models, phantom, caplog, tmp_path):
-    s = InteractiveSession.open(str(models), phantom.ct, phantom.pet, affine=phantom.affine)
+@pytest.mark.parametrize("mode", [None, "local", "frozen"])
+def test_session_clicks_policy_and_arrays(models, phantom, caplog, tmp_path, mode):
+    s = InteractiveSession.open(str(models), phantom.ct, phantom.pet, affine=phantom.affine, mode=mode)
     with pytest.raises(InputError, match=r"click tumor\[0\] \[99, 0, 0\] lies outside the volume"):
         s.add_clicks(tumor=[(99, 0, 0)])
     assert s.step == 0
     with pytest.raises(InputError, match="exceed the budget of 10"):
         s.add_clicks(background=[(1, 1, 1)] * 11)
     lenient = InteractiveSession.open(str(models), phantom.ct, phantom.pet, affine=phantom.affine,
-                                      click_policy="drop-outside")
+                                      click_policy="drop-outside", mode=mode)
     with caplog.at_level(logging.WARNING):
         assert lenient.add_clicks(tumor=[(99, 0, 0), (1, 2, 3)]).tumor == [(1, 2, 3)]
     assert "tumor[0] [99, 0, 0]" in caplog.text
@@ -392,3 +393,33 @@ def test_session_clicks_policy_and_arrays(models, phantom, caplog, tmp_path):
         InteractiveSession.load(tmp_path / "arrays", case=other)
     back = InteractiveSession.load(tmp_path / "arrays", case=_case(phantom))
     assert back.clicks.tumor == [(1, 2, 3)] and not back.predict().computed
+
+
+def test_first_fast_answers_step0_from_a_subset_then_refines(models, phantom):
+    """`first: fast`: step 0 from the first K checkpoints at once, the full ensemble's step 0 in the
+    background (refine), and a click builds on the full ensemble's step 0 as without it."""
+    from petclick.inference.session import EXACT_BOUND
+
+    predictor = EnsemblePredictor(sorted(models.rglob("model.pt")))
+    case = _case(phantom)
+    s = InteractiveSession(predictor, case, mode="exact", first="fast", fast_checkpoints=1)
+    quick = s.predict()
+    assert quick.path == "fast-step0" and quick.bound is None and s.counters["last"]["path"] == "fast-step0"
+    np.testing.assert_allclose(quick.prob, predictor.predict_with(predictor.checkpoints[:1], (), case, Clicks()),
+                               atol=1e-6)
+    full = s.refine()
+    assert full.path == "full" and full.bound == EXACT_BOUND and not s.refining
+    np.testing.assert_allclose(full.prob, predictor.predict(case, Clicks()), atol=1e-6)
+    assert s.refine() is None
+    plain = InteractiveSession(predictor, case, mode="exact")
+    for session in (s, plain):
+        session.add_clicks(tumor=[SPREAD.tumor[0]])
+    a, b = s.predict(), plain.predict()
+    np.testing.assert_array_equal(a.prob, b.prob)
+    assert a.path == "exact" and a.bound == EXACT_BOUND
+    again = InteractiveSession(predictor, case, mode="exact", first="fast", fast_checkpoints=1)
+    again.predict()
+    again.add_clicks(tumor=[SPREAD.tumor[0]])                  # clicked before refining: waits for it
+    np.testing.assert_array_equal(again.predict().prob, b.prob)
+    with pytest.raises(InputError, match="step-0 choice"):
+        InteractiveSession(predictor, case, first="quick")

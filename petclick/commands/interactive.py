@@ -7,8 +7,8 @@ import argparse
 from pathlib import Path
 
 from petclick.commands.argtypes import steps_count
-from petclick.commands.predict import (BY_STEP_OPTION, add_algo_weights_arg, add_session_args, algo_weights, click_policy,
-                                       postprocess_config, refuse_routes_for_scribbles)
+from petclick.commands.predict import (BY_STEP_OPTION, add_algo_weights_arg, add_first_args, add_session_args,
+                                       algo_weights, click_policy, postprocess_config, refuse_routes_for_scribbles)
 from petclick.core.errors import InputError
 from petclick.inference.predictors import BUILTIN
 from petclick.inference.routing import parse_step_routes
@@ -63,6 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--enable", nargs="+", default=[], choices=RULES, metavar="RULE", help="switch rules on")
     p.add_argument("--disable", nargs="+", default=[], choices=RULES, metavar="RULE", help="switch rules off")
     add_session_args(p)
+    add_first_args(p)
     p.set_defaults(func=run)
 
 
@@ -92,5 +93,6 @@ def _run(args: argparse.Namespace, shards) -> int:
         dataroot=args.dataroot, save_predictions=args.save_predictions, compare=list(args.compare),
         device=args.device, algo_weights=algo_weights(args), suv_threshold=args.suv_threshold, cases=args.cases,
         no_mip=args.no_mip, click_policy=click_policy(args), incremental=args.incremental,
-        tile_cache_mb=args.tile_cache_mb, protocol=args.protocol, steps=args.steps, strategy=args.strategy,
+        tile_cache_mb=args.tile_cache_mb, first=args.first, fast_checkpoints=args.fast_checkpoints,
+        protocol=args.protocol, steps=args.steps, strategy=args.strategy,
         postprocess=None if args.postprocess == "off" and not args.enable else postprocess_config(args)), shards)

@@ -7,6 +7,7 @@ import importlib.util
 import logging
 from pathlib import Path
 
+from petclick.commands.predict import add_first_args
 from petclick.core.errors import InputError
 from petclick.inference.engine import MODES as INCREMENTAL_MODES
 from petclick.io.dicomweb import is_dicomweb
@@ -41,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                     "cpu), cpu, cuda or cuda:N")
     p.add_argument("--incremental", choices=INCREMENTAL_MODES, default=None,
                    help="re-inference after a click (default: the checkpoints' infer.incremental, else exact)")
+    add_first_args(p)
     p.add_argument("--show", choices=SHOW_CHOICES, default=None,
                    help="the image the viewer shows and the points index (default ct; the PET is found by its name; "
                         "DICOMweb: pet, the series on whose grid CT and masks lie)")
@@ -93,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
                            show=show, scratch=str(scratch) if (dicomweb or args.scratch) else None,
                            sessions=args.sessions, memory_mb=args.memory_mb, tile_cache_mb=args.tile_cache_mb,
                            workers=args.workers, queue=args.queue, params_kb=args.params_kb,
-                           upload_mb=args.upload_mb, allow_origins=tuple(args.allow_origin))
+                           upload_mb=args.upload_mb, allow_origins=tuple(args.allow_origin), first=args.first,
+                           fast_checkpoints=args.fast_checkpoints)
     realm = args.auth_realm or realm_from_environment()
     warning = check_exposure(args.host, args.port, auth=bool(realm), insecure=args.insecure)
     get_predictor(list(options.models), device=options.device, cached=True)   # a bad model fails here, in one line

@@ -52,6 +52,18 @@ def add_session_args(p: argparse.ArgumentParser) -> None:
                         "infer.tile_cache_mb, else $PETCLICK_TILE_CACHE_MB, else 2048); past it tiles are recomputed")
 
 
+def add_first_args(p: argparse.ArgumentParser) -> None:
+    """Step 0's choice (petclick.inference.session `first`): the full ensemble, or fast then refined."""
+    from petclick.inference.session import DEFAULT_FAST_CHECKPOINTS, FIRST_CHOICES
+
+    p.add_argument("--first", choices=FIRST_CHOICES, default="ensemble",
+                   help="step 0: ensemble (default: the full ensemble answers the first prediction) or fast (the first "
+                        "--fast-checkpoints checkpoints answer at once, the full ensemble refines it in the "
+                        "background; the first click waits for it)")
+    p.add_argument("--fast-checkpoints", type=int, default=None, metavar="K",
+                   help=f"checkpoints of the fast step 0 (--first fast; default {DEFAULT_FAST_CHECKPOINTS})")
+
+
 def click_policy(args: argparse.Namespace) -> ClickPolicy:
     """The click policy of the command line (--click-policy, --drop-outside)."""
     return policy_from_flags(getattr(args, "drop_outside", False), getattr(args, "click_policy", None))

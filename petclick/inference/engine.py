@@ -21,6 +21,13 @@ Three modes (YAML `infer.incremental` or `--incremental`):
   times the group's ROI per axis (rounded down to the network's ROI multiple; 1: the ROI itself),
   so a click costs a fraction of one sliding-window tile. Approximate:
   benchmarks/bench_interactive.py measures its Dice against full recomputation.
+- `frozen`: local mode whose crops run with frozen instance-norm statistics
+  (petclick.runtime.normstats): every full pass (PyTorch, not ONNX Runtime, since it records)
+  keeps each tile's per-layer, per-channel statistics; a click's window is placed inside the tile
+  nearest the click, on the network's stride lattice of that tile, and runs with that tile's
+  statistics, so it answers as its tile would (exact where the window covers the receptive field;
+  tests: max |dp| <= 1e-5). A tile without statistics (e.g. after `load_state_dict`) is run once
+  to record them. Networks without instance norm run their crops unchanged.
 
 Checkpoints are grouped by their input (preprocessing + click encoding) as in CheckpointSet;
 each group keeps the running sum of its members' scaled sigmoid probabilities in the network's
@@ -46,12 +53,15 @@ from petclick.io.images import CaseVolumes
 from petclick.networks.roi import cover_roi, roi_divisors
 from petclick.runtime.clickinput import ClickEncoder, clicks_in_network_space
 from petclick.runtime.grid import integer_shift, to_pet_grid
+from petclick.runtime.normstats import torch_network
 from petclick.runtime.preprocess import PreparedCase
 from petclick.runtime.tiles import DEFAULT_CACHE_MB, Box, TileCache, TileCounters, TiledLogits, TileGrid, merge_boxes
 
 log = logging.getLogger(__name__)
 
-MODES = ("naive", "exact", "local")
+MODES = ("naive", "exact", "local", "frozen")
+#: Modes that answer a click from crops around it (approximate).
+CROP_MODES = ("local", "frozen")
 LOCAL_UPDATES = ("replace", "delta")
 DEFAULT_JOURNAL_MB = 512
 
@@ -187,6 +197,8 @@ class EnsembleEngine:
         self.prob: np.ndarray | None = None
         self.groups = self._groups(list(predictor.checkpoints if checkpoints is None else checkpoints),
                                    predictor.tta_flip_axes if tta_axes is None else tuple(tta_axes))
+        self.exact_states: dict[tuple, bool] = {}   # click state -> whether its sums equal a full pass
+        self.last_path: str | None = None          # how the latest update was answered (counters)
         self.tiles_per_pass = sum(len(m.tiled.grid) for g in self.groups for m in g.members)
         self.voxels_per_pass = sum(len(m.tiled.grid) * int(np.prod(m.roi)) for g in self.groups for m in g.members)
         if auto and self.cache is not None:  # one pass of float32 tile outputs of every member, or refuse
@@ -214,11 +226,19 @@ class EnsembleEngine:
                 if spec not in grids:
                     grids[spec] = TileGrid(group.shape, roi, s["overlap"], s["mode"], device=p.device)
                 grid = grids[spec]
+                if self.mode == "frozen":       # records statistics: PyTorch, not ONNX Runtime
+                    def load(path=path):
+                        return torch_network(MODELS.get(path, p.device))
+                else:
+                    def load(path=path):
+                        return MODELS.get(path, p.device)
                 for axes in flips:
-                    tiled = TiledLogits(f"{path}|{axes}", lambda path=path: MODELS.get(path, p.device), grid,
+                    tiled = TiledLogits(f"{path}|{axes}", load, grid,
                                         flip_axes=axes, sw_batch_size=s["sw_batch_size"], amp=s["amp"],
                                         amp_dtype=s.get("amp_dtype", "float16"), cache=self.cache,
                                         counters=self.counters)
+                    if self.mode == "frozen":
+                        tiled.norm_record = {}
                     group.members.append(Member(path, scale, roi, tiled))
             groups.append(group)
         return groups
@@ -271,14 +291,20 @@ class EnsembleEngine:
         if self.clicks is not None and _key(clicks) == _key(self.clicks):
             return self.prob, None
         refused = 0 if self.cache is None else self.cache.refused
+        before = None if self.clicks is None else _key(self.clicks)
         if self.clicks is None:
-            changes = self._full(clicks)
+            changes, self.last_path = self._full(clicks), "full"
+            exact = True
         elif self._restore(clicks):
-            changes = {n: ((0, 0, 0), g.shape) for n, g in enumerate(self.groups)}
+            changes, self.last_path = {n: ((0, 0, 0), g.shape) for n, g in enumerate(self.groups)}, "restore"
+            exact = self.exact_states.get(_key(clicks), False)
         elif self.mode == "naive":
-            changes = self._full(clicks)
+            changes, self.last_path = self._full(clicks), "naive"
+            exact = True
         else:
-            changes = self._incremental(clicks)
+            changes, self.last_path = self._incremental(clicks), self.mode
+            exact = self.mode == "exact" and self.exact_states.get(before, False)
+        self.exact_states[_key(clicks)] = exact
         self.clicks = clicks
         self.prob = self._pet()
         if self.cache is not None and self.cache.refused > refused:
@@ -318,9 +344,15 @@ class EnsembleEngine:
         return changes
 
     # ------------------------------------------------------------------ local mode
+    @property
+    def exact(self) -> bool:
+        """Whether the current probabilities equal a full pass (naive, exact, or a state reached so)."""
+        return self.clicks is not None and self.exact_states.get(_key(self.clicks), False)
+
     def _windows(self, g: Group, before: Clicks, after: Clicks) -> list[list[Box]]:
-        """Windows of the local ROI centred on each click added or removed, grouped where they
-        overlap (each group is blended as one region; every window stays one network pass)."""
+        """Windows of the local ROI centred on each click added or removed (frozen: snapped into
+        the tile nearest the click), grouped where they overlap (each group is blended as one
+        region; every window stays one network pass)."""
         roi = self._local_roi(g)
         shape = np.asarray(g.shape)
         old, new = clicks_in_network_space(g.prepared, before), clicks_in_network_space(g.prepared, after)
@@ -330,10 +362,62 @@ class EnsembleEngine:
             for p in ((a - b) + (b - a)):
                 size = np.minimum(roi, shape)
                 lo = np.clip(np.floor(np.asarray(p)).astype(int) - size // 2, 0, shape - size)
+                if self.mode == "frozen":
+                    lo = self._snap(g, np.asarray(p, dtype=float), lo, size)
                 box = (tuple(int(v) for v in lo), tuple(int(v) for v in lo + size))
                 if box not in boxes:
                     boxes.append(box)
         return overlap_groups(boxes)
+
+    def _divisor(self, g: Group) -> np.ndarray:
+        """The largest ROI divisor (stride lattice) over the group's member networks, per axis."""
+        info = self.predictor.info
+        return np.max([roi_divisors(info[m.path]["name"], **info[m.path]["network_kwargs"]) for m in g.members], axis=0)
+
+    def _snap(self, g: Group, point: np.ndarray, lo: np.ndarray, size: np.ndarray) -> np.ndarray:
+        """Frozen mode: a window corner inside one unmirrored tile of the group's first member, on
+        that tile's stride lattice, as near `lo` as that allows; of all tiles the one that leaves the
+        window's centre nearest `point` (axes where a tile is padded keep `lo`)."""
+        grid = g.members[0].tiled.grid
+        starts = grid.starts - np.asarray(grid.pad_lo)
+        roi = np.asarray(grid.roi)
+        div = self._divisor(g)
+        shape = np.asarray(g.shape)
+        best, best_d = lo, None
+        for tile in starts:
+            out = lo.copy()
+            for a in range(3):
+                if tile[a] < 0 or size[a] > roi[a]:
+                    continue
+                k = int(round((lo[a] - tile[a]) / div[a]))
+                k = min(max(k, 0), int((roi[a] - size[a]) // div[a]))
+                out[a] = min(tile[a] + k * div[a], shape[a] - size[a])
+            d = float((((out + size / 2.0) - point) ** 2).sum())
+            if best_d is None or d < best_d:
+                best, best_d = out, d
+        return best
+
+    @staticmethod
+    def _frozen_tile(t: TiledLogits, box: Box) -> int:
+        """The tile of `t` holding the most of `box` (ties: centre nearest the box's)."""
+        grid = t.grid
+        own = grid.flip_box(box, t.flip_axes)
+        idx = grid.touching([own])
+        if len(idx) == 0:
+            idx = np.arange(len(grid))
+        starts = grid.starts[idx] - np.asarray(grid.pad_lo)
+        roi = np.asarray(grid.roi)
+        lo, hi = np.asarray(own[0]), np.asarray(own[1])
+        vol = np.prod(np.clip(np.minimum(starts + roi, hi) - np.maximum(starts, lo), 0, None), axis=1)
+        dist = ((starts + roi / 2.0 - (lo + hi) / 2.0) ** 2).sum(axis=1)
+        return int(idx[np.lexsort((dist, -vol))[0]])
+
+    def _tile_stats(self, t: TiledLogits, index: int) -> list:
+        """The instance-norm statistics of tile `index` (recorded at the last full pass; run once
+        on the current input when none are)."""
+        if index not in t.norm_record:
+            t._compute([index])
+        return t.norm_record[index]
 
     def _local_roi(self, g: Group) -> np.ndarray:
         """Size of a local window of group `g`: `window` times its largest ROI per axis, rounded down
@@ -371,6 +455,8 @@ class EnsembleEngine:
             t = m.tiled
             roi = local if self.local.window < 1 else m.roi    # a member with a smaller ROI tiles the window
             tl = t.on_grid(TileGrid(shape, roi, t.grid.overlap, t.grid.mode, t.grid.sigma_scale, device=g.x.device))
+            if self.mode == "frozen":
+                tl.norm_frozen = self._tile_stats(t, self._frozen_tile(t, box))
             tl.set_input(crop)
             prob = torch.sigmoid(tl.logits(((0, 0, 0), shape)))
             acc = prob.mul_(m.scale) if acc is None else acc.add_(prob, alpha=m.scale)
@@ -480,7 +566,10 @@ class EnsembleEngine:
                 "journal": [{"before": [list(map(list, k)) for k in t.before],
                              "after": [list(map(list, k)) for k in t.after],
                              "saved": [(n, [list(b[0]), list(b[1])], v.cpu()) for n, b, v in t.saved]}
-                            for t in self.journal]}
+                            for t in self.journal],
+                "exact_states": [[list(map(list, k)) for k in key] for key, ok in self.exact_states.items() if ok],
+                "norm_stats": [[{int(i): [(mu.cpu(), var.cpu()) for mu, var in st] for i, st in m.tiled.norm_record.items()}
+                                for m in g.members] if self.mode == "frozen" else None for g in self.groups]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from `state_dict()`: the next update re-runs only what its clicks change
@@ -501,6 +590,11 @@ class EnsembleEngine:
         self.journal = [Transition(key(t["before"]), key(t["after"]),
                                    [(int(n), (tuple(b[0]), tuple(b[1])), v.to(dev)) for n, b, v in t["saved"]])
                         for t in state["journal"]]
+        self.exact_states = {key(k): True for k in state.get("exact_states", [])}
+        for g, stats in zip(self.groups, state.get("norm_stats") or [None] * len(self.groups)):
+            if stats is not None and self.mode == "frozen" and len(stats) == len(g.members):
+                for m, tiles in zip(g.members, stats):
+                    m.tiled.norm_record = {int(i): [(mu.to(dev), var.to(dev)) for mu, var in st] for i, st in tiles.items()}
         c = state["clicks"]
         self.clicks = Clicks([tuple(p) for p in c["tumor"]], [tuple(p) for p in c["background"]])
         for g in self.groups:

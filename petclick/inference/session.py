@@ -21,7 +21,18 @@
 - `predict()` post-processes as `petclick predict` does (`postprocess`: a config dict; None keeps
   the plain prob >= 0.5 threshold the protocol scores). A predict with unchanged clicks computes
   nothing.
-- `counters` (mode, predictions, tiles computed and reused, cache bytes) are what a server reports.
+- Step 0 (`first`): `ensemble` (the default) answers the first prediction with the full
+  ensemble; `fast` answers it at once from `fast_checkpoints` (the first K of the ensemble's
+  checkpoints, or a list, e.g. chosen on validation folds by petclick.inference.subset), and runs
+  the full ensemble's step 0 in a background thread: `refine()` waits for it and returns the
+  ensemble's step-0 prediction; the next click waits for it too (clicks build on the full pass).
+- `counters` (mode, predictions, tiles computed and reused, cache bytes) are what a server reports;
+  `counters["last"]` says what the latest prediction did: its path (`full`: a full pass, `naive`,
+  `exact`, `local`, `frozen`, `restore`: undo from the journal, `unchanged`, `predictor`: a
+  predictor that is no trained ensemble), windows computed, seconds, and `bound`: the largest
+  |dp| it may differ from the full ensemble's exact answer (EXACT_BOUND where the state equals a
+  full pass, None where no bound is known: crop paths and checkpoint subsets); `counters["paths"]`
+  counts the predictions by path.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +61,13 @@ from petclick.io.images import CaseVolumes, Volume, load_volume, save_volume
 from petclick.metrics.protocol import to_mask
 
 log = logging.getLogger(__name__)
+#: max |dp| of a state equal to a full pass (exact mode's tested tolerance; float rounding only).
+EXACT_BOUND = 1e-6
 STATE_VERSION = 1
+#: Step-0 choices (`first`): the full ensemble, or a fast subset refined in the background.
+FIRST_CHOICES = ("ensemble", "fast")
+#: Checkpoints of the fast step-0 answer when no subset is given.
+DEFAULT_FAST_CHECKPOINTS = 2
 STATE_FILE = "session.json"
 
 
@@ -68,6 +86,15 @@ class Prediction:
     tiles_computed: int
     tiles_reused: int
     seconds: float
+    path: str = "unchanged"
+    bound: float | None = None
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """What this prediction did (per click): the path taken, windows computed and reused,
+        seconds, and the bound on max |dp| from the full ensemble's exact answer (None: unknown)."""
+        return {"step": self.step, "path": self.path, "windows_computed": self.tiles_computed,
+                "windows_reused": self.tiles_reused, "seconds": round(self.seconds, 4), "bound": self.bound}
 
 
 def _clean(points: Iterable[Sequence[int]] | None) -> list[tuple[int, int, int]]:
@@ -110,8 +137,14 @@ class InteractiveSession:
                  click_policy: ClickPolicy | str | None = ClickPolicy.STRICT, budget: int | None = BUDGET,
                  tile_cache_mb: float | None = None, checkpoints: Sequence[Any] | None = None,
                  tta_axes: Sequence[int] | None = None, local: LocalSettings | None = None,
-                 source: str | Path | None = None, spec: Mapping[str, Any] | None = None):
+                 source: str | Path | None = None, spec: Mapping[str, Any] | None = None,
+                 first: str = "ensemble", fast_checkpoints: int | Sequence[Any] | None = None):
         self.predictor, self.case = predictor, case
+        self.first = check_first(first)
+        self.fast_checkpoints = fast_checkpoints
+        self._background: threading.Thread | None = None
+        self._background_error: BaseException | None = None
+        self._refining_answer = False
         self.postprocess = None if postprocess is None else dict(postprocess)
         self.tracer = tracer
         self.policy, self.budget = ClickPolicy.parse(click_policy), budget
@@ -135,6 +168,7 @@ class InteractiveSession:
         self._last_clicks: Clicks | None = None
         self.predictions = 0
         self.computed = 0
+        self.paths: dict[str, int] = {}
 
     def _engine(self, n: int) -> EnsembleEngine | None:
         """The engine of member `n` (built on first use; None for a predictor that is no trained ensemble)."""
@@ -238,14 +272,80 @@ class InteractiveSession:
         """Back to the first step (no clicks); the history is cleared."""
         self._history = [Clicks()]
 
+    # ------------------------------------------------------------------ step 0, fast first
+    def _fast_step0(self, engine: EnsembleEngine) -> np.ndarray | None:
+        """`first: fast`: the step-0 probability of the fast subset, with the full ensemble's step 0
+        started in the background (None where the fast path does not apply)."""
+        if self.first != "fast" or engine.clicks is not None or self._background is not None:
+            return None
+        ckpts = list(engine.predictor.checkpoints if self.checkpoints is None else self.checkpoints)
+        fast = self.fast_checkpoints if self.fast_checkpoints is not None else DEFAULT_FAST_CHECKPOINTS
+        subset = ckpts[:int(fast)] if isinstance(fast, int) else [Path(c) for c in fast]
+        if len(subset) >= len(ckpts):
+            return None
+        quick = EnsembleEngine(engine.predictor, self.case, "naive", subset, self.tta_axes, None)
+        prob, _ = quick.update(Clicks())
+
+        def full() -> None:
+            try:
+                engine.update(Clicks())
+            except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+                self._background_error = exc
+
+        self._background = threading.Thread(target=full, name="petclick-step0", daemon=True)
+        self._background.start()
+        self._path, self._bound = "fast-step0", None
+        return prob
+
+    def _join(self) -> None:
+        """Wait for the background step 0 (if any); its error is raised here."""
+        if self._background is not None:
+            self._background.join()
+            self._background = None
+            if self._background_error is not None:
+                exc, self._background_error = self._background_error, None
+                raise exc
+
+    @property
+    def refining(self) -> bool:
+        """Whether the full ensemble's step 0 still runs in the background (`first: fast`)."""
+        return self._background is not None and self._background.is_alive()
+
+    def refine(self) -> Prediction | None:
+        """Wait for the full ensemble's step 0 (`first: fast`) and, while the session is still at
+        the clicks of that answer, predict again from it; None when there was nothing to refine."""
+        if self._background is None:
+            return None
+        self._join()
+        if self._last is None or self._last.path != "fast-step0":
+            return None
+        clicks = self._last_clicks
+        self._last, self._last_clicks = None, None        # the fast answer is superseded
+        if clicks != self.clicks:
+            return None
+        self._refining_answer = True
+        return self.predict()
+
     # ------------------------------------------------------------------ prediction
     def _probability(self, clicks: Clicks) -> tuple[np.ndarray, bool]:
         n = self.routed.index(clicks) if self.routed is not None else 0
         engine = self._engine(n)
         if engine is not None:
+            if not clicks.tumor and not clicks.background and self.routed is None:
+                fast = self._fast_step0(engine)
+                if fast is not None:
+                    return fast, True
+            self._join()
             prob, box = engine.update(clicks)
-            return prob, box is not None
+            fresh = box is not None or self._refining_answer     # the background's full pass is new here
+            self._refining_answer = False
+            subset = self.checkpoints is not None and len(self.checkpoints) < len(engine.predictor.checkpoints)
+            self._path = engine.last_path if fresh else "unchanged"
+            self._bound = EXACT_BOUND if engine.exact and not subset else None
+            return prob, fresh
+        self._path, self._bound = "predictor", None
         if self._last_clicks is not None and self._last_clicks == clicks and self._last is not None:
+            self._path = "unchanged"
             return self._last.prob, False
         p = self._members[n]
         if (self.checkpoints is not None or self.tta_axes) and hasattr(p, "predict_with"):
@@ -274,6 +374,9 @@ class InteractiveSession:
         """Mask and probability for the current clicks (see module docstring)."""
         t0 = time.perf_counter()
         clicks = self.clicks
+        self._path, self._bound = "unchanged", None if self._last is None else self._last.bound
+        if self._background is not None and self._last_clicks != clicks:
+            self._join()               # a click builds on the full ensemble's step 0
         c0 = self._tiles()
         if self._last is not None and self._last_clicks == clicks:
             prob, computed = self._last.prob, False
@@ -293,7 +396,8 @@ class InteractiveSession:
         self.computed += int(computed)
         out = Prediction(mask, prob, changed, self.step, clicks, computed,
                          c1[0] - c0[0], c1[1] - c0[1],
-                         time.perf_counter() - t0)
+                         time.perf_counter() - t0, self._path, self._bound)
+        self.paths[self._path] = self.paths.get(self._path, 0) + 1
         self._last, self._last_clicks = out, clicks
         return out
 
@@ -306,7 +410,8 @@ class InteractiveSession:
     def counters(self) -> dict[str, Any]:
         """What the session has cost so far (for a server to report)."""
         out: dict[str, Any] = {"mode": self.mode, "step": self.step, "predictions": self.predictions,
-                               "predictions_computed": self.computed}
+                               "predictions_computed": self.computed, "paths": dict(self.paths),
+                               "last": None if self._last is None else self._last.report}
         engines = self.engines
         if len(engines) == 1 and self.routed is None:
             e = engines[0]
@@ -327,6 +432,7 @@ class InteractiveSession:
         state file last. Returns the state file."""
         import torch
 
+        self._join()                       # the engine's state includes the full step 0
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         last = self._last
@@ -422,6 +528,14 @@ def _clicks_of(d: Mapping[str, Any]) -> Clicks:
 def _save_npy(path: Path, array: np.ndarray) -> None:
     with open(path, "wb") as f:
         np.save(f, np.asarray(array, np.float32))
+
+
+def check_first(first: str | None) -> str:
+    """A valid step-0 choice (None: ensemble); anything else raises InputError."""
+    value = "ensemble" if first is None else str(first).strip().lower()
+    if value not in FIRST_CHOICES:
+        raise InputError("first", f"unknown step-0 choice {first!r}; use one of {', '.join(FIRST_CHOICES)}")
+    return value
 
 
 def default_mode(predictor: EnsemblePredictor) -> str:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from monai.data.utils import compute_importance_map, dense_patch_slices
 
+from petclick.runtime import normstats
 from petclick.runtime.window import window_logits
 
 log = logging.getLogger(__name__)
@@ -241,6 +242,10 @@ class TiledLogits:
         self.counters = counters if counters is not None else TileCounters()
         self.x: torch.Tensor | None = None
         self._invalid: set[int] = set(range(len(grid)))  # nothing computed yet
+        # instance-norm statistics (petclick.runtime.normstats): recorded per computed tile into
+        # `norm_record` when it is a dict; `norm_frozen` (one window's) used by every tile when set
+        self.norm_record: dict[int, list] | None = None
+        self.norm_frozen: list | None = None
 
     def model(self) -> torch.nn.Module:
         return self._model if isinstance(self._model, torch.nn.Module) else self._model()
@@ -278,7 +283,17 @@ class TiledLogits:
         if self.x is None:
             raise RuntimeError("TiledLogits: set_input first")
         windows = torch.stack([self.grid.window_input(self.x, i, self.flip_axes) for i in indices])
-        logits = window_logits(self.model(), windows, self.amp, self.amp_dtype)[:, 0]
+        net = self.model()
+        if self.norm_frozen is not None:
+            with normstats.frozen(net, self.norm_frozen):
+                logits = window_logits(net, windows, self.amp, self.amp_dtype)[:, 0]
+        elif self.norm_record is not None:
+            with normstats.recording(net) as rec:
+                logits = window_logits(net, windows, self.amp, self.amp_dtype)[:, 0]
+            for k, i in enumerate(indices):
+                self.norm_record[int(i)] = rec.sample(k)
+        else:
+            logits = window_logits(net, windows, self.amp, self.amp_dtype)[:, 0]
         self.counters.computed += len(indices)
         self.counters.voxels += len(indices) * int(np.prod(self.grid.roi))
         return [v.contiguous() for v in logits]

@@ -58,6 +58,8 @@ class InteractiveJob:
     click_policy: ClickPolicy | str = ClickPolicy.STRICT
     incremental: str | None = None
     tile_cache_mb: float | None = None
+    first: str = "ensemble"
+    fast_checkpoints: int | None = None
     postprocess: dict | None = field(default_factory=make_config)
     protocol: str = "autopet-iv"
     steps: int | None = None
@@ -76,7 +78,7 @@ class InteractiveJob:
     def session_options(self) -> dict:
         """Keyword arguments of each case's InteractiveSession."""
         return {"mode": self.incremental, "tile_cache_mb": self.tile_cache_mb, "click_policy": self.click_policy,
-                "postprocess": self.postprocess}
+                "postprocess": self.postprocess, "first": self.first, "fast_checkpoints": self.fast_checkpoints}
 
 
 def _make(name: str | dict, args: InteractiveJob, weights: dict[str, float] | None):

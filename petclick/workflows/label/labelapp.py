@@ -44,7 +44,8 @@ class PetclickLabelApp(MONAILabelApp):
         self.results = clean_folder(self.scratch / RESULTS)
         self.cache = SessionCache(predictor, show=self.options.show, mode=self.options.incremental,
                                   max_sessions=self.options.sessions, memory_bytes=self.options.memory_bytes,
-                                  tile_cache_mb=self.options.tile_cache_mb, out_dir=self.results)
+                                  tile_cache_mb=self.options.tile_cache_mb, out_dir=self.results,
+                                  first=self.options.first, fast_checkpoints=self.options.fast_checkpoints)
         log.info("petclick label: %s images in %s, models %s, scratch %s", self.options.show.upper(), self.images,
                  ", ".join(self.options.models), self.scratch)
         super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="petclick",

@@ -8,7 +8,9 @@ LabelOptions reads and writes them, so `petclick label` and a hand-written
 | --- | --- | --- |
 | models | model spec(s) of petclick's get_predictor: a work_dir, bundle folders, .pt files or `suv-threshold`; several joined by `,` (or a JSON list) | required |
 | device | torch device of the ensemble | cpu |
-| incremental | the session's re-inference mode: naive, exact, local (empty: the checkpoints' own, else exact) | (checkpoints') |
+| incremental | the session's re-inference mode: naive, exact, local, frozen (empty: the checkpoints' own, else exact) | (checkpoints') |
+| first | step 0: ensemble (the full ensemble answers) or fast (fast_checkpoints answer at once, the full ensemble refines in the background; a request's `first` param overrides it when it opens the session) | ensemble |
+| fast_checkpoints | checkpoints of the fast step 0 | 2 |
 | show | which image of a case the viewer shows and the clicks index: ct (`_0000`) or pet (`_0001`) | ct |
 | scratch | where MONAI Label's datastore files and submitted labels go (the studies folder is never written) | ~/.cache/petclick/label/<folder>-<hash> |
 | sessions | sessions kept in memory (one per reader and image, least recently used dropped first) | 8 |
@@ -41,7 +43,7 @@ DEFAULT_PARAMS_KB = 64
 DEFAULT_UPLOAD_MB = 512
 #: the settings that are counts or sizes: conf key -> (type, smallest value)
 NUMBERS = {"sessions": (int, 1), "workers": (int, 1), "queue": (int, 0), "memory_mb": (float, 1.0),
-           "tile_cache_mb": (float, 0.0), "params_kb": (int, 1), "upload_mb": (int, 1)}
+           "tile_cache_mb": (float, 0.0), "params_kb": (int, 1), "upload_mb": (int, 1), "fast_checkpoints": (int, 1)}
 
 
 def machine_memory_mb() -> float:
@@ -143,8 +145,16 @@ class LabelOptions:
     params_kb: int = DEFAULT_PARAMS_KB
     upload_mb: int = DEFAULT_UPLOAD_MB
     allow_origins: tuple[str, ...] = ()
+    first: str = "ensemble"
+    fast_checkpoints: int | None = None
 
     def __post_init__(self):
+        from petclick.inference.session import check_first
+
+        try:
+            object.__setattr__(self, "first", check_first(self.first))
+        except InputError as exc:
+            raise InputError("conf first", exc.problem) from exc
         if self.show not in SHOW_CHOICES:
             raise InputError("conf show", f"must be one of {', '.join(SHOW_CHOICES)}, got {self.show!r}")
         object.__setattr__(self, "allow_origins", tuple(origin_of(o) for o in self.allow_origins))
@@ -165,6 +175,7 @@ class LabelOptions:
         return cls(models=tuple(_models(conf.get("models"))), device=str(conf.get("device") or "cpu"),
                    incremental=conf.get("incremental") or None, show=str(conf.get("show") or "ct").lower(),
                    scratch=conf.get("scratch") or None, allow_origins=_origins(conf.get("allow_origins")),
+                   first=str(conf.get("first") or "ensemble"),
                    **{k: v for k, v in numbers.items() if v is not None})
 
     def to_conf(self) -> dict[str, str]:
@@ -175,6 +186,8 @@ class LabelOptions:
             conf["incremental"] = self.incremental
         if self.scratch:
             conf["scratch"] = str(self.scratch)
+        if self.first != "ensemble":
+            conf["first"] = self.first
         if self.allow_origins:
             conf["allow_origins"] = json.dumps(list(self.allow_origins))
         return conf

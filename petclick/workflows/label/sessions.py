@@ -27,7 +27,9 @@ bound on its own is kept (with a warning) while it is the only one.
 
 Every request returns the mask file (uint8, 1 = lesion, on the shown image's grid with its affine)
 and a JSON object with Slicer's `label_names` plus what the request and the session cost
-(`request`: reader, computed, tiles computed/reused, seconds; `session`: InteractiveSession.counters
+(`request`: reader, computed, the path taken and its bound on max |dp| from the full ensemble's
+exact answer (None: unknown; InteractiveSession.counters["last"]), windows (tiles)
+computed/reused, seconds; `session`: InteractiveSession.counters
 and `memory_bytes`, the session's bytes by part).
 The mask honours every click: petclick's click-consistency post-processing rule (on by default)
 puts tumour clicks inside and background clicks outside the final mask.
@@ -50,7 +52,7 @@ import numpy as np
 
 from petclick.core.errors import InputError
 from petclick.inference.footprint import session_nbytes
-from petclick.inference.session import InteractiveSession
+from petclick.inference.session import InteractiveSession, check_first
 from petclick.io.clickset import Clicks
 from petclick.io.images import CaseVolumes, checked_ct, checked_pet, load_volume, save_volume
 from petclick.postprocess import make_config
@@ -86,12 +88,17 @@ class SessionCache:
     """Sessions of one predictor keyed by (reader, image id) (module docstring). `show`: which image
     of a pair the clicks index and the mask lies on (ct | pet). `memory_bytes`: the sessions' memory
     bound (None: none); `tile_cache_mb`: each session's tile-cache limit (None: the checkpoints');
-    `out_dir`: where mask files are written (None: the system's temporary folder)."""
+    `out_dir`: where mask files are written (None: the system's temporary folder); `first` /
+    `fast_checkpoints`: step 0 (InteractiveSession; a request's `first` param overrides `first` when
+    it opens the session): a fast answer is refined by the full ensemble in the background, and the
+    next request at step 0 returns the refined mask once it is ready."""
 
     def __init__(self, predictor: Any, show: str = "ct", mode: str | None = None, max_sessions: int = 8,
                  postprocess: Mapping[str, Any] | None = None, memory_bytes: int | None = None,
-                 tile_cache_mb: float | None = None, out_dir: str | Path | None = None):
+                 tile_cache_mb: float | None = None, out_dir: str | Path | None = None,
+                 first: str = "ensemble", fast_checkpoints: int | None = None):
         self.predictor, self.show, self.mode = predictor, show, mode
+        self.first, self.fast_checkpoints = first, fast_checkpoints
         self.max_sessions = int(max_sessions)
         self.memory_bytes = None if memory_bytes is None else int(memory_bytes)
         self.tile_cache_mb = tile_cache_mb
@@ -109,7 +116,7 @@ class SessionCache:
         with self._lock:
             return [k for k, e in self.entries.items() if e.session is not None]
 
-    def _open(self, entry: Entry, shown: Path) -> None:
+    def _open(self, entry: Entry, shown: Path, first: str | None = None) -> None:
         ct_path, pet_path = pair_of(shown, self.show)
         self._make_room(entry, _voxels(shown))
         try:
@@ -120,7 +127,8 @@ class SessionCache:
         entry.affine = (ct if self.show == "ct" else pet).affine
         entry.session = InteractiveSession(self.predictor, CaseVolumes(ct, pet), mode=self.mode,
                                            postprocess=self.postprocess, tile_cache_mb=self.tile_cache_mb,
-                                           source=f"{entry.image_id} params")
+                                           source=f"{entry.image_id} params", first=first or self.first,
+                                           fast_checkpoints=self.fast_checkpoints)
         entry.voxels = int(np.prod(pet.array.shape))
         with self._lock:
             self.opened += 1
@@ -232,7 +240,7 @@ class SessionCache:
                     self._forget(entry)
                     raise LabelRequestError(404, f"unknown image id {image_id!r}")
                 try:
-                    self._open(entry, shown)
+                    self._open(entry, shown, _first_param(params))
                 except BaseException:
                     self._forget(entry)
                     raise
@@ -240,7 +248,10 @@ class SessionCache:
             clicks = parse_clicks(params, session.case.shape, session.budget) if interactive else Clicks()
             try:
                 session.set_clicks(clicks)
-                pred = session.predict()
+                last = session.last
+                refined = (session.refine() if last is not None and last.path == "fast-step0"
+                           and not session.refining and last.clicks == session.clicks else None)
+                pred = refined or session.predict()
             except BaseException as exc:
                 self._discard(entry, f"{type(exc).__name__} while predicting")
                 raise
@@ -258,7 +269,9 @@ class SessionCache:
         return name, {"label_names": dict(LABEL_NAMES), "image": image_id, "clicks": clicks.to_dict(),
                       "lesion_voxels": int(pred.mask.sum()),
                       "request": {"reader": reader, "session_opened": opened, "computed": bool(pred.computed),
-                                  "step": pred.step, "tiles_computed": pred.tiles_computed,
+                                  "step": pred.step, "path": pred.path, "bound": pred.bound,
+                                  "refining": session.refining,
+                                  "windows_computed": pred.tiles_computed, "tiles_computed": pred.tiles_computed,
                                   "tiles_reused": pred.tiles_reused, "predict_seconds": round(pred.seconds, 4),
                                   "seconds": round(seconds, 4)},
                       "session": {**counters, "memory_bytes": memory}}
@@ -279,6 +292,17 @@ class SessionCache:
             Path(name).unlink(missing_ok=True)
             raise
         return name
+
+
+def _first_param(params: Mapping[str, Any]) -> str | None:
+    """A request's step-0 choice (`first` param; None: the server's), checked."""
+    value = params.get("first") if isinstance(params, Mapping) else None
+    if value in (None, ""):
+        return None
+    try:
+        return check_first(str(value))
+    except InputError as exc:
+        raise LabelRequestError(422, f"params first: {exc.problem}") from exc
 
 
 def _voxels(shown: Path) -> int:
