@@ -268,7 +268,8 @@ def test_click_consistency_grow_modes_for_a_clicked_lesion_the_mask_undersegment
     with pytest.raises(ValueError, match="grow"):
         enforce_clicks(mask, clicks, pet, (2, 2, 2), grow="sometimes", **kw)
     cfg = make_config({"click_consistency": {"grow": "always-suv"}})
-    assert cfg["click_consistency"]["grow"] == "always-suv" == DEFAULT_CONFIG["click_consistency"]["grow"]
+    assert cfg["click_consistency"]["grow"] == "always-suv"
+    assert DEFAULT_CONFIG["click_consistency"]["grow"] == "suv-replace"
 
 
 def test_click_consistency_suv_replace_delineates_a_clicked_lesion_by_its_iso_contour():
