@@ -268,4 +268,25 @@ def test_click_consistency_grow_modes_for_a_clicked_lesion_the_mask_undersegment
     with pytest.raises(ValueError, match="grow"):
         enforce_clicks(mask, clicks, pet, (2, 2, 2), grow="sometimes", **kw)
     cfg = make_config({"click_consistency": {"grow": "always-suv"}})
-    assert cfg["click_consistency"]["grow"] == "always-suv" == DEFAULT_CONFIG["click_consistency"]["grow"]
+    assert cfg["click_consistency"]["grow"] == "always-suv"
+    assert DEFAULT_CONFIG["click_consistency"]["grow"] == "suv-replace"
+
+
+def test_click_consistency_suv_replace_delineates_a_clicked_lesion_by_its_iso_contour():
+    """suv-replace: inside the click's ball the model's oversegmentation connected to the click gives
+    way to the iso-contour; a model finding elsewhere stays; flat uptake keeps the model's mask."""
+    pet = np.full(SHAPE, 0.5, np.float32)
+    pet[10:18, 10:18, 10:18] = 8.0                     # the lesion, 8^3 voxels
+    mask = np.zeros(SHAPE, bool)
+    mask[8:20, 8:20, 8:20] = True                      # the model's bloated mask around it
+    mask[0:3, 0:3, 0:3] = True                         # and a finding far away, unclicked
+    clicks = Clicks([(13, 13, 13)], [])
+    out = enforce_clicks(mask, clicks, pet, (2, 2, 2), grow="suv-replace", suv_fraction=0.41)
+    assert out[10:18, 10:18, 10:18].all() and out[8:20, 8:20, 8:20].sum() == 8 ** 3
+    assert out[0:3, 0:3, 0:3].all()
+    union = enforce_clicks(mask, clicks, pet, (2, 2, 2), grow="always-suv", suv_fraction=0.41)
+    assert union[8:20, 8:20, 8:20].all()              # always-suv keeps the bloat
+    flat = np.full(SHAPE, 2.0, np.float32)             # no bounded lesion: the model's mask stays
+    kept = enforce_clicks(mask, clicks, flat, (2, 2, 2), grow="suv-replace", suv_fraction=0.41)
+    assert kept[8:20, 8:20, 8:20].all()
+    assert make_config({"click_consistency": {"grow": "suv-replace"}})["click_consistency"]["grow"] == "suv-replace"

@@ -221,7 +221,7 @@ def test_interactive_scores_as_demo_predict_and_gc_by_default(cohort, tmp_path, 
     assert cli_main(["interactive", "--predictor", "suv-threshold", "--compare", "suv-threshold", "--no-mip",
                      "--datalist", str(cohort / "datalist.json"), "--out", str(out), "--cases", "fdg_p1_2020"]) == 0
     console = capsys.readouterr().out
-    assert "masks: prob >= 0.5, click_consistency (grow always-suv)" in console
+    assert "masks: prob >= 0.5, click_consistency (grow suv-replace)" in console
     summary = json.loads((out / "suv-threshold" / "summary.json").read_text())
     assert summary["postprocess"] == make_config() and "click_consistency" in summary["scoring"]
     assert json.loads((out / "compare.json").read_text())["scoring"] == summary["scoring"]

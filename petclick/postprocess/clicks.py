@@ -6,7 +6,10 @@ clicked as both keeps the tumour click: the reader's positive click wins).
 Grow - at a tumour click outside the mask (`grow: missed`), at every tumour click by the steps
 below (`always`), or at every tumour click by the SUV iso-contour (step 2, then 3; `always-suv`,
 the pipeline's default: the lesion a reader clicked gets at least its 41%-of-peak extent, the
-delineation readers use, joined to what the model found) - the voxels added are, within a ball of
+delineation readers use, joined to what the model found; `suv-replace`: within the click's ball,
+the model's voxels connected to the click are replaced by that iso-contour where it is bounded, so
+the iso-contour delineates a clicked lesion and the model keeps what no click touched) - the
+voxels added are, within a ball of
 `max_radius_mm` around the click and connected (18) to it:
 1. the voxels with `prob >= low` when the click's own probability reaches `low`; otherwise
 2. the voxels with SUV >= `suv_fraction` x the peak SUV near the click (the PET iso-contour
@@ -34,7 +37,7 @@ import numpy as np
 from petclick.io.clickfile import Clicks
 from petclick.postprocess.components import CONNECTIVITY, clicks_inside, components
 
-GROW_MODES = ("missed", "always", "always-suv")
+GROW_MODES = ("missed", "always", "always-suv", "suv-replace")
 UNBOUNDED_FRACTION = 0.5  # an iso-contour filling more of the ball than this is flat uptake, not a lesion
 
 
@@ -61,8 +64,18 @@ def grow_region(p: Sequence[int], pet: np.ndarray, prob: np.ndarray | None, spac
                 max_radius_mm: float, min_radius_mm: float, suv_fraction: float, peak_radius_mm: float
                 ) -> tuple[tuple[slice, ...], np.ndarray]:
     """The region a tumour click at p adds (box, boolean array over the box); see the module docstring."""
+    box, region, _ = _grow(p, pet, prob, spacing, low, max_radius_mm, min_radius_mm, suv_fraction, peak_radius_mm)
+    return box, region
+
+
+def _grow(p: Sequence[int], pet: np.ndarray, prob: np.ndarray | None, spacing: np.ndarray, low: float,
+          max_radius_mm: float, min_radius_mm: float, suv_fraction: float, peak_radius_mm: float
+          ) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray | None]:
+    """grow_region's (box, region), and the click's ball (a boolean array over the box) where a bounded
+    SUV iso-contour made the region; None where the prob region, no uptake or flat uptake did."""
     box, ball = _ball_box(p, max(max_radius_mm, min_radius_mm), spacing, pet.shape)
     local = tuple(int(c - s.start) for c, s in zip(p, box))
+    iso = None
     if prob is not None and prob[tuple(p)] >= low:
         region = _connected_to(ball & (prob[box] >= low), local)
     else:
@@ -71,11 +84,13 @@ def grow_region(p: Sequence[int], pet: np.ndarray, prob: np.ndarray | None, spac
         region = _connected_to(ball & (pet[box] >= suv_fraction * peak), local) if peak > 0 else np.zeros_like(ball)
         if np.count_nonzero(region) > UNBOUNDED_FRACTION * np.count_nonzero(ball):
             region = np.zeros_like(ball)
+        elif region.any():
+            iso = region.copy()
     grid = np.ogrid[box]
     d2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grid, p, spacing))
     region |= d2 <= min_radius_mm ** 2 + 1e-9
     region[local] = True
-    return box, region
+    return box, region, (None if iso is None else ball)
 
 
 def _nearest_d2(points: list, box: tuple[slice, ...], spacing: np.ndarray) -> np.ndarray:
@@ -99,10 +114,14 @@ def enforce_clicks(mask: np.ndarray, clicks: Clicks, pet: np.ndarray, spacing: S
     spacing = np.asarray(spacing, float)
     tumour = clicks_inside(clicks.tumor, out.shape)
     background = clicks_inside(clicks.background, out.shape)
+    suv_only = grow in ("always-suv", "suv-replace")
     for p in tumour:
         if grow != "missed" or not out[p]:
-            box, region = grow_region(p, pet, None if grow == "always-suv" else prob, spacing, low, max_radius_mm,
+            box, region, ball = _grow(p, pet, None if suv_only else prob, spacing, low, max_radius_mm,
                                       min_radius_mm, suv_fraction, peak_radius_mm)
+            if grow == "suv-replace" and ball is not None:  # a bounded iso-contour delineates this lesion
+                local = tuple(int(c - s.start) for c, s in zip(p, box))
+                out[box] &= ~_connected_to(out[box] & ball, local)
             out[box] |= region
     covered = [q for q in background if out[q]]
     if not covered:
