@@ -246,7 +246,11 @@ def project(measured: dict[str, Any], cfg: dict[str, Any], ram_gb: float) -> lis
 
     ratio = measured["held_bytes_per_case"] / measured["planned_bytes_per_case"] if measured["planned_bytes_per_case"] else 1.0
     full = dict(cfg)
-    full["data"] = dict(cfg["data"], roi=[192, 192, 384])
+    from petclick.config.presets import AUTOPET
+
+    full["data"] = dict(cfg["data"], roi=[192, 192, 384], num_workers=AUTOPET["data"]["num_workers"],
+                        num_crops=AUTOPET["data"]["num_crops"])
+    full["infer"] = dict(cfg.get("infer") or {}, overlap=AUTOPET["infer"]["overlap"])
     full["network"] = dict(cfg["network"], kwargs={})
     full["training"] = {**cfg["training"], "num_epochs": "auto", "num_iterations_per_epoch": None, "val_every": "auto"}
     full["num_repeats"] = 4
