@@ -185,13 +185,14 @@ def measure_cache(cfg: dict[str, Any], out: Path, iterations: int) -> dict[str, 
     disk_read_s = (time.time() - t0) / max(1, len(pds))
     disk_files = sorted(disk.glob("*.pt"))
     from petclick.training.data import _header_shape
-    from petclick.training.plan import network_voxels, process_bytes, validation_work_bytes
+    from petclick.training.plan import cache_threads, load_bytes, network_voxels, process_bytes, validation_work_bytes
 
     shapes = [_header_shape(f["pet"]) for f in files.val]
     work = max(validation_work_bytes(network_voxels(s, sp, cfg["data"]["spacing"], cfg["data"]["roi"]), math.prod(s),
                                      cfg["infer"]["overlap"]) for s, sp in shapes)
     return {"plan": plan.to_dict(), "n_train": len(files.train), "n_val": len(files.val),
             "plan_work_bytes": work, "plan_process_bytes": process_bytes(cfg["data"]["num_workers"]),
+            "plan_load_bytes": load_bytes(max(math.prod(s) for s, _ in shapes), cache_threads(cfg["data"]["num_workers"], 1)),
             "build_s": round(build_s, 1), "held_bytes_per_case": float(np.mean(held)) if held else 0.0,
             "planned_bytes_per_case": plan.case_bytes, "rss_growth_per_case": ram_growth / max(1, len(held)),
             "data_s_per_iteration": round(data_s, 3), "first_batch_s": round(first_s, 1),
@@ -245,7 +246,11 @@ def project(measured: dict[str, Any], cfg: dict[str, Any], ram_gb: float) -> lis
 
     ratio = measured["held_bytes_per_case"] / measured["planned_bytes_per_case"] if measured["planned_bytes_per_case"] else 1.0
     full = dict(cfg)
-    full["data"] = dict(cfg["data"], roi=[192, 192, 384])
+    from petclick.config.presets import AUTOPET
+
+    full["data"] = dict(cfg["data"], roi=[192, 192, 384], num_workers=AUTOPET["data"]["num_workers"],
+                        num_crops=AUTOPET["data"]["num_crops"])
+    full["infer"] = dict(cfg.get("infer") or {}, overlap=AUTOPET["infer"]["overlap"])
     full["network"] = dict(cfg["network"], kwargs={})
     full["training"] = {**cfg["training"], "num_epochs": "auto", "num_iterations_per_epoch": None, "val_every": "auto"}
     full["num_repeats"] = 4
@@ -317,12 +322,13 @@ def main() -> None:
           f"{measured['data_s_per_iteration']} s (first batch {measured['first_batch_s']} s)", flush=True)
     if not args.skip_autorunner:
         caches = p["ram_bytes"] + p["val_bytes"]
-        planned = caches + measured["plan_work_bytes"] + measured["plan_process_bytes"]
+        planned = caches + max(measured["plan_work_bytes"], measured["plan_load_bytes"]) + measured["plan_process_bytes"]
         print(f"== AutoRunner (analysis, 2 folds x {args.iterations} iterations + 1 validation): {ar['wall_s']} s")
         print(f"peak of the training process tree (PSS, this process's {ar['parent_rss'] / MB:.0f} MB left out): "
               f"{(ar['peak_rss'] - ar['parent_rss']) / MB:.0f} MB; fold 0's plan {planned / MB:.0f} MB (caches "
-              f"{caches / MB:.0f} MB + validating its largest case {measured['plan_work_bytes'] / MB:.0f} MB + process and "
-              f"workers {measured['plan_process_bytes'] / MB:.0f} MB): {100 * ((ar['peak_rss'] - ar['parent_rss']) / planned - 1):+.0f}%")
+              f"{caches / MB:.0f} MB + process and workers {measured['plan_process_bytes'] / MB:.0f} MB + the larger of "
+              f"filling the cache {measured['plan_load_bytes'] / MB:.0f} MB and validating its largest case "
+              f"{measured['plan_work_bytes'] / MB:.0f} MB): {100 * ((ar['peak_rss'] - ar['parent_rss']) / planned - 1):+.0f}%")
         for f, v in ar["folds"].items():
             print(f"fold {f}: validation {v['validation_s']} s for {v['n_cases']} cases "
                   f"({v['val_s_per_case'] and round(v['val_s_per_case'], 1)} s per case), score {v['score']}, "

@@ -243,7 +243,11 @@ def val_transforms(cfg: Mapping[str, Any], dtype: str | None = None) -> list:
 
 
 def _cache_workers(cfg: Mapping[str, Any]) -> int:
-    return max(1, int(cfg["data"]["num_workers"]))
+    """Threads that fill a cache: `data.num_workers` shared by the torchrun ranks of the node (each
+    thread holds a whole case while it is preprocessed: petclick.training.plan.load_bytes)."""
+    from petclick.training.plan import cache_threads
+
+    return cache_threads(int(cfg["data"]["num_workers"]))
 
 
 def validation_subset(files: Sequence[Mapping[str, Any]], n: int | None, seed: int = 0) -> list[dict]:

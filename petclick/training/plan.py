@@ -118,6 +118,21 @@ def validation_work_bytes(voxels: float, pet_voxels: float, overlap: float, on_d
     return int(host_pet + (0 if on_device else voxels * (16 + 4 + 4 + 4 * coverage)))
 
 
+#: Host bytes per PET-grid voxel while one case is loaded and preprocessed for the cache (CT, PET and
+#: label read as float32, resampled, windowed, concatenated, cropped; intermediates freed as it goes).
+LOAD_BYTES_PER_VOXEL = 24
+
+
+def cache_threads(workers: int, ranks: int | None = None) -> int:
+    """Threads that fill one rank's cache: `data.num_workers` divided among the node's ranks, at least 1."""
+    return max(1, int(workers) // max(1, local_ranks() if ranks is None else int(ranks)))
+
+
+def load_bytes(pet_voxels: float, threads: int) -> int:
+    """Host bytes of filling the cache: `threads` cases of `pet_voxels` preprocessed at once."""
+    return int(pet_voxels * LOAD_BYTES_PER_VOXEL * max(1, int(threads)))
+
+
 def process_bytes(workers: int) -> int:
     """Host bytes of one training process and its loader workers (their own memory; the cache they share)."""
     return int(PROCESS_BYTES + max(0, int(workers)) * WORKER_BYTES)
@@ -271,6 +286,15 @@ class RunPlan:
     dist_timeout_s: float = 1800.0
     work_bytes: int = 0          # validating the largest case, host side (validation_work_bytes)
     process_bytes: int = 0       # the process and its loader workers (process_bytes)
+    load_bytes: int = 0          # filling the cache: the largest case per cache thread (load_bytes)
+    available_bytes: int = 0
+
+    @property
+    def peak_bytes(self) -> int:
+        """Peak host bytes of one rank: its caches, the process, and the larger of filling the cache and
+        validating the largest case."""
+        c = self.cache
+        return int(c.ram_bytes + c.val_bytes + self.process_bytes + max(self.work_bytes, self.load_bytes))
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -289,8 +313,9 @@ class RunPlan:
             f"RAM per rank: {gb(c.budget_bytes)} budget of {gb(c.available_bytes)} available; training cache "
             f"{c.ram_cases} cases x {c.case_bytes / 2**20:.0f} MB in {c.dtype} = {gb(c.ram_bytes)} "
             f"(cache_rate {c.cache_rate}: {c.reason}); validation cache {gb(c.val_bytes)}",
-            f"peak host RAM per rank: {gb(c.ram_bytes + c.val_bytes + self.work_bytes + self.process_bytes)} = caches "
-            f"+ {gb(self.work_bytes)} validating the largest case + {gb(self.process_bytes)} process and workers",
+            f"peak host RAM per rank: {gb(self.peak_bytes)} = caches + {gb(self.process_bytes)} process and workers + "
+            f"the larger of {gb(self.load_bytes)} filling the cache and {gb(self.work_bytes)} validating the largest "
+            f"case; the node's {self.gpus} rank(s): {gb(self.gpus * self.peak_bytes)} of {gb(self.available_bytes)}",
             f"disk cache: {c.disk_cases} cases, {gb(c.disk_bytes)} under {c.cache_dir or '(none)'}; "
             f"{c.uncached} cases preprocessed at every load"
             + (f"; {gb(self.disk_free_bytes)} free there" if self.disk_free_bytes is not None else ""),
@@ -352,7 +377,7 @@ def make_plan(cfg: Mapping[str, Any], shapes: Sequence[tuple[Sequence[int], Sequ
     if vplan.fraction > float(tr.get("val_fraction", 0.15)) + 1e-9:
         notes.append(f"validation is {100 * vplan.fraction:.0f}% of training time, over training.val_fraction "
                      f"{tr.get('val_fraction', 0.15)}: fewer training.val_cases or a larger val_every lowers it")
-    return RunPlan(preset=preset, gpus=gpus, n_cases=n_train + n_val, n_train=n_train, n_val=n_val,
+    plan = RunPlan(preset=preset, gpus=gpus, n_cases=n_train + n_val, n_train=n_train, n_val=n_val,
                    voxels_mean=mean_vox, voxels_max=max_vox, spacing=spacing, cache=cache, validation=vplan,
                    num_epochs=epochs, iters_per_epoch=iters, iterations=epochs * iters, repeats=repeats, folds=folds,
                    step_s=times.step_s, times_source=times.source, train_hours=round(train_h, 3),
@@ -361,4 +386,11 @@ def make_plan(cfg: Mapping[str, Any], shapes: Sequence[tuple[Sequence[int], Sequ
                    dist_timeout_s=dist_timeout_s(tr, vplan.seconds), notes=notes,
                    work_bytes=validation_work_bytes(max_vox, max_pet, float(cfg.get("infer", {}).get("overlap", 0.625)),
                                                     on_device=True),
-                   process_bytes=process_bytes(int(data.get("num_workers", 0))))
+                   process_bytes=process_bytes(int(data.get("num_workers", 0))),
+                   load_bytes=load_bytes(max_pet, cache_threads(int(data.get("num_workers", 0)), gpus)),
+                   available_bytes=cache.available_bytes)
+    if gpus * plan.peak_bytes > plan.available_bytes:
+        plan.notes.append(f"the node's ranks may peak at {gpus * plan.peak_bytes / GB:.0f} GB, over the "
+                          f"{plan.available_bytes / GB:.0f} GB available: lower data.cache_memory_fraction or "
+                          "data.num_workers")
+    return plan
