@@ -155,3 +155,21 @@ def test_autorunner_bundles_take_val_every_from_the_plan():
     assert v["cases"] == 64 and v["fraction"] <= 0.15 and "H100" in one["plan"]["times_source"]
     eight = derive_from_data(cfg, stats, 1290, 321, gpus=8)
     assert eight["plan"]["validation"]["cases_per_rank"] == 8 and eight["plan"]["validation"]["fraction"] <= 0.15
+
+
+def test_each_rank_takes_its_gpu_its_threads_and_a_planned_timeout(monkeypatch):
+    from petclick.training import threads
+    from petclick.training.distributed import rank_device
+    from petclick.training.plan import cache_threads, dist_timeout_s
+
+    assert rank_device("cuda", local_rank=3) == torch.device("cuda", 3)      # training.device: cuda -> its own GPU
+    assert rank_device("cuda:1", local_rank=3) == torch.device("cuda", 1)    # an explicit index is kept
+    assert rank_device("cpu", local_rank=3) == torch.device("cpu")
+    monkeypatch.setattr(threads, "available_cores", lambda: 16)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert threads.resolve_threads("auto", workers=1) == 3                   # 16 cores / 4 ranks - 1 worker
+    assert threads.resolve_threads(6, workers=1) == 6
+    assert cache_threads(4) == 1 and cache_threads(4, ranks=1) == 4
+    assert dist_timeout_s({"dist_timeout_s": "auto"}, validation_s=100) == 1800
+    assert dist_timeout_s({"dist_timeout_s": "auto"}, validation_s=3000) == 6000
+    assert dist_timeout_s({"dist_timeout_s": 900}, validation_s=3000) == 900
