@@ -23,6 +23,21 @@ computed over the click steps against naive's. `--local-updates replace delta`: 
 update (YAML `infer.local_update`) and window; `--local-grows`: widenings per click (YAML
 `infer.local_max_grow`).
 
+The reader's table (`--paths`): one run per named path, `MODE[-wFRACTION][-delta][-gN][-kK][-fast]`
+(MODE naive, exact, local or frozen; w, delta, g: local and frozen mode's window, update and
+widenings; kK: the K checkpoints chosen on the validation phantom (the training run's validation
+case, seed 202) by petclick.inference.subset, written to OUT/subset_kK.json; fast: step 0 answered
+from those K and refined by the whole ensemble in the background, the clicks on the whole
+ensemble). Every path is compared with `--reference` (default exact: the full ensemble's exact
+answer; naive gives the same masks): per path, open + step 0 seconds (fast: also when refined),
+median and p95 seconds per click (steps 1-10 pooled over the phantoms), the protocol's Dice AUC
+against the labels and its difference from the reference's, the largest difference of the mean
+Dice-per-step curve, the worst mask Dice and max |dp| against the reference. Written to
+OUT/reader_table.md.
+
+    python benchmarks/bench_interactive.py --out /tmp/pc27b --checkpoints 20 --rois 64x64x96 \
+        --seeds 101 102 103 --paths exact frozen-w0.5-delta-g0 frozen-w0.5-delta-g0-k5 exact-k5
+
 Checkpoints: `--train-iterations K` (default 16: 2 epochs of the demo preset's 8 iterations; the
 preset itself runs 4) trains each of the N repeats (own seed) with petclick's training loop on other
 phantoms of the same shape (`--train-cases`, default 1, plus one that validates at the end);

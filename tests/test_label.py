@@ -186,3 +186,12 @@ def test_label_command_refuses_an_open_address_without_authentication(studies, t
     for loopback in ("127.0.0.1", "::1", "localhost"):
         assert is_loopback(loopback)
     assert not is_loopback("0.0.0.0") and not is_loopback("") and not is_loopback("192.168.1.9")
+
+
+def test_a_request_may_choose_step_zero_when_it_opens_the_session():
+    from petclick.workflows.label.requests import LabelRequestError
+    from petclick.workflows.label.sessions import _first_param
+
+    assert _first_param({}) is None and _first_param({"first": " Fast "}) == "fast"
+    with pytest.raises(LabelRequestError, match="params first: unknown step-0 choice 'soon'"):
+        _first_param({"first": "soon"})

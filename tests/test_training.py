@@ -87,14 +87,27 @@ def trained(make_bundle, tmp_path_factory):
     assert 0 < prior < 0.05
     for head in ("up_layers.0.head", "up_layers.1.head"):
         assert torch.allclose(trainer.model.get_submodule(head).bias, torch.tensor(np.log(prior / (1 - prior))).float())
+    # one fixed training batch, its loss before and after: epoch means are not comparable, since a
+    # lesion-free batch costs cross-entropy only (training.empty_dice: ignore)
+    from petclick.training.data import train_loader
+
+    batch = trainer.batch_stage(next(iter(train_loader(cfg, train_ds, 123))))
+
+    def fixed_loss() -> float:
+        with torch.no_grad():
+            return float(trainer.compute_loss(trainer.net(batch["image"]), batch["label"], batch))
+
+    before = fixed_loss()
     trainer.run()
-    return {"bundle": bundle, "cfg": cfg, "losses": trainer.losses, "data": (train_ds, val_ds)}
+    return {"bundle": bundle, "cfg": cfg, "losses": trainer.losses, "data": (train_ds, val_ds),
+            "fixed_batch_loss": (before, fixed_loss())}
 
 
 def test_short_training_lowers_the_loss_and_writes_progress(trained):
     losses = trained["losses"]
     assert len(losses) == 4 and all(np.isfinite(losses))
-    assert losses[-1] < losses[0]
+    before, after = trained["fixed_batch_loss"]
+    assert after < before
     repeat = Path(trained["cfg"]["ckpt_path"]) / "repeat0"
     progress = yaml.safe_load((repeat / "progress.yaml").read_text())
     assert progress[-1]["epoch"] == 4 and 0.0 <= progress[-1]["best_avg_dice_score"] <= 1.0
