@@ -239,3 +239,120 @@ def test_property_matches_dense_reference(clicks, spacing, r, encoding):
         assert (out != ref).mean() < 0.01
     else:
         np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
+# ---------------------------------------------------------------- uptake: the click's uptake region (issue 26)
+def _pet_image(pet: np.ndarray) -> MetaTensor:
+    """(CT, PET) input with a flat CT and the given PET."""
+    img = np.stack([np.zeros_like(pet), pet]).astype(np.float32)
+    return MetaTensor(torch.from_numpy(img), affine=torch.eye(4, dtype=torch.float64))
+
+
+def _two_blobs() -> np.ndarray:
+    pet = np.full(SHAPE, 0.1, np.float32)
+    pet[6:11, 6:11, 6:11] = 1.0       # the clicked lesion (5^3), hottest at its centre
+    pet[8, 8, 8] = 2.0
+    pet[13:16, 6:9, 6:9] = 1.5        # a second hot spot two voxels away: not connected to the first
+    return pet
+
+
+def _uptake_reference(pet: np.ndarray, click, radius: float, uptake_radius: float, fraction: float) -> np.ndarray:
+    """The uptake encoding's definition, written densely with cc3d (26-connected) for comparison."""
+    import cc3d
+
+    d = _dist_grid(click)
+    ball = d <= uptake_radius + 1e-6
+    c = tuple(int(v) for v in click)
+    near = pet[max(c[0] - 1, 0):c[0] + 2, max(c[1] - 1, 0):c[1] + 2, max(c[2] - 1, 0):c[2] + 2]
+    peak, lo = near.max(), pet[ball].min()
+    cand = ball & (pet >= lo + fraction * (peak - lo)) & (peak > lo)
+    region = np.zeros(SHAPE, bool)
+    if cand[c]:
+        labels = cc3d.connected_components(cand.astype(np.uint8), connectivity=26)
+        region = labels == labels[c]
+    if region.sum() > 0.5 * ball.sum():
+        region[:] = False
+    edt = np.clip(1.0 - d / radius, 0.0, None)
+    return np.maximum(edt, region.astype(np.float64))
+
+
+def test_uptake_region_is_the_clicked_hot_spot_only():
+    enc = encoder_from_config({"encoding": "uptake", "radius": 1.5, "uptake_radius": 8})
+    pet = _two_blobs()
+    fg = enc(_pet_image(pet), _clicks(tumor=[(8, 8, 8)]))[2].numpy()
+    assert np.all(fg[6:11, 6:11, 6:11] == 1.0)            # the whole clicked lesion, not just the ball
+    assert np.all(fg[13:16, 6:9, 6:9] == 0.0)             # the other hot spot is not connected to the click
+    assert np.count_nonzero(fg) == 125
+    np.testing.assert_allclose(fg, _uptake_reference(pet, (8, 8, 8), 1.5, 8, 0.41), atol=1e-6)
+
+
+def test_uptake_region_ignores_pet_shift_and_scale():
+    """Background-corrected: intensity augmentation (shift, scale) and PET scaling leave it unchanged."""
+    enc = encoder_from_config({"encoding": "uptake", "radius": 2, "uptake_radius": 8})
+    pet = _two_blobs()
+    clicks = _clicks(tumor=[(8, 8, 8)], background=[(14, 7, 7)])
+    a = enc(_pet_image(pet), clicks)[2:]
+    b = enc(_pet_image(3.0 * pet + 5.0), clicks)[2:]
+    assert torch.equal(a, b)
+    assert torch.equal(a, enc(_pet_image(pet), clicks)[2:])      # deterministic
+    assert np.all(b[1].numpy()[13:16, 6:9, 6:9] == 1.0)          # a background click marks its hot spot too
+
+
+def test_uptake_flat_uptake_and_no_contrast_keep_only_the_ball():
+    enc = encoder_from_config({"encoding": "uptake", "radius": 2, "uptake_radius": 6})
+    flat = np.full(SHAPE, 0.7, np.float32)
+    ramp = np.broadcast_to(np.linspace(0, 1, SHAPE[0], dtype=np.float32)[:, None, None], SHAPE).copy()
+    ball = np.clip(1.0 - _dist_grid((12, 12, 10)) / 2, 0, None)
+    for pet in (flat, ramp):   # no contrast; a region filling more than half of the ball
+        fg = enc(_pet_image(pet), _clicks(tumor=[(12, 12, 10)]))[2].numpy()
+        np.testing.assert_allclose(fg, ball, atol=1e-6)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**16), click=st.tuples(st.integers(0, SHAPE[0] - 1), st.integers(0, SHAPE[1] - 1),
+                                                   st.integers(0, SHAPE[2] - 1)),
+       uptake_radius=st.sampled_from([3.0, 5.0, 7.5]), fraction=st.sampled_from([0.3, 0.41, 0.7]))
+def test_uptake_property_matches_dense_reference(seed, click, uptake_radius, fraction):
+    from scipy.ndimage import gaussian_filter
+
+    pet = gaussian_filter(np.random.default_rng(seed).random(SHAPE), 1.5).astype(np.float32)
+    enc = encoder_from_config({"encoding": "uptake", "radius": 2, "uptake_radius": uptake_radius,
+                               "uptake_fraction": fraction})
+    fg = enc(_pet_image(pet), _clicks(tumor=[click]))[2].numpy()
+    np.testing.assert_allclose(fg, _uptake_reference(pet, click, 2, uptake_radius, fraction), atol=1e-6)
+    # the incremental engines' guarantee: nothing outside the click's support box
+    (lo, hi), = enc.support_boxes([click], SHAPE)
+    outside = np.ones(SHAPE, bool)
+    outside[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = False
+    assert not fg[outside].any()
+
+
+def test_uptake_follows_the_image_through_a_flip():
+    """Flip image and clicks together: the encoding is the flipped encoding (the click keeps its lesion)."""
+    enc = encoder_from_config({"encoding": "uptake", "radius": 1.5, "uptake_radius": 8})
+    pet = _two_blobs()
+    click = np.array([8.0, 8.0, 8.0])
+    a = enc(_pet_image(pet), _clicks(tumor=[click]))[2].numpy()
+    flipped_click = click.copy()
+    flipped_click[0] = SHAPE[0] - 1 - click[0]
+    b = enc(_pet_image(np.ascontiguousarray(pet[::-1])), _clicks(tumor=[flipped_click]))[2].numpy()
+    np.testing.assert_array_equal(b, a[::-1])
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"encoding": "uptake", "uptake_fraction": 1.5}, "uptake_fraction"),
+    ({"encoding": "uptake", "uptake_radius": -1}, "uptake_radius"),
+    ({"encoding": "uptake", "pet_channel": "PET"}, "pet_channel"),
+    ({"encoding": "uptake", "uptake_threshold": 0.4}, "unknown click encoding option"),
+])
+def test_uptake_config_errors(bad, match):
+    with pytest.raises(ValueError, match=match):
+        encoder_from_config(bad)
+
+
+def test_uptake_needs_the_pet_channel():
+    enc = encoder_from_config({"encoding": "uptake", "pet_channel": 2})
+    with pytest.raises(ValueError, match="pet_channel 2 is not a channel of an input with 2"):
+        enc(_pet_image(_two_blobs()), _clicks(tumor=[(8, 8, 8)]))
+    with pytest.raises(ValueError, match="reads the PET channel"):
+        enc.encode(np.array([[8.0, 8.0, 8.0]]), SHAPE, (1.0, 1.0, 1.0), torch.device("cpu"))

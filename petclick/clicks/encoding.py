@@ -16,6 +16,16 @@ of the KERNELS registry below, so a new encoding is one entry plus its YAML name
   of the stroke mask (the maximum of a falling function of the distance to each voxel is that
   function of the distance to the mask).
 
+- ``uptake``: the click's uptake region, for networks that should start from what a reader's
+  iso-contour would outline: the ``edt`` ball of ``radius``, joined (max) to the voxels within
+  ``uptake_radius`` of the click that are connected (26) to it and whose PET reaches
+  ``lo + uptake_fraction x (peak - lo)``, where peak is the PET maximum in the click's 3x3x3
+  neighbourhood and lo the minimum over its ball (background-corrected, so an intensity shift or
+  scale of the PET channel leaves the region unchanged). A region filling more than half of the
+  ball is flat uptake, not a bounded hot spot, and is left out (only the ball remains), as the
+  click rule of petclick.postprocess does. Both kinds get it: a background click on the bladder
+  marks the bladder. The PET is the input's channel ``pet_channel`` (1: CT, PET).
+
 Radii/sigmas are in voxels or in mm (``radius_unit`` / ``sigma_unit``; mm uses the image spacing taken
 from its affine, so balls stay round in physical space on anisotropic grids). Overlapping clicks
 combine by maximum (``combine: max``, the default of every encoding but ``stroke``) or by sum.
@@ -48,8 +58,9 @@ KINDS = ("tumor", "background")
 
 _CONFIG_KEYS = {
     "encoding", "radius", "radius_unit", "sigma", "sigma_unit", "gaussian_norm", "norm",
-    "truncate", "channels", "combine", "spacing",
+    "truncate", "channels", "combine", "spacing", "uptake_radius", "uptake_fraction", "pet_channel",
 }
+UNBOUNDED_FRACTION = 0.5  # an uptake region filling more of its ball than this is flat uptake (as the click rule)
 
 
 def _choice(name: str, value: Any, allowed: Sequence[str]) -> str:
@@ -79,6 +90,7 @@ class ClickKernel:
     unit: Callable[["EncodeClicks"], str]
     unit_sum: Callable[["EncodeClicks"], bool] = lambda enc: False
     combine: str = "max"  # how overlapping kernels combine when the config names no `combine`
+    uses_image: bool = False  # the value also depends on the PET around the click (`uptake`)
 
 
 #: The click encodings by YAML name (`clicks.encoding.encoding`), in registration order.
@@ -93,6 +105,9 @@ KERNELS.register("gaussian", ClickKernel(values=lambda d2, enc: torch.exp(-d2 / 
 KERNELS.register("stroke", ClickKernel(
     values=lambda d2, enc: torch.exp(-d2 / (2.0 * enc.sigma * enc.sigma)) / (math.sqrt(2.0 * math.pi) * enc.sigma),
     support=lambda enc: enc.truncate * enc.sigma, unit=lambda enc: enc.sigma_unit, combine="sum"))
+KERNELS.register("uptake", ClickKernel(values=lambda d2, enc: torch.clamp(1.0 - torch.sqrt(d2) / enc.radius, min=0.0),
+                                      support=lambda enc: max(enc.radius, enc.uptake_radius),
+                                      unit=lambda enc: enc.radius_unit, uses_image=True))
 #: Registered encoding names.
 ENCODINGS = KERNELS.names()
 
@@ -104,6 +119,39 @@ def spacing_of(image: Any) -> tuple[float, float, float]:
         return (1.0, 1.0, 1.0)
     a = np.asarray(affine.detach().cpu() if isinstance(affine, torch.Tensor) else affine, dtype=np.float64)
     return tuple(float(v) for v in np.linalg.norm(a[:3, :3], axis=0))  # type: ignore[return-value]
+
+
+def uptake_regions(pet: torch.Tensor, ball: torch.Tensor, half: tuple[int, int, int], fraction: float) -> torch.Tensor:
+    """Each click's uptake region (the ``uptake`` encoding), all clicks at once.
+
+    pet, ball: (N, Wx, Wy, Wz) boxes around the clicks (the box's voxel at index `half` is the
+    click's), the PET and the click's ball (within the array). Returns a boolean (N, Wx, Wy, Wz): the
+    voxels of the ball at or above ``lo + fraction x (peak - lo)`` (peak: the 3x3x3 maximum at the
+    click; lo: the ball's minimum) connected (26) to the click, grown by repeated 3x3x3 dilation
+    inside that set (a geodesic flood fill: plain tensor ops, so the same code runs on CUDA);
+    empty where the region fills more than half of the ball (flat uptake) or the click has no contrast.
+    """
+    big = torch.finfo(pet.dtype).max
+    hx, hy, hz = half
+    near = pet[:, max(hx - 1, 0):hx + 2, max(hy - 1, 0):hy + 2, max(hz - 1, 0):hz + 2]
+    near_ok = ball[:, max(hx - 1, 0):hx + 2, max(hy - 1, 0):hy + 2, max(hz - 1, 0):hz + 2]
+    peak = torch.where(near_ok, near, torch.full_like(near, -big)).flatten(1).amax(1)
+    lo = torch.where(ball, pet, torch.full_like(pet, big)).flatten(1).amin(1)
+    thr = lo + fraction * (peak - lo)
+    candidate = ball & (pet >= thr[:, None, None, None]) & (peak > lo)[:, None, None, None]
+    region = torch.zeros_like(candidate)
+    region[:, hx, hy, hz] = candidate[:, hx, hy, hz]
+    grow = region[:, None].to(torch.float32)
+    cand = candidate[:, None]
+    for step in range(2 * (hx + hy + hz) + 2):  # geodesic reach: a path winding longer than this is cut
+        nxt = (torch.nn.functional.max_pool3d(grow, 3, 1, 1) > 0) & cand
+        if pet.device.type == "cpu" and step % 4 == 3 and torch.equal(nxt, grow > 0):  # converged (CPU: no sync cost)
+            grow = nxt.to(torch.float32)
+            break
+        grow = nxt.to(torch.float32)
+    region = grow[:, 0] > 0
+    flat_uptake = region.flatten(1).sum(1) > UNBOUNDED_FRACTION * ball.flatten(1).sum(1)
+    return region & ~flat_uptake[:, None, None, None]
 
 
 class EncodeClicks(Transform):
@@ -118,7 +166,8 @@ class EncodeClicks(Transform):
     def __init__(self, encoding: str | None = None, radius: float = 5.0, radius_unit: str = "voxel",
                  sigma: float = 3.0, sigma_unit: str = "voxel", gaussian_norm: str = "peak",
                  truncate: float = 3.0, channels: str | None = None, combine: str | None = None,
-                 spacing: Sequence[float] | None = None) -> None:
+                 spacing: Sequence[float] | None = None, uptake_radius: float = 10.0,
+                 uptake_fraction: float = 0.41, pet_channel: int = 1) -> None:
         encoding = DEFAULT_ENCODING["encoding"] if encoding is None else encoding
         channels = DEFAULT_ENCODING["channels"] if channels is None else channels
         if encoding not in KERNELS:
@@ -133,6 +182,13 @@ class EncodeClicks(Transform):
         self.truncate = _positive("truncate", truncate)
         self.channels = _choice("channels", channels, CHANNEL_MODES)
         self.combine = _choice("combine", self.kernel.combine if combine is None else combine, COMBINES)
+        self.uptake_radius = _positive("uptake_radius", uptake_radius)
+        self.uptake_fraction = _positive("uptake_fraction", uptake_fraction)
+        if self.uptake_fraction >= 1:
+            raise ValueError(f"click uptake_fraction must lie in (0, 1), got {uptake_fraction!r}")
+        if isinstance(pet_channel, bool) or not isinstance(pet_channel, (int, np.integer)) or pet_channel < 0:
+            raise ValueError(f"click pet_channel must be a channel index >= 0, got {pet_channel!r}")
+        self.pet_channel = int(pet_channel)
         self.spacing = None if spacing is None else tuple(_positive("spacing", s) for s in spacing)
         if self.spacing is not None and len(self.spacing) != 3:
             raise ValueError(f"click spacing must have 3 values, got {spacing!r}")
@@ -171,12 +227,16 @@ class EncodeClicks(Transform):
 
     # ------------------------------------------------------------------ encoding
     def kernels(self, points: Any, shape: Sequence[int], scale: Sequence[float], device: torch.device,
-                dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor] | None:
+                dtype: torch.dtype = torch.float32, pet: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(flat voxel indices, values) of every click's local box, all clicks at once; None without clicks.
 
         Box entries outside the array carry value 0 at index 0 (harmless for max and sum), so the
-        sizes never depend on the data (no host synchronisation on CUDA).
+        sizes never depend on the data (no host synchronisation on CUDA). ``pet`` (X, Y, Z) on the
+        same device: the PET channel, needed by encodings that read the image (``uptake``).
         """
+        if self.kernel.uses_image and pet is None:
+            raise ValueError(f"the {self.encoding!r} click encoding reads the PET channel; none was given")
         shape = tuple(int(s) for s in shape)
         pts = torch.as_tensor(np.asarray(points, dtype=np.float64) if not isinstance(points, torch.Tensor)
                               else points, device=device).to(torch.float32).reshape(-1, 3)
@@ -189,7 +249,7 @@ class EncodeClicks(Transform):
             pts, counts = torch.unique(pts, dim=0, return_counts=True)
             if self.combine == "sum" and int(counts.max()) > 1:
                 weights = counts.to(torch.float32)
-            if bool(torch.all(pts == torch.floor(pts))):   # voxel clicks, as every scribble voxel
+            if not self.kernel.uses_image and bool(torch.all(pts == torch.floor(pts))):  # voxel clicks (scribbles)
                 return self._voxel_kernels(pts.to(torch.int64), weights, shape, scale, dtype)
         support = self._support()
         half = [int(math.ceil(support / s)) for s in scale]
@@ -211,6 +271,10 @@ class EncodeClicks(Transform):
         idx = [coords[a].clamp(0, shape[a] - 1).to(torch.int64) for a in range(3)]
         flat = (idx[0][:, :, None, None] * (shape[1] * shape[2]) + idx[1][:, None, :, None] * shape[2]
                 + idx[2][:, None, None, :])
+        if self.kernel.uses_image:
+            region = uptake_regions(pet.reshape(-1)[flat].to(torch.float32), ok & (d2 <= self.uptake_radius ** 2 + 1e-6),
+                                    tuple(half), self.uptake_fraction)
+            vals = torch.maximum(vals, region.to(vals.dtype))
         return flat.reshape(-1), (vals * ok).to(dtype).reshape(-1)
 
     def _template(self, scale: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -262,16 +326,17 @@ class EncodeClicks(Transform):
 
     def encode(self, points: Any, shape: Sequence[int], scale: Sequence[float],
                device: torch.device, dtype: torch.dtype = torch.float32,
-               out: torch.Tensor | None = None) -> torch.Tensor:
+               out: torch.Tensor | None = None, pet: torch.Tensor | None = None) -> torch.Tensor:
         """One channel (X, Y, Z) for the given points (N, 3); all clicks of the kind in one scatter.
 
         ``out``: a contiguous (X, Y, Z) tensor to write into (it is zeroed first), to avoid a copy.
+        ``pet``: the PET channel (X, Y, Z), for encodings that read it.
         """
         if out is None:
             out = torch.zeros(tuple(int(s) for s in shape), dtype=dtype, device=device)
         else:
             out.zero_()
-        k = self.kernels(points, shape, scale, device, out.dtype)
+        k = self.kernels(points, shape, scale, device, out.dtype, pet=pet)
         if k is not None:
             self._combine_into(out.view(-1), *k)
         return out
@@ -305,14 +370,25 @@ class EncodeClicks(Transform):
             self._write_channels(image, clicks, tmp)
             out.copy_(tmp)
             return
+        pet = self._pet(image, out.device) if self.kernel.uses_image else None
         if self.channels == "two":
             for c, kind in enumerate(KINDS):
-                self.encode(clicks.get(kind, empty), shape, scale, out.device, out=out[c])
+                self.encode(clicks.get(kind, empty), shape, scale, out.device, out=out[c], pet=pet)
             return
-        self.encode(clicks.get("tumor", empty), shape, scale, out.device, out=out[0])
-        k = self.kernels(clicks.get("background", empty), shape, scale, out.device, out.dtype)
+        self.encode(clicks.get("tumor", empty), shape, scale, out.device, out=out[0], pet=pet)
+        k = self.kernels(clicks.get("background", empty), shape, scale, out.device, out.dtype, pet=pet)
         if k is not None:
             self._subtract_into(out[0].view(-1), *k)
+
+    def _pet(self, image: Any, device: torch.device) -> torch.Tensor:
+        """The input's PET channel (X, Y, Z) on `device`, float32, for the encodings that read it."""
+        img = self._as_tensor(image)
+        if self.pet_channel >= img.shape[0]:
+            raise ValueError(f"click pet_channel {self.pet_channel} is not a channel of an input with "
+                             f"{img.shape[0]} channel(s)")
+        pet = img[self.pet_channel]
+        pet = pet.as_tensor() if hasattr(pet, "as_tensor") else pet
+        return pet.to(device=device, dtype=torch.float32)
 
     @staticmethod
     def _as_tensor(image: Any) -> torch.Tensor:
