@@ -100,11 +100,12 @@ def test_tiler_equals_monai_and_recomputes_only_changed_tiles(shape, roi, overla
 
 
 def test_support_boxes_hold_every_changed_voxel(phantom):
-    """The encoding support of a click bounds exactly where the input changes (edt, gaussian, disk)."""
+    """The encoding support of a click bounds exactly where the input changes (edt, gaussian, disk, uptake)."""
     from petclick.runtime.preprocess import prepare_arrays
     prepared = prepare_arrays({"crop_body": True}, phantom.ct, phantom.pet, phantom.affine)
     for enc in ({"encoding": "edt", "radius": 3}, {"encoding": "gaussian", "sigma": 1.5, "truncate": 2.0},
-                {"encoding": "disk", "radius": 2, "radius_unit": "mm"}, {"encoding": "edt", "channels": "signed"}):
+                {"encoding": "disk", "radius": 2, "radius_unit": "mm"}, {"encoding": "edt", "channels": "signed"},
+                {"encoding": "uptake", "radius": 2, "uptake_radius": 5}):
         e = ClickEncoder(enc)
         a = Clicks([phantom.clicks.tumor[0]], [])
         b = Clicks([phantom.clicks.tumor[0], phantom.clicks.tumor[1]], [phantom.clicks.background[0]])
