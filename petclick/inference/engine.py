@@ -22,8 +22,9 @@ Three modes (YAML `infer.incremental` or `--incremental`):
   so a click costs a fraction of one sliding-window tile. Approximate:
   benchmarks/bench_interactive.py measures its Dice against full recomputation.
 - `frozen`: local mode whose crops run with frozen instance-norm statistics
-  (petclick.runtime.normstats): every full pass (PyTorch, not ONNX Runtime, since it records)
-  keeps each tile's per-layer, per-channel statistics; a click's window is placed inside the tile
+  (petclick.runtime.normstats): every full pass keeps each tile's per-layer, per-channel
+  statistics (on CPU through ONNX Runtime's graphs with the statistics as outputs and inputs,
+  petclick.runtime.onnxrt; elsewhere through PyTorch hooks); a click's window is placed inside the tile
   nearest the click, on the network's stride lattice of that tile, and runs with that tile's
   statistics, so it answers as its tile would (exact where the window covers the receptive field;
   tests: max |dp| <= 1e-5). A tile without statistics (e.g. after `load_state_dict`) is run once
@@ -53,7 +54,6 @@ from petclick.io.images import CaseVolumes
 from petclick.networks.roi import cover_roi, roi_divisors
 from petclick.runtime.clickinput import ClickEncoder, clicks_in_network_space
 from petclick.runtime.grid import integer_shift, to_pet_grid
-from petclick.runtime.normstats import torch_network
 from petclick.runtime.preprocess import PreparedCase
 from petclick.runtime.tiles import DEFAULT_CACHE_MB, Box, TileCache, TileCounters, TiledLogits, TileGrid, merge_boxes
 
@@ -226,12 +226,8 @@ class EnsembleEngine:
                 if spec not in grids:
                     grids[spec] = TileGrid(group.shape, roi, s["overlap"], s["mode"], device=p.device)
                 grid = grids[spec]
-                if self.mode == "frozen":       # records statistics: PyTorch, not ONNX Runtime
-                    def load(path=path):
-                        return torch_network(MODELS.get(path, p.device))
-                else:
-                    def load(path=path):
-                        return MODELS.get(path, p.device)
+                def load(path=path):        # frozen mode: ONNX Runtime's statistics graphs on CPU
+                    return MODELS.get(path, p.device)
                 for axes in flips:
                     tiled = TiledLogits(f"{path}|{axes}", load, grid,
                                         flip_axes=axes, sw_batch_size=s["sw_batch_size"], amp=s["amp"],
@@ -444,12 +440,13 @@ class EnsembleEngine:
             ramps.append(r)
         return ramps[0][:, None, None] * ramps[1][None, :, None] * ramps[2][None, None, :]
 
-    def _crop_sum(self, g: Group, box: Box, x: torch.Tensor | None = None) -> torch.Tensor:
-        """Sum of scale * sigmoid over members run on the crop `box` of the input `x` (None: the
-        current input) alone."""
-        crop = (g.x if x is None else x)[(slice(None), *_slices(box))]
+    def _crop_sums(self, g: Group, box: Box, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Per input of `inputs` (whole-group inputs (C, ...)), the sum of scale * sigmoid over
+        members run on its crop `box` alone; each member runs the crops of every input in one
+        network call (the delta update's two inputs: one batch of two)."""
+        crops = [x[(slice(None), *_slices(box))] for x in inputs]
         shape = tuple(b - a for a, b in zip(*box))
-        acc = None
+        acc: list[torch.Tensor | None] = [None] * len(crops)
         local = tuple(int(v) for v in self._local_roi(g))
         for m in g.members:
             t = m.tiled
@@ -457,16 +454,18 @@ class EnsembleEngine:
             tl = t.on_grid(TileGrid(shape, roi, t.grid.overlap, t.grid.mode, t.grid.sigma_scale, device=g.x.device))
             if self.mode == "frozen":
                 tl.norm_frozen = self._tile_stats(t, self._frozen_tile(t, box))
-            tl.set_input(crop)
-            prob = torch.sigmoid(tl.logits(((0, 0, 0), shape)))
-            acc = prob.mul_(m.scale) if acc is None else acc.add_(prob, alpha=m.scale)
-        return acc
+            for k, logits in enumerate(tl.logits_of(crops)):
+                prob = torch.sigmoid(logits)
+                acc[k] = prob.mul_(m.scale) if acc[k] is None else acc[k].add_(prob, alpha=m.scale)
+        return acc  # type: ignore[return-value]
 
     def _window_value(self, g: Group, box: Box, x_before: torch.Tensor | None) -> torch.Tensor:
         """What a local window blends in: the crop's probability sum (replace), or its change from
-        the previous input `x_before` to the current one (delta)."""
-        after = self._crop_sum(g, box)
-        return after if x_before is None else after.sub_(self._crop_sum(g, box, x_before))
+        the previous input `x_before` to the current one (delta; both crops in one batch)."""
+        if x_before is None:
+            return self._crop_sums(g, box, [g.x])[0]
+        after, before = self._crop_sums(g, box, [g.x, x_before])
+        return after.sub_(before)
 
     def _local(self, n: int, g: Group, before: Clicks, after: Clicks, saved: list,
                x_before: torch.Tensor | None = None) -> Box | None:
