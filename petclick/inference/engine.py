@@ -261,6 +261,30 @@ class EnsembleEngine:
             weight += g.weight
         return (total[0] / weight).cpu().numpy().astype(np.float32)
 
+    def _pet_update(self, changes: dict[int, Box | None]) -> np.ndarray:
+        """The PET-grid probabilities after an update that changed `changes` (network-space box per
+        group): where every group's space is an integer shift of the PET grid, a copy of the
+        previous ones with only the changed PET box mapped again (the same values `_pet` gives, at
+        a click's cost, not the volume's); else `_pet`."""
+        box = self._pet_box(changes)
+        if box is None:
+            return self.prob
+        shifts = [integer_shift(g.prepared.affine, g.prepared.pet_affine) for g in self.groups]
+        if self.prob is None or any(t is None for t in shifts):
+            return self._pet()
+        lo, hi = np.asarray(box[0]), np.asarray(box[1])
+        total = torch.zeros(tuple(int(v) for v in hi - lo), dtype=torch.float32)
+        weight = 0.0
+        for g, t in zip(self.groups, shifts):
+            src_lo, src_hi = np.maximum(lo + t, 0), np.minimum(hi + t, np.asarray(g.shape))
+            if np.all(src_hi > src_lo):
+                dst = tuple(slice(int(a - t_ - l), int(b - t_ - l)) for a, b, t_, l in zip(src_lo, src_hi, t, lo))
+                total[dst] += g.total[tuple(slice(int(a), int(b)) for a, b in zip(src_lo, src_hi))].cpu()
+            weight += g.weight
+        out = self.prob.copy()
+        out[_slices(box)] = (total / weight).numpy().astype(np.float32)
+        return out
+
     def _pet_box(self, changes: dict[int, Box | None]) -> Box | None:
         """The PET-grid box holding every changed network-space box (None: nothing changed); the
         whole PET grid where a group's space is not an integer shift of it."""
@@ -302,7 +326,7 @@ class EnsembleEngine:
             exact = self.mode == "exact" and self.exact_states.get(before, False)
         self.exact_states[_key(clicks)] = exact
         self.clicks = clicks
-        self.prob = self._pet()
+        self.prob = self._pet() if self.last_path in ("full", "naive", "restore") else self._pet_update(changes)
         if self.cache is not None and self.cache.refused > refused:
             log.warning("tile cache at its limit (%.1f of %.1f MB): %d tile output(s) not kept; they are "
                         "recomputed when a later click needs them", self.cache.bytes / 2**20,
