@@ -199,6 +199,7 @@ class EnsembleEngine:
                                    predictor.tta_flip_axes if tta_axes is None else tuple(tta_axes))
         self.exact_states: dict[tuple, bool] = {}   # click state -> whether its sums equal a full pass
         self.last_path: str | None = None          # how the latest update was answered (counters)
+        self._crop_grids: dict[tuple, TileGrid] = {}  # local and frozen crops' grids by shape
         self.tiles_per_pass = sum(len(m.tiled.grid) for g in self.groups for m in g.members)
         self.voxels_per_pass = sum(len(m.tiled.grid) * int(np.prod(m.roi)) for g in self.groups for m in g.members)
         if auto and self.cache is not None:  # one pass of float32 tile outputs of every member, or refuse
@@ -339,6 +340,8 @@ class EnsembleEngine:
             for m in g.members:
                 m.tiled.invalidate(None)
             g.total = self._region_sum(g, ((0, 0, 0), g.shape))
+        if self.mode == "frozen":
+            self._warm_frozen()
         return {n: ((0, 0, 0), g.shape) for n, g in enumerate(self.groups)}
 
     def _incremental(self, clicks: Clicks) -> dict[int, Box | None]:
@@ -475,13 +478,33 @@ class EnsembleEngine:
         for m in g.members:
             t = m.tiled
             roi = local if self.local.window < 1 else m.roi    # a member with a smaller ROI tiles the window
-            tl = t.on_grid(TileGrid(shape, roi, t.grid.overlap, t.grid.mode, t.grid.sigma_scale, device=g.x.device))
+            tl = t.on_grid(self._crop_grid(shape, tuple(int(v) for v in roi), t.grid, g.x.device))
             if self.mode == "frozen":
                 tl.norm_frozen = self._tile_stats(t, self._frozen_tile(t, box))
             for k, logits in enumerate(tl.logits_of(crops)):
                 prob = torch.sigmoid(logits)
                 acc[k] = prob.mul_(m.scale) if acc[k] is None else acc[k].add_(prob, alpha=m.scale)
         return acc  # type: ignore[return-value]
+
+    def _crop_grid(self, shape: tuple, roi: tuple, like: TileGrid, device) -> TileGrid:
+        """The tile grid of a crop (kept per shape and ROI: its blending weights are built once)."""
+        key = (shape, roi, like.overlap, like.mode, like.sigma_scale, str(device))
+        if key not in self._crop_grids:
+            self._crop_grids[key] = TileGrid(shape, roi, like.overlap, like.mode, like.sigma_scale, device=device)
+        return self._crop_grids[key]
+
+    def _warm_frozen(self) -> None:
+        """Frozen mode, after a full pass: open each member's frozen-statistics graph and check it on
+        a crop of the local window's shape now, so the first click does not pay for it."""
+        for g in self.groups:
+            roi = tuple(int(v) for v in np.minimum(self._local_roi(g), np.asarray(g.shape)))
+            crop = g.x[(slice(None), *(slice(0, r) for r in roi))]
+            if hasattr(crop, "as_tensor"):
+                crop = crop.as_tensor()
+            for m in g.members:
+                net = m.tiled.model()
+                if hasattr(net, "frozen_logits") and crop.device.type == "cpu" and m.tiled.norm_record:
+                    net.frozen_logits(crop[None], next(iter(m.tiled.norm_record.values())))
 
     def _window_value(self, g: Group, box: Box, x_before: torch.Tensor | None) -> torch.Tensor:
         """What a local window blends in: the crop's probability sum (replace), or its change from
