@@ -497,10 +497,11 @@ class EnsembleEngine:
         """Frozen mode, after a full pass: open each member's frozen-statistics graph and check it on
         a crop of the local window's shape now, so the first click does not pay for it."""
         for g in self.groups:
-            roi = tuple(int(v) for v in np.minimum(self._local_roi(g), np.asarray(g.shape)))
-            crop = g.x[(slice(None), *(slice(0, r) for r in roi))]
-            if hasattr(crop, "as_tensor"):
-                crop = crop.as_tensor()
+            roi = tuple(int(v) for v in self._local_roi(g))         # a crop's window: zero-padded to it
+            part = tuple(min(r, s) for r, s in zip(roi, g.shape))
+            x = g.x.as_tensor() if hasattr(g.x, "as_tensor") else g.x
+            crop = x.new_zeros((x.shape[0], *roi))
+            crop[(slice(None), *(slice(0, r) for r in part))] = x[(slice(None), *(slice(0, r) for r in part))]
             for m in g.members:
                 net = m.tiled.model()
                 if hasattr(net, "frozen_logits") and crop.device.type == "cpu" and m.tiled.norm_record:
