@@ -26,7 +26,9 @@ update (YAML `infer.local_update`) and window; `--local-grows`: widenings per cl
 The reader's table (`--paths`): one run per named path, `MODE[-wFRACTION][-delta][-gN][-kK][-fast]`
 (MODE naive, exact, local or frozen; w, delta, g: local and frozen mode's window, update and
 widenings; kK: the K checkpoints chosen on the validation phantom (the training run's validation
-case, seed 202) by petclick.inference.subset, written to OUT/subset_kK.json; fast: step 0 answered
+case, seed 202) by petclick.inference.subset with `--subset-criterion` over `--subset-steps`,
+written to OUT/subset_kK[_CRITERION_STEPS].json, every first-K of the order scored on that phantom
+in OUT/subset_report_CRITERION_STEPS.json (the K sweep); fast: step 0 answered
 from those K and refined by the whole ensemble in the background, the clicks on the whole
 ensemble). Every path is compared with `--reference` (default exact: the full ensemble's exact
 answer; naive gives the same masks): per path, open + step 0 seconds (fast: also when refined),
@@ -213,7 +215,7 @@ def worker(args: argparse.Namespace) -> None:
     predictor = EnsemblePredictor(ckpts, roi=_shape(args.roi), sw_batch_size=args.sw_batch_size)
     subset = None
     if v["k"] is not None:
-        subset = read_subset(args.subset_dir / f"subset_k{v['k']}.json")
+        subset = read_subset(subset_file(args.subset_dir, v["k"], args.subset_criterion, args.subset_steps))
     local = LocalSettings(window=v["window"], update=v["update"], max_grow=v["grow"])
     session = InteractiveSession(predictor, case, mode=v["mode"], tile_cache_mb=args.cache_mb, local=local,
                                  checkpoints=None if v["fast"] else subset,
@@ -261,7 +263,9 @@ def worker(args: argparse.Namespace) -> None:
               "counters": session.counters, "reference": args.reference,
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
               "cache_peak_mb": 0 if session.engine.cache is None else session.engine.cache.peak_bytes / 2**20,
-              "dice_vs_label": [r["dice"] for r in rows], **extra}
+              "dice_vs_label": [r["dice"] for r in rows],
+              "subset": None if v["k"] is None else {"criterion": args.subset_criterion, "steps": args.subset_steps},
+              "threads": torch.get_num_threads(), "loadavg_end": os.getloadavg(), **extra}
     (args.run / f"{args.variant}.json").write_text(json.dumps(result, indent=1))
 
 
@@ -348,27 +352,45 @@ def run_dir(out: Path, roi: str, seed: int) -> Path:
     return out / f"run_{roi}" / f"seed{seed}"
 
 
-def choose_subsets(out: Path, models: Path, n: int, ks: list[int], roi: str, sw_batch_size: int) -> None:
-    """OUT/subset_k<K>.json for each K: the checkpoints chosen on the validation phantom (the
-    training run's validation case, seed 202, never a held-out one) by petclick.inference.subset."""
+def subset_file(out: Path, k: int, criterion: str = "mask", steps: str = "ends") -> Path:
+    """OUT/subset_k<K>.json for the original choice (criterion mask, steps ends), else
+    OUT/subset_k<K>_<criterion>_<steps>.json."""
+    suffix = "" if (criterion, steps) == ("mask", "ends") else f"_{criterion}_{steps}"
+    return out / f"subset_k{k}{suffix}.json"
+
+
+def choose_subsets(out: Path, models: Path, n: int, ks: list[int], roi: str, sw_batch_size: int,
+                   criterion: str = "mask", steps: str = "ends") -> None:
+    """subset_file(K) for each K: the checkpoints chosen on the validation phantom (the training
+    run's validation case, seed 202, never a held-out one) by petclick.inference.subset with
+    `criterion` over the click states `steps`; beside them OUT/subset_report_<criterion>_<steps>.json,
+    every prefix K = 1..max(ks) of the order scored on that phantom (the K sweep)."""
     from petclick.inference.predictor import EnsemblePredictor
-    from petclick.inference.subset import choose_subset, write_subset
+    from petclick.inference.subset import checkpoint_probabilities, choose_subset, prefix_report, write_subset
     from petclick.io.casefiles import load_prediction_case
     from petclick.io.clickfile import read_clicks
+    from petclick.io.images import load_volume
     from petclick.runtime.checkpoint import find_checkpoints
 
-    todo = [k for k in ks if not (out / f"subset_k{k}.json").is_file()]
+    todo = [k for k in ks if not subset_file(out, k, criterion, steps).is_file()]
     if not todo:
         return
     data = out / "train_data"
     case = load_prediction_case(data / "fdg_train202_01_0000.nii.gz", data / "fdg_train202_01_0001.nii.gz")
+    case.label = load_volume(data / "fdg_train202_01.nii.gz")
     clicks = read_clicks(data / "fdg_train202_01_clicks.json", case.shape, policy="strict", budget=10)
     predictor = EnsemblePredictor(find_checkpoints(models)[:n], roi=_shape(roi), sw_batch_size=sw_batch_size)
     t0 = time.time()
-    order = choose_subset(predictor, [(case, clicks)], max(todo))
+    probs = checkpoint_probabilities(predictor, [(case, clicks)], steps)
+    order = choose_subset(predictor, [(case, clicks)], max(todo), criterion, steps, data=probs)
+    meta = {"criterion": criterion, "steps": steps, "validation": ["fdg_train202_01"]}
     for k in todo:
-        write_subset(out / f"subset_k{k}.json", order[:k])
-    print(f"chose subsets {todo} on the validation phantom in {time.time() - t0:.0f} s", flush=True)
+        write_subset(subset_file(out, k, criterion, steps), order[:k], meta)
+    report = prefix_report(probs, order)
+    (out / f"subset_report_{criterion}_{steps}.json").write_text(json.dumps(report, indent=1))
+    print(f"chose subsets {todo} ({criterion}, {steps}) on the validation phantom in {time.time() - t0:.0f} s", flush=True)
+    for row in report:
+        print("  " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
 
 
 def _click_seconds(runs: list[dict]) -> np.ndarray:
@@ -450,6 +472,13 @@ def main() -> None:
     p.add_argument("--reference", default=None,
                    help="the path the others are compared with (default: naive; with --paths: exact, the full "
                         "ensemble's exact answer)")
+    p.add_argument("--subset-criterion", default="mask", choices=["mask", "worst-mask", "prob"],
+                   help="how the kK paths' checkpoints are chosen on the validation phantom "
+                        "(petclick.inference.subset: agreement with the whole ensemble by mean mask Dice, worst mask "
+                        "Dice or mean |dp|)")
+    p.add_argument("--subset-steps", default="ends", choices=["ends", "protocol"],
+                   help="the validation click states scored: ends (no clicks and all clicks) or protocol (every "
+                        "official step's exact answer)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--variant", help=argparse.SUPPRESS)
     p.add_argument("--subset-dir", type=Path, help=argparse.SUPPRESS)
@@ -478,7 +507,8 @@ def main() -> None:
         ks = []
     for roi in args.rois:
         if ks:
-            choose_subsets(args.out, models, args.checkpoints, ks, roi, args.sw_batch_size)
+            choose_subsets(args.out, models, args.checkpoints, ks, roi, args.sw_batch_size, args.subset_criterion,
+                           args.subset_steps)
         for seed, case in cases.items():
             run = run_dir(args.out, roi, seed)
             run.mkdir(parents=True, exist_ok=True)
@@ -488,7 +518,8 @@ def main() -> None:
                 cmd = [sys.executable, __file__, "--worker", "--variant", name, "--reference", reference,
                        "--roi", roi, "--run", str(run), "--case", str(case), "--models", str(models),
                        "--checkpoints", str(args.checkpoints), "--sw-batch-size", str(args.sw_batch_size),
-                       "--cache-mb", str(args.cache_mb), "--subset-dir", str(args.out)]
+                       "--cache-mb", str(args.cache_mb), "--subset-dir", str(args.out),
+                       "--subset-criterion", args.subset_criterion, "--subset-steps", args.subset_steps]
                 t0 = time.time()
                 subprocess.run(cmd, check=True)
                 print(f"== {roi} seed {seed} {name}: {time.time() - t0:.0f} s", flush=True)

@@ -102,6 +102,37 @@ def test_batched_windows_of_other_shapes_run_on_the_same_graph():
     assert {(4, 16, 16, 24), (4, 8, 24, 16)} <= fast._checked and not fast.fallback
 
 
+def test_statistics_graphs_equal_the_hooked_pytorch_network():
+    """Frozen normalisation on ONNX Runtime: the record graph gives PyTorch's logits and every
+    instance-norm layer's statistics, the frozen graph PyTorch's logits with those statistics as
+    inputs (a batch sharing them), for two checkpoints of one export (their own weights, not the
+    exported ones folded in)."""
+    from petclick.runtime import normstats
+
+    x = torch.rand(2, 4, 16, 16, 24)
+    crop = torch.rand(2, 4, 8, 16, 16)
+    outs = []
+    for seed in (7, 8):
+        net = network(seed)
+        fast = prepare_network(net, {"backend": "onnxruntime"}, "cpu", arch=ARCH)
+        y, stats = fast.recorded_logits(x)
+        with normstats.recording(net) as rec:
+            ref = full(net, x)
+        assert close(y, ref) and len(stats) == len(rec.stats()) == len(normstats.instance_norms(net))
+        for (m, v), (rm, rv) in zip(stats, rec.stats()):
+            assert m.shape == rm.shape == (2, m.shape[1]) and torch.allclose(m, rm, atol=1e-5) and torch.allclose(v, rv, rtol=1e-4)
+        one = [(m[1], v[1]) for m, v in stats]                  # the second window's statistics
+        z = fast.frozen_logits(crop, one)
+        with normstats.frozen(net, one):
+            want = full(net, crop)
+        assert close(z, want) and not close(z, full(net, crop))  # frozen, not the crop's own statistics
+        assert not (fast.fallback or fast._fallback_kinds)
+        assert ("frozen", 4, 8, 16, 16) in fast._checked
+        outs.append(z)
+    assert float((outs[0] - outs[1]).abs().max()) > 0.1          # each checkpoint its own weights
+    assert sum(1 for k in onnxrt._EXPORTS if k == ("frozen", ARCH)) == 1
+
+
 def test_a_window_that_disagrees_with_pytorch_falls_back_to_it(caplog):
     net = network(4)
     fast = prepare_network(net, {"backend": "onnxruntime"}, "cpu", arch=ARCH)

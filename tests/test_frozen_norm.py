@@ -13,8 +13,9 @@ from petclick.inference.session import InteractiveSession
 from petclick.io.images import CaseVolumes, Volume
 from petclick.networks.factory import build_network
 from petclick.phantoms import generate_case
-from petclick.runtime import normstats
+from petclick.runtime import normstats, onnxrt
 from petclick.runtime.checkpoint import save_checkpoint
+from petclick.runtime.tiles import TileGrid
 from petclick.runtime.window import window_logits
 
 SEG = {"init_filters": 4, "blocks_down": [1, 1], "dsdepth": 1, "norm": "INSTANCE"}
@@ -141,11 +142,14 @@ def test_frozen_engine_crops_answer_as_their_tile(models):
     start = t.grid.starts[k] - np.asarray(t.grid.pad_lo)
     assert np.all(lo >= start) and np.all(lo + size <= start + np.asarray(t.grid.roi))
     assert np.all((lo - start) % 2 == 0)                            # the stride lattice (divisor 2)
-    net = t.model()
+    net = normstats.torch_network(t.model())          # the reference: PyTorch, the tile's own pass
     tile = window_logits(net, t.grid.window_input(g.x, k)[None])[0, 0]
     crop = g.x[(slice(None), *(slice(a, b) for a, b in zip(*box)))]
-    with normstats.frozen(net, t.norm_record[k]):
-        frozen = window_logits(net, crop[None])[0, 0]
+    on_crop = t.on_grid(TileGrid(tuple(int(v) for v in size), tuple(int(v) for v in size), t.grid.overlap, t.grid.mode))
+    on_crop.norm_frozen = t.norm_record[k]
+    frozen = on_crop.logits_of([crop])[0]                # the engine's crop path (ONNX Runtime where installed)
+    if onnxrt.available():
+        assert isinstance(t.model(), onnxrt.OrtWindowNet) and not t.model()._fallback_kinds
     r = 5
     off = lo - start
     inner = tuple(slice(r, int(n) - r) for n in size)

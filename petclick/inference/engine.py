@@ -22,8 +22,9 @@ Three modes (YAML `infer.incremental` or `--incremental`):
   so a click costs a fraction of one sliding-window tile. Approximate:
   benchmarks/bench_interactive.py measures its Dice against full recomputation.
 - `frozen`: local mode whose crops run with frozen instance-norm statistics
-  (petclick.runtime.normstats): every full pass (PyTorch, not ONNX Runtime, since it records)
-  keeps each tile's per-layer, per-channel statistics; a click's window is placed inside the tile
+  (petclick.runtime.normstats): every full pass keeps each tile's per-layer, per-channel
+  statistics (on CPU through ONNX Runtime's graphs with the statistics as outputs and inputs,
+  petclick.runtime.onnxrt; elsewhere through PyTorch hooks); a click's window is placed inside the tile
   nearest the click, on the network's stride lattice of that tile, and runs with that tile's
   statistics, so it answers as its tile would (exact where the window covers the receptive field;
   tests: max |dp| <= 1e-5). A tile without statistics (e.g. after `load_state_dict`) is run once
@@ -53,7 +54,6 @@ from petclick.io.images import CaseVolumes
 from petclick.networks.roi import cover_roi, roi_divisors
 from petclick.runtime.clickinput import ClickEncoder, clicks_in_network_space
 from petclick.runtime.grid import integer_shift, to_pet_grid
-from petclick.runtime.normstats import torch_network
 from petclick.runtime.preprocess import PreparedCase
 from petclick.runtime.tiles import DEFAULT_CACHE_MB, Box, TileCache, TileCounters, TiledLogits, TileGrid, merge_boxes
 
@@ -199,6 +199,7 @@ class EnsembleEngine:
                                    predictor.tta_flip_axes if tta_axes is None else tuple(tta_axes))
         self.exact_states: dict[tuple, bool] = {}   # click state -> whether its sums equal a full pass
         self.last_path: str | None = None          # how the latest update was answered (counters)
+        self._crop_grids: dict[tuple, TileGrid] = {}  # local and frozen crops' grids by shape
         self.tiles_per_pass = sum(len(m.tiled.grid) for g in self.groups for m in g.members)
         self.voxels_per_pass = sum(len(m.tiled.grid) * int(np.prod(m.roi)) for g in self.groups for m in g.members)
         if auto and self.cache is not None:  # one pass of float32 tile outputs of every member, or refuse
@@ -226,12 +227,8 @@ class EnsembleEngine:
                 if spec not in grids:
                     grids[spec] = TileGrid(group.shape, roi, s["overlap"], s["mode"], device=p.device)
                 grid = grids[spec]
-                if self.mode == "frozen":       # records statistics: PyTorch, not ONNX Runtime
-                    def load(path=path):
-                        return torch_network(MODELS.get(path, p.device))
-                else:
-                    def load(path=path):
-                        return MODELS.get(path, p.device)
+                def load(path=path):        # frozen mode: ONNX Runtime's statistics graphs on CPU
+                    return MODELS.get(path, p.device)
                 for axes in flips:
                     tiled = TiledLogits(f"{path}|{axes}", load, grid,
                                         flip_axes=axes, sw_batch_size=s["sw_batch_size"], amp=s["amp"],
@@ -264,6 +261,30 @@ class EnsembleEngine:
             total = pet if total is None else total.add_(pet)
             weight += g.weight
         return (total[0] / weight).cpu().numpy().astype(np.float32)
+
+    def _pet_update(self, changes: dict[int, Box | None]) -> np.ndarray:
+        """The PET-grid probabilities after an update that changed `changes` (network-space box per
+        group): where every group's space is an integer shift of the PET grid, a copy of the
+        previous ones with only the changed PET box mapped again (the same values `_pet` gives, at
+        a click's cost, not the volume's); else `_pet`."""
+        box = self._pet_box(changes)
+        if box is None:
+            return self.prob
+        shifts = [integer_shift(g.prepared.affine, g.prepared.pet_affine) for g in self.groups]
+        if self.prob is None or any(t is None for t in shifts):
+            return self._pet()
+        lo, hi = np.asarray(box[0]), np.asarray(box[1])
+        total = torch.zeros(tuple(int(v) for v in hi - lo), dtype=torch.float32)
+        weight = 0.0
+        for g, t in zip(self.groups, shifts):
+            src_lo, src_hi = np.maximum(lo + t, 0), np.minimum(hi + t, np.asarray(g.shape))
+            if np.all(src_hi > src_lo):
+                dst = tuple(slice(int(a - t_ - l), int(b - t_ - l)) for a, b, t_, l in zip(src_lo, src_hi, t, lo))
+                total[dst] += g.total[tuple(slice(int(a), int(b)) for a, b in zip(src_lo, src_hi))].cpu()
+            weight += g.weight
+        out = self.prob.copy()
+        out[_slices(box)] = (total / weight).numpy().astype(np.float32)
+        return out
 
     def _pet_box(self, changes: dict[int, Box | None]) -> Box | None:
         """The PET-grid box holding every changed network-space box (None: nothing changed); the
@@ -306,7 +327,7 @@ class EnsembleEngine:
             exact = self.mode == "exact" and self.exact_states.get(before, False)
         self.exact_states[_key(clicks)] = exact
         self.clicks = clicks
-        self.prob = self._pet()
+        self.prob = self._pet() if self.last_path in ("full", "naive", "restore") else self._pet_update(changes)
         if self.cache is not None and self.cache.refused > refused:
             log.warning("tile cache at its limit (%.1f of %.1f MB): %d tile output(s) not kept; they are "
                         "recomputed when a later click needs them", self.cache.bytes / 2**20,
@@ -319,6 +340,8 @@ class EnsembleEngine:
             for m in g.members:
                 m.tiled.invalidate(None)
             g.total = self._region_sum(g, ((0, 0, 0), g.shape))
+        if self.mode == "frozen":
+            self._warm_frozen()
         return {n: ((0, 0, 0), g.shape) for n, g in enumerate(self.groups)}
 
     def _incremental(self, clicks: Clicks) -> dict[int, Box | None]:
@@ -444,29 +467,53 @@ class EnsembleEngine:
             ramps.append(r)
         return ramps[0][:, None, None] * ramps[1][None, :, None] * ramps[2][None, None, :]
 
-    def _crop_sum(self, g: Group, box: Box, x: torch.Tensor | None = None) -> torch.Tensor:
-        """Sum of scale * sigmoid over members run on the crop `box` of the input `x` (None: the
-        current input) alone."""
-        crop = (g.x if x is None else x)[(slice(None), *_slices(box))]
+    def _crop_sums(self, g: Group, box: Box, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Per input of `inputs` (whole-group inputs (C, ...)), the sum of scale * sigmoid over
+        members run on its crop `box` alone; each member runs the crops of every input in one
+        network call (the delta update's two inputs: one batch of two)."""
+        crops = [x[(slice(None), *_slices(box))] for x in inputs]
         shape = tuple(b - a for a, b in zip(*box))
-        acc = None
+        acc: list[torch.Tensor | None] = [None] * len(crops)
         local = tuple(int(v) for v in self._local_roi(g))
         for m in g.members:
             t = m.tiled
             roi = local if self.local.window < 1 else m.roi    # a member with a smaller ROI tiles the window
-            tl = t.on_grid(TileGrid(shape, roi, t.grid.overlap, t.grid.mode, t.grid.sigma_scale, device=g.x.device))
+            tl = t.on_grid(self._crop_grid(shape, tuple(int(v) for v in roi), t.grid, g.x.device))
             if self.mode == "frozen":
                 tl.norm_frozen = self._tile_stats(t, self._frozen_tile(t, box))
-            tl.set_input(crop)
-            prob = torch.sigmoid(tl.logits(((0, 0, 0), shape)))
-            acc = prob.mul_(m.scale) if acc is None else acc.add_(prob, alpha=m.scale)
-        return acc
+            for k, logits in enumerate(tl.logits_of(crops)):
+                prob = torch.sigmoid(logits)
+                acc[k] = prob.mul_(m.scale) if acc[k] is None else acc[k].add_(prob, alpha=m.scale)
+        return acc  # type: ignore[return-value]
+
+    def _crop_grid(self, shape: tuple, roi: tuple, like: TileGrid, device) -> TileGrid:
+        """The tile grid of a crop (kept per shape and ROI: its blending weights are built once)."""
+        key = (shape, roi, like.overlap, like.mode, like.sigma_scale, str(device))
+        if key not in self._crop_grids:
+            self._crop_grids[key] = TileGrid(shape, roi, like.overlap, like.mode, like.sigma_scale, device=device)
+        return self._crop_grids[key]
+
+    def _warm_frozen(self) -> None:
+        """Frozen mode, after a full pass: open each member's frozen-statistics graph and check it on
+        a crop of the local window's shape now, so the first click does not pay for it."""
+        for g in self.groups:
+            roi = tuple(int(v) for v in self._local_roi(g))         # a crop's window: zero-padded to it
+            part = tuple(min(r, s) for r, s in zip(roi, g.shape))
+            x = g.x.as_tensor() if hasattr(g.x, "as_tensor") else g.x
+            crop = x.new_zeros((x.shape[0], *roi))
+            crop[(slice(None), *(slice(0, r) for r in part))] = x[(slice(None), *(slice(0, r) for r in part))]
+            for m in g.members:
+                net = m.tiled.model()
+                if hasattr(net, "frozen_logits") and crop.device.type == "cpu" and m.tiled.norm_record:
+                    net.frozen_logits(crop[None], next(iter(m.tiled.norm_record.values())))
 
     def _window_value(self, g: Group, box: Box, x_before: torch.Tensor | None) -> torch.Tensor:
         """What a local window blends in: the crop's probability sum (replace), or its change from
-        the previous input `x_before` to the current one (delta)."""
-        after = self._crop_sum(g, box)
-        return after if x_before is None else after.sub_(self._crop_sum(g, box, x_before))
+        the previous input `x_before` to the current one (delta; both crops in one batch)."""
+        if x_before is None:
+            return self._crop_sums(g, box, [g.x])[0]
+        after, before = self._crop_sums(g, box, [g.x, x_before])
+        return after.sub_(before)
 
     def _local(self, n: int, g: Group, before: Clicks, after: Clicks, saved: list,
                x_before: torch.Tensor | None = None) -> Box | None:

@@ -283,20 +283,55 @@ class TiledLogits:
         if self.x is None:
             raise RuntimeError("TiledLogits: set_input first")
         windows = torch.stack([self.grid.window_input(self.x, i, self.flip_axes) for i in indices])
+        logits = self._run(windows, indices)
+        return [v.contiguous() for v in logits]
+
+    def _run(self, windows: torch.Tensor, indices: Sequence[int] | None = None) -> torch.Tensor:
+        """Logits (B, *roi) of a batch of windows: with `norm_frozen` statistics, else recording
+        each window's statistics into `norm_record` under its tile index (`indices`), else plain.
+        A network with its own `frozen_logits` / `recorded_logits` (ONNX Runtime's graphs with
+        the statistics as inputs and outputs, petclick.runtime.onnxrt) runs them; any other runs
+        with normstats' hooks on its PyTorch network."""
+        if hasattr(windows, "as_tensor"):       # a MONAI MetaTensor: its data only (no per-op metadata)
+            windows = windows.as_tensor()
         net = self.model()
         if self.norm_frozen is not None:
-            with normstats.frozen(net, self.norm_frozen):
-                logits = window_logits(net, windows, self.amp, self.amp_dtype)[:, 0]
+            if hasattr(net, "frozen_logits") and windows.device.type == "cpu":
+                logits = net.frozen_logits(windows, self.norm_frozen)[:, 0]
+            else:
+                with normstats.frozen(net, self.norm_frozen):
+                    logits = window_logits(normstats.torch_network(net), windows, self.amp, self.amp_dtype)[:, 0]
         elif self.norm_record is not None:
-            with normstats.recording(net) as rec:
-                logits = window_logits(net, windows, self.amp, self.amp_dtype)[:, 0]
-            for k, i in enumerate(indices):
-                self.norm_record[int(i)] = rec.sample(k)
+            if hasattr(net, "recorded_logits") and windows.device.type == "cpu":
+                out, stats = net.recorded_logits(windows)
+                logits = out[:, 0]
+                samples = [[(mean[k].clone(), var[k].clone()) for mean, var in stats] for k in range(len(windows))]
+            else:
+                with normstats.recording(net) as rec:
+                    logits = window_logits(normstats.torch_network(net), windows, self.amp, self.amp_dtype)[:, 0]
+                samples = [rec.sample(k) for k in range(len(windows))]
+            for k, i in enumerate(indices or ()):
+                self.norm_record[int(i)] = samples[k]
         else:
             logits = window_logits(net, windows, self.amp, self.amp_dtype)[:, 0]
-        self.counters.computed += len(indices)
-        self.counters.voxels += len(indices) * int(np.prod(self.grid.roi))
-        return [v.contiguous() for v in logits]
+        self.counters.computed += len(windows)
+        self.counters.voxels += len(windows) * int(np.prod(self.grid.roi))
+        return logits
+
+    def logits_of(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Blended logits over the whole grid for each of `inputs` ((C, *shape), unmirrored), every
+        window of every input run in one batch, nothing cached: e.g. a local window's crop under
+        the new and the previous clicks (the delta update) in one network call. The current input
+        (`set_input`) is left as it was."""
+        n = len(self.grid)
+        windows = torch.stack([self.grid.window_input(x, i, self.flip_axes) for x in inputs for i in range(n)])
+        logits = self._run(windows)
+        box = ((0, 0, 0), self.grid.shape)
+        out = []
+        for k in range(len(inputs)):
+            blended = self.grid.blend(((i, logits[k * n + i]) for i in range(n)), box)
+            out.append(torch.flip(blended, list(self.flip_axes)) if self.flip_axes else blended)
+        return out
 
     def _tiles(self, needed: Sequence[int]) -> Iterable[tuple[int, torch.Tensor]]:
         """(index, output) of `needed` in order: valid cached tiles reused, the others computed in
