@@ -11,8 +11,11 @@ Stages:
    what the cache holds (bytes of its tensors and RSS growth per case); the disk cache's bytes per case
    (MONAI PersistentDataset); data time per iteration (the loader alone, `data.num_workers` workers);
 3. AutoRunner (analysis, bundles, training of 2 folds, `--iterations` iterations, one validation each;
-   no ensemble), the process tree's peak RSS sampled, each fold's validation time per case from its
-   progress.yaml, against the plan's RAM;
+   no ensemble), the process tree's peak PSS sampled (and the training log line it came after), each
+   fold's validation time per case from its progress.yaml, against the larger of the two folds' planned
+   peaks (petclick.training.plan: caches, process, the larger of filling the cache and workers + validation);
+   the peak of preprocessing one case of each grid in one thread (a fresh process, RSS sampled every 5 ms)
+   against the plan's per-case model (petclick.training.plan.preprocess_bytes);
 4. projections to 1,611 studies on 1 and 8 GPUs (petclick.training.plan.make_plan at the recorded H100
    step times, the measured bytes per case scaling the plan's model).
 
@@ -47,6 +50,7 @@ class PeakRSS(threading.Thread):
         import psutil
 
         self.root, self.every_s, self.peak, self.stop = psutil.Process(), every_s, 0, threading.Event()
+        self.when = 0.0  # time.time() of the peak
 
     def run(self) -> None:
         import psutil
@@ -58,7 +62,8 @@ class PeakRSS(threading.Thread):
                     total += p.memory_full_info().pss  # proportional: pages shared with forked workers count once
                 except psutil.Error:
                     pass
-            self.peak = max(self.peak, total)
+            if total > self.peak:
+                self.peak, self.when = total, time.time()
             time.sleep(self.every_s)
 
 
@@ -184,15 +189,7 @@ def measure_cache(cfg: dict[str, Any], out: Path, iterations: int) -> dict[str, 
         pds[i]
     disk_read_s = (time.time() - t0) / max(1, len(pds))
     disk_files = sorted(disk.glob("*.pt"))
-    from petclick.training.data import _header_shape
-    from petclick.training.plan import cache_threads, load_bytes, network_voxels, process_bytes, validation_work_bytes
-
-    shapes = [_header_shape(f["pet"]) for f in files.val]
-    work = max(validation_work_bytes(network_voxels(s, sp, cfg["data"]["spacing"], cfg["data"]["roi"]), math.prod(s),
-                                     cfg["infer"]["overlap"]) for s, sp in shapes)
     return {"plan": plan.to_dict(), "n_train": len(files.train), "n_val": len(files.val),
-            "plan_work_bytes": work, "plan_process_bytes": process_bytes(cfg["data"]["num_workers"]),
-            "plan_load_bytes": load_bytes(max(math.prod(s) for s, _ in shapes), cache_threads(cfg["data"]["num_workers"], 1)),
             "build_s": round(build_s, 1), "held_bytes_per_case": float(np.mean(held)) if held else 0.0,
             "planned_bytes_per_case": plan.case_bytes, "rss_growth_per_case": ram_growth / max(1, len(held)),
             "data_s_per_iteration": round(data_s, 3), "first_batch_s": round(first_s, 1),
@@ -200,6 +197,96 @@ def measure_cache(cfg: dict[str, Any], out: Path, iterations: int) -> dict[str, 
             "val_rss_growth_per_case": val_growth / max(1, len(val_held)),
             "disk_bytes_per_case_float16": float(np.mean([p.stat().st_size for p in disk_files])) if disk_files else 0.0,
             "disk_write_s_per_case": round(disk_write_s, 2), "disk_read_s_per_case": round(disk_read_s, 2)}
+
+
+def fold_plans(cfg: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Each fold's planned peak for its training process on this CPU (petclick.training.plan): its caches,
+    the process, and the larger of filling the cache and loader workers + validating the largest case."""
+    from petclick.training.data import _header_shape, fold_cache_plan, fold_files
+    from petclick.training.plan import network_voxels, process_bytes, validation_work_bytes
+
+    out = {}
+    for f in (0, 1):
+        files = fold_files(cfg["datalist"], cfg["dataroot"], f)
+        plan = fold_cache_plan(dict(cfg, fold=f), files.train, files.val)
+        work = max(validation_work_bytes(network_voxels(s, sp, cfg["data"]["spacing"], cfg["data"]["roi"]),
+                                         math.prod(s), cfg["infer"]["overlap"], on_device=False)
+                   for s, sp in (_header_shape(e["pet"]) for e in files.val))
+        proc = process_bytes(0, cuda=False)
+        workers = process_bytes(cfg["data"]["num_workers"], cuda=False) - proc
+        caches = plan.ram_bytes + plan.val_bytes
+        out[f] = {"caches": caches, "process": proc, "load": plan.load_bytes, "threads": plan.threads,
+                  "workers": workers, "work": work, "peak": caches + proc + max(plan.load_bytes, workers + work)}
+    return out
+
+
+def load_worker(pet: str, ct: str, label: str, cfg: dict[str, Any]) -> None:
+    """(In a fresh process) preprocess one case through the training cache's chain in this thread; print
+    the peak RSS growth (sampled every 5 ms) as JSON."""
+    import psutil
+    from monai.transforms import Compose
+
+    from petclick.training.data import train_transforms
+
+    det, _ = train_transforms({**cfg, "data": {**cfg["data"], "cache_dtype": "float32"}}, cfg["data"]["roi"])
+    chain, proc = Compose(det), psutil.Process()
+    base, peak, stop = proc.memory_info().rss, [0], threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    t0 = time.time()
+    chain({"image": ct, "pet": pet, "label": label})
+    stop.set()
+    sampler.join()
+    print(json.dumps({"peak_growth": peak[0] - base, "seconds": round(time.time() - t0, 1)}))
+
+
+def measure_load(datalist: Path) -> list[dict[str, Any]]:
+    """The first case of each grid preprocessed alone in a fresh process: measured peak growth against
+    petclick.training.plan.preprocess_bytes."""
+    import subprocess
+
+    from petclick.training.data import _header_shape
+    from petclick.training.plan import preprocess_bytes
+
+    rows, seen = [], set()
+    for e in json.loads(datalist.read_text())["training"]:
+        shape, spacing = _header_shape(e["pet"])
+        if (shape, spacing) in seen:
+            continue
+        seen.add((shape, spacing))
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        res = subprocess.run([sys.executable, __file__, "--out", str(datalist.parent), "--load-worker", e["pet"],
+                              e["image"], e["label"]], env=env, capture_output=True, text=True, check=True)
+        got = json.loads(res.stdout.strip().splitlines()[-1])
+        rows.append({"shape": shape, "spacing": spacing, "measured": got["peak_growth"], "seconds": got["seconds"],
+                     "planned": preprocess_bytes(shape, spacing, [2.04, 2.04, 3.0])})
+        print(f"preprocessing one {shape} case at {spacing} mm in one thread: peak +{got['peak_growth'] / MB:.0f} MB "
+              f"in {got['seconds']} s, planned {rows[-1]['planned'] / MB:.0f} MB "
+              f"({100 * (rows[-1]['planned'] / got['peak_growth'] - 1):+.0f}%)", flush=True)
+    return rows
+
+
+def peak_phase(work: Path, when: float) -> str:
+    """The training log line (either fold's train.log) that the peak came after, or the stage before training."""
+    import datetime
+
+    lines = []
+    for f in (0, 1):
+        log = work / f"segresnet_{f}" / "model" / "train.log"
+        for line in (log.read_text().splitlines() if log.is_file() else []):
+            try:
+                t = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            except ValueError:
+                continue
+            lines.append((t, f"fold {f}: {line[24:]}"))
+    before = [x for x in sorted(lines) if x[0] <= when]
+    return before[-1][1][:200] if before else "before training (AutoRunner's analysis and bundle generation)"
 
 
 def run_autorunner(args: argparse.Namespace, datalist: Path, work: Path) -> dict[str, Any]:
@@ -236,7 +323,8 @@ def run_autorunner(args: argparse.Namespace, datalist: Path, work: Path) -> dict
         cfg = read_yaml(work / f"segresnet_{f}" / "configs" / "hyper_parameters.yaml")
         folds[f]["val_every"] = cfg["training"]["val_every"]
         folds[f]["plan"] = cfg.get("plan")
-    return {"wall_s": round(wall, 1), "peak_rss": sampler.peak, "parent_rss": base, "folds": folds}
+    return {"wall_s": round(wall, 1), "peak_rss": sampler.peak, "parent_rss": base, "folds": folds,
+            "peak_after": peak_phase(work, sampler.when)}
 
 
 def project(measured: dict[str, Any], cfg: dict[str, Any], ram_gb: float) -> list[str]:
@@ -281,9 +369,14 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--ram-gb", type=float, default=128.0, help="the node the projection plans for")
     ap.add_argument("--skip-autorunner", action="store_true")
+    ap.add_argument("--load-worker", nargs=3, default=None, metavar=("PET", "CT", "LABEL"),
+                    help="(internal) preprocess one case and print its peak RSS growth")
     ap.add_argument("--project-from", type=Path, default=None,
                     help="only print the projection from an earlier run's bench_scale.json (with today's plan model)")
     args = ap.parse_args()
+    if args.load_worker:
+        load_worker(*args.load_worker, config(args, args.out / "datalist.json", args.out / "work_dir"))
+        return
     if args.project_from is not None:
         from petclick.training.data import fold_cache_plan, fold_files
 
@@ -307,6 +400,9 @@ def main() -> None:
     if not args.skip_autorunner:  # first: the process tree's peak RSS without this process's measurements
         ar = run_autorunner(args, datalist, work)
         result["autorunner"] = ar
+    result["load"] = measure_load(datalist)
+    plans = fold_plans(cfg)
+    result["fold_plans"] = plans
     measured = measure_cache(cfg, args.out, max(4, args.iterations))
     result["cache"] = measured
     p = measured["plan"]
@@ -320,15 +416,17 @@ def main() -> None:
           f"{measured['disk_write_s_per_case']} s, read in {measured['disk_read_s_per_case']} s")
     print(f"data time per iteration ({args.workers} workers, batch 1 x 1 crop of {args.roi}): "
           f"{measured['data_s_per_iteration']} s (first batch {measured['first_batch_s']} s)", flush=True)
+    for f, q in plans.items():
+        print(f"fold {f}'s planned peak {q['peak'] / MB:.0f} MB = caches {q['caches'] / MB:.0f} MB + process "
+              f"{q['process'] / MB:.0f} MB + the larger of filling the cache {q['load'] / MB:.0f} MB ({q['threads']} "
+              f"thread(s)) and {q['workers'] / MB:.0f} MB workers + {q['work'] / MB:.0f} MB validating its largest case")
     if not args.skip_autorunner:
-        caches = p["ram_bytes"] + p["val_bytes"]
-        planned = caches + max(measured["plan_work_bytes"], measured["plan_load_bytes"]) + measured["plan_process_bytes"]
+        planned = max(q["peak"] for q in plans.values())
+        peak = ar["peak_rss"] - ar["parent_rss"]
         print(f"== AutoRunner (analysis, 2 folds x {args.iterations} iterations + 1 validation): {ar['wall_s']} s")
         print(f"peak of the training process tree (PSS, this process's {ar['parent_rss'] / MB:.0f} MB left out): "
-              f"{(ar['peak_rss'] - ar['parent_rss']) / MB:.0f} MB; fold 0's plan {planned / MB:.0f} MB (caches "
-              f"{caches / MB:.0f} MB + process and workers {measured['plan_process_bytes'] / MB:.0f} MB + the larger of "
-              f"filling the cache {measured['plan_load_bytes'] / MB:.0f} MB and validating its largest case "
-              f"{measured['plan_work_bytes'] / MB:.0f} MB): {100 * ((ar['peak_rss'] - ar['parent_rss']) / planned - 1):+.0f}%")
+              f"{peak / MB:.0f} MB, after \"{ar['peak_after']}\"; the larger fold plan {planned / MB:.0f} MB: "
+              f"{100 * (peak / planned - 1):+.0f}%")
         for f, v in ar["folds"].items():
             print(f"fold {f}: validation {v['validation_s']} s for {v['n_cases']} cases "
                   f"({v['val_s_per_case'] and round(v['val_s_per_case'], 1)} s per case), score {v['score']}, "

@@ -70,9 +70,13 @@ class ReplaceNonFinite(Transform):
 
     def __call__(self, img):
         if isinstance(img, torch.Tensor):
-            return torch.where(torch.isfinite(img), img, torch.as_tensor(self.value, dtype=img.dtype))
+            finite = torch.isfinite(img)
+            if bool(finite.all()):  # the usual case: no copy of a whole volume
+                return img
+            return torch.where(finite, img, torch.as_tensor(self.value, dtype=img.dtype))
         arr = np.asarray(img)
-        return np.where(np.isfinite(arr), arr, np.asarray(self.value, dtype=arr.dtype))
+        finite = np.isfinite(arr)
+        return arr if bool(finite.all()) else np.where(finite, arr, np.asarray(self.value, dtype=arr.dtype))
 
 
 class ReplaceNonFinited(MapTransform):
@@ -113,7 +117,9 @@ def preprocess_transforms(pre: Mapping[str, Any], label_key: str | Sequence[str]
                  ReplaceNonFinited(keys="image", value=CT_FILL_HU), ReplaceNonFinited(keys="pet", value=PET_FILL_SUV)]
     if pre["spacing"] is not None:
         modes = ["bilinear", "bilinear"] + ["nearest"] * len(labels)
-        out.append(Spacingd(keys=spatial, pixdim=pre["spacing"], mode=modes))
+        # float32 resampling: MONAI's default (float64) holds a float64 copy, a float64 sampling grid of 3
+        # coordinates per output voxel and a float64 output: 2x the memory of a case being cached
+        out.append(Spacingd(keys=spatial, pixdim=pre["spacing"], mode=modes, dtype=torch.float32))
     lo, hi = pre["ct_window"]
     out.append(ScaleIntensityRanged(keys="image", a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True))
     p0, p1 = pre["pet_clip"]

@@ -463,8 +463,12 @@ def train_fold(cfg: Mapping[str, Any]) -> dict[int, float]:
                  ctx.device, ctx.world_size, threads, os.environ.get("OMP_WAIT_POLICY", "unset"))
         shard = rank_share(files.train, ctx.rank, ctx.world_size)  # the size of this rank's shard (for the plan)
         plan = fold_cache_plan(cfg, shard, val_files, ctx.world_size)
+        t0 = time.time()
         train_ds = train_dataset(cfg, files.train, cfg["data"]["roi"], ctx.rank, ctx.world_size, plan=plan)
+        t1 = time.time()
         val_ds = val_dataset(cfg, val_files, plan)
+        log.info("caches filled: training %.1f s, validation %.1f s (%d thread(s); planned %.0f MB at once)",
+                 t1 - t0, time.time() - t1, plan.threads, plan.load_bytes / 2**20)
         repeats = [int(r) for r in cfg.get("repeats") or range(int(cfg.get("num_repeats", 1)))]
         cfg = fit_time_budget(cfg, ctx, train_ds, val_ds, repeats, ckpt_path)
         status = FoldStatus(ckpt_path, int(cfg["fold"]), {r: repeat_epochs(cfg["training"], r) for r in repeats},

@@ -42,9 +42,6 @@ INDEX_SAMPLES = 20000
 INDEX_FRACTION = 0.005
 #: Per-item overhead of a cached MetaTensor dict (affines, metadata), bytes.
 ITEM_OVERHEAD = 64 * 1024
-#: A training process's own memory (PyTorch, MONAI, CUDA context on the host) and each loader worker's.
-PROCESS_BYTES = 1024**3
-WORKER_BYTES = 300 * 1024**2
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 REFERENCE_VOXELS = 400 * 400 * 326
 
@@ -118,9 +115,34 @@ def validation_work_bytes(voxels: float, pet_voxels: float, overlap: float, on_d
     return int(host_pet + (0 if on_device else voxels * (16 + 4 + 4 + 4 * coverage)))
 
 
-#: Host bytes per PET-grid voxel while one case is loaded and preprocessed for the cache (CT, PET and
-#: label read as float32, resampled, windowed, concatenated, cropped; intermediates freed as it goes).
+#: Host bytes of preprocessing one case for the cache, per voxel (float32 volumes; benchmarks/bench_scale.py
+#: measures them per grid, docs/benchmarks/scale.md). Without resampling: the loaded CT, PET and label, their
+#: windowed copies and the concatenated image (24 bytes per PET voxel, measured 24.2 on a 400x400x326 phantom).
+#: With resampling (MONAI Spacingd in float32, one volume at a time), while the last volume is resampled:
+#: the three loaded volumes (12 bytes per PET voxel) plus, per output voxel, the sampling grid (homogeneous
+#: base grid 16 + coordinates 12), the resampled volume (4) and the two resampled before it (8).
 LOAD_BYTES_PER_VOXEL = 24
+LOAD_HELD_BYTES = 12
+RESAMPLE_BYTES_PER_VOXEL = 40
+#: Validation cases load CT and PET only (the lesion mask later, as uint8): 2 volumes held, 1 resampled before.
+VAL_HELD_BYTES, VAL_RESAMPLE_BYTES = 8, 36
+
+
+def resampled_voxels(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float] | None) -> float:
+    """Voxels of a case's whole field of view at `target` spacing (0 when it is not resampled)."""
+    if not target or all(math.isclose(float(a), float(b), rel_tol=1e-3) for a, b in zip(spacing, target)):
+        return 0.0
+    return float(math.prod(float(s) * float(sp) / float(t) for s, sp, t in zip(shape, spacing, target)))
+
+
+def preprocess_bytes(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float] | None,
+                     validation: bool = False) -> int:
+    """Peak host bytes of preprocessing one case of PET grid `shape` / `spacing` to `target` spacing (None: as
+    read) in one cache thread: the larger of the unresampled chain and the resampling step."""
+    pet = float(math.prod(int(x) for x in shape))
+    out = resampled_voxels(shape, spacing, target)
+    held, per_out = (VAL_HELD_BYTES, VAL_RESAMPLE_BYTES) if validation else (LOAD_HELD_BYTES, RESAMPLE_BYTES_PER_VOXEL)
+    return int(max(LOAD_BYTES_PER_VOXEL * pet, held * pet + per_out * out))
 
 
 def cache_threads(workers: int, ranks: int | None = None) -> int:
@@ -128,14 +150,32 @@ def cache_threads(workers: int, ranks: int | None = None) -> int:
     return max(1, int(workers) // max(1, local_ranks() if ranks is None else int(ranks)))
 
 
-def load_bytes(pet_voxels: float, threads: int) -> int:
-    """Host bytes of filling the cache: `threads` cases of `pet_voxels` preprocessed at once."""
-    return int(pet_voxels * LOAD_BYTES_PER_VOXEL * max(1, int(threads)))
+def fitting_threads(threads: int, case_loads: Sequence[int], headroom: float) -> int:
+    """At most `threads` cache threads, fewer when the largest cases preprocessed at once would not fit in
+    `headroom` bytes (what the node leaves a rank after its caches): fewer whole cases in flight, at least 1."""
+    n = max(1, int(threads))
+    while n > 1 and load_bytes(case_loads, n) > headroom:
+        n -= 1
+    return n
 
 
-def process_bytes(workers: int) -> int:
-    """Host bytes of one training process and its loader workers (their own memory; the cache they share)."""
-    return int(PROCESS_BYTES + max(0, int(workers)) * WORKER_BYTES)
+def load_bytes(case_loads: Sequence[int], threads: int) -> int:
+    """Host bytes of filling the cache: the `threads` largest cases' preprocessing (`preprocess_bytes`) at once."""
+    return int(sum(sorted((int(b) for b in case_loads), reverse=True)[:max(1, int(threads))]))
+
+
+#: A training process's own host memory: Python, PyTorch and MONAI after import (430 MB RSS measured on this
+#: project's CPU machine, docs/benchmarks/scale.md) plus the model, optimiser and allocator pools; a process
+#: that drives a GPU adds its CUDA context on the host (CUDA_CONTEXT_BYTES, a conservative figure: not
+#: measured here, no GPU was lent). Each loader worker's own memory (the cache it shares is counted once).
+PROCESS_BYTES = 600 * 1024**2
+CUDA_CONTEXT_BYTES = 400 * 1024**2
+WORKER_BYTES = 300 * 1024**2
+
+
+def process_bytes(workers: int = 0, cuda: bool = True) -> int:
+    """Host bytes of one training process (with its CUDA context when `cuda`) and its loader workers."""
+    return int(PROCESS_BYTES + (CUDA_CONTEXT_BYTES if cuda else 0) + max(0, int(workers)) * WORKER_BYTES)
 
 
 @dataclass
@@ -156,6 +196,8 @@ class CachePlan:
     budget_bytes: int
     cache_dir: str | None
     reason: str
+    threads: int = 1         # cache threads (whole cases preprocessed at once), fitting_threads
+    load_bytes: int = 0      # filling the cache: the `threads` largest cases at once (load_bytes)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,10 +209,14 @@ def _auto(v: Any) -> bool:
 
 def plan_cache(data: Mapping[str, Any], n_train: int, train_voxels: float, n_val: int = 0, val_voxels: float = 0.0,
                val_pet_voxels: float = 0.0, available: int | None = None, ranks: int = 1,
-               cache_dir: str | Path | None = None) -> CachePlan:
+               cache_dir: str | Path | None = None, case_loads: Sequence[int] = (),
+               val_loads: Sequence[int] = (), cuda: bool = True) -> CachePlan:
     """The cache of one rank holding `n_train` training cases of `train_voxels` mean network-space voxels
     and `n_val` validation cases; `available` bytes of RAM on the node (default: the probe) shared by
-    `ranks` processes. Explicit `data.cache_rate` / `data.cache_dtype` values are kept."""
+    `ranks` processes. Explicit `data.cache_rate` / `data.cache_dtype` values are kept. `case_loads`
+    (preprocess_bytes of each training case) and `val_loads` (of each validation case) size the cache
+    threads: `data.num_workers` shared by the ranks, fewer when the largest cases preprocessed at once would
+    not fit beside the caches and the process (`cuda`: with its CUDA context)."""
     available = available_memory() if available is None else int(available)
     fraction = float(data.get("cache_memory_fraction", 0.6))
     budget = int(available * fraction / max(1, ranks))
@@ -197,10 +243,15 @@ def plan_cache(data: Mapping[str, Any], n_train: int, train_voxels: float, n_val
     rest = n_train - ram
     disk_dir = None if cache_dir is None else str(cache_dir)
     disk = rest if disk_dir else 0
+    loads = list(case_loads) + list(val_loads) or [0]
+    headroom = available / max(1, ranks) - ram * per - val_bytes - process_bytes(0, cuda)
+    threads = fitting_threads(cache_threads(int(data.get("num_workers", 0)), ranks), loads, headroom)
+    fill = max(load_bytes(list(case_loads) or [0], threads), load_bytes(list(val_loads) or [0], threads))
     return CachePlan(dtype=dtype, cache_rate=round(ram / n_train, 4) if n_train else 1.0, ram_cases=ram,
                      disk_cases=disk, uncached=rest - disk, case_bytes=per, ram_bytes=ram * per,
                      disk_bytes=disk * case_bytes(train_voxels, dtype), val_bytes=val_bytes,
-                     available_bytes=available, budget_bytes=budget, cache_dir=disk_dir, reason=reason)
+                     available_bytes=available, budget_bytes=budget, cache_dir=disk_dir, reason=reason,
+                     threads=threads, load_bytes=fill)
 
 
 @dataclass
@@ -285,21 +336,25 @@ class RunPlan:
     disk_free_bytes: int | None = None
     dist_timeout_s: float = 1800.0
     work_bytes: int = 0          # validating the largest case, host side (validation_work_bytes)
-    process_bytes: int = 0       # the process and its loader workers (process_bytes)
-    load_bytes: int = 0          # filling the cache: the largest case per cache thread (load_bytes)
+    process_bytes: int = 0       # the training process itself (process_bytes without workers)
+    worker_bytes: int = 0        # its loader workers (started after the caches are filled)
+    load_bytes: int = 0          # filling the cache: the largest cases, one per cache thread (load_bytes)
     available_bytes: int = 0
+    notes: list[str] = field(default_factory=list)
+    gpu: Any = None              # the GPU plan (petclick.training.gpuplan.GpuPlan), None without a GPU
 
     @property
     def peak_bytes(self) -> int:
-        """Peak host bytes of one rank: its caches, the process, and the larger of filling the cache and
-        validating the largest case."""
+        """Peak host bytes of one rank: its caches and the process, plus the larger of filling the cache
+        (before the loader workers start) and training / validating the largest case (workers alive)."""
         c = self.cache
-        return int(c.ram_bytes + c.val_bytes + self.process_bytes + max(self.work_bytes, self.load_bytes))
-    notes: list[str] = field(default_factory=list)
+        return int(c.ram_bytes + c.val_bytes + self.process_bytes
+                   + max(self.load_bytes, self.worker_bytes + self.work_bytes))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["cache"], d["validation"] = self.cache.to_dict(), self.validation.to_dict()
+        d["gpu"] = None if self.gpu is None else self.gpu.to_dict()
         return d
 
     def lines(self) -> list[str]:
@@ -313,9 +368,10 @@ class RunPlan:
             f"RAM per rank: {gb(c.budget_bytes)} budget of {gb(c.available_bytes)} available; training cache "
             f"{c.ram_cases} cases x {c.case_bytes / 2**20:.0f} MB in {c.dtype} = {gb(c.ram_bytes)} "
             f"(cache_rate {c.cache_rate}: {c.reason}); validation cache {gb(c.val_bytes)}",
-            f"peak host RAM per rank: {gb(self.peak_bytes)} = caches + {gb(self.process_bytes)} process and workers + "
-            f"the larger of {gb(self.load_bytes)} filling the cache and {gb(self.work_bytes)} validating the largest "
-            f"case; the node's {self.gpus} rank(s): {gb(self.gpus * self.peak_bytes)} of {gb(self.available_bytes)}",
+            f"peak host RAM per rank: {gb(self.peak_bytes)} = caches + {gb(self.process_bytes)} process + the larger "
+            f"of {gb(self.load_bytes)} filling the cache ({c.threads} case(s) at once) and {gb(self.worker_bytes)} "
+            f"loader workers + {gb(self.work_bytes)} validating the largest case; the node's {self.gpus} rank(s): "
+            f"{gb(self.gpus * self.peak_bytes)} of {gb(self.available_bytes)}",
             f"disk cache: {c.disk_cases} cases, {gb(c.disk_bytes)} under {c.cache_dir or '(none)'}; "
             f"{c.uncached} cases preprocessed at every load"
             + (f"; {gb(self.disk_free_bytes)} free there" if self.disk_free_bytes is not None else ""),
@@ -334,9 +390,11 @@ class RunPlan:
 def make_plan(cfg: Mapping[str, Any], shapes: Sequence[tuple[Sequence[int], Sequence[float]]], n_train: int,
               n_val: int, gpus: int = 1, folds: int = 5, times: StepTimes | None = None,
               available: int | None = None, cache_dir: str | Path | None = None,
-              val_pet_voxels: float | None = None) -> RunPlan:
+              val_pet_voxels: float | None = None, cuda: bool = True, gpu: Any = None) -> RunPlan:
     """The plan of one fold of config `cfg` (sections data, training, clicks, num_repeats) for cases of
-    `shapes` [(shape, spacing), ...], `n_train` / `n_val` cases per fold, on `gpus` ranks of one node."""
+    `shapes` [(shape, spacing), ...], `n_train` / `n_val` cases per fold, on `gpus` ranks of one node
+    (`cuda`: ranks that drive GPUs, with a CUDA context and validation on the GPU; `gpu`: the GPU plan
+    that chose the ROI and batch, reported with the plan)."""
     data, tr = cfg["data"], cfg["training"]
     preset = str(cfg.get("preset", "autopet"))
     times = times or STEP_TIMES.get(preset, STEP_TIMES["autopet"])
@@ -352,11 +410,13 @@ def make_plan(cfg: Mapping[str, Any], shapes: Sequence[tuple[Sequence[int], Sequ
     pet_vox = val_pet_voxels if val_pet_voxels is not None else (
         sum(math.prod(int(x) for x in s) for s, _ in shapes) / max(1, len(shapes)))
     max_pet = max((math.prod(int(x) for x in s) for s, _ in shapes), default=0)
+    loads = [preprocess_bytes(s, sp, spacing) for s, sp in shapes]  # every case taken through the training chain
     gpus = max(1, int(gpus))
     train_rank = int(math.ceil(n_train / gpus))
     val_total = n_val if tr.get("val_cases") in (None, "all") else min(n_val, int(tr["val_cases"]))
     val_rank = int(math.ceil(val_total / gpus))
-    cache = plan_cache(data, train_rank, mean_vox, val_rank, mean_vox, pet_vox, available, gpus, cache_dir)
+    cache = plan_cache(data, train_rank, mean_vox, val_rank, mean_vox, pet_vox, available, gpus, cache_dir,
+                       case_loads=loads, cuda=cuda)
     batch = int(data.get("batch_size", 1))
     iters = int(tr.get("num_iterations_per_epoch") or max(1, math.ceil(train_rank / batch)))
     iters_full = int(tr.get("num_iterations_per_epoch") or max(1, math.ceil(n_train / batch)))
@@ -385,10 +445,10 @@ def make_plan(cfg: Mapping[str, Any], shapes: Sequence[tuple[Sequence[int], Sequ
                    disk_free_bytes=free_disk(cache_dir) if cache_dir else None,
                    dist_timeout_s=dist_timeout_s(tr, vplan.seconds), notes=notes,
                    work_bytes=validation_work_bytes(max_vox, max_pet, float(cfg.get("infer", {}).get("overlap", 0.625)),
-                                                    on_device=True),
-                   process_bytes=process_bytes(int(data.get("num_workers", 0))),
-                   load_bytes=load_bytes(max_pet, cache_threads(int(data.get("num_workers", 0)), gpus)),
-                   available_bytes=cache.available_bytes)
+                                                    on_device=cuda),
+                   process_bytes=process_bytes(0, cuda),
+                   worker_bytes=process_bytes(int(data.get("num_workers", 0)), cuda) - process_bytes(0, cuda),
+                   load_bytes=cache.load_bytes, available_bytes=cache.available_bytes, gpu=gpu)
     if gpus * plan.peak_bytes > plan.available_bytes:
         plan.notes.append(f"the node's ranks may peak at {gpus * plan.peak_bytes / GB:.0f} GB, over the "
                           f"{plan.available_bytes / GB:.0f} GB available: lower data.cache_memory_fraction or "
