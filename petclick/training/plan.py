@@ -342,6 +342,7 @@ class RunPlan:
     available_bytes: int = 0
     notes: list[str] = field(default_factory=list)
     gpu: Any = None              # the GPU plan (petclick.training.gpuplan.GpuPlan), None without a GPU
+    gpu_line: str = ""           # what the GPU plan chose and why, or that there was none
 
     @property
     def peak_bytes(self) -> int:
@@ -363,6 +364,7 @@ class RunPlan:
         out = [
             f"preset {self.preset}, {self.gpus} GPU(s) (ranks), {self.n_cases} training cases, {self.folds} folds: "
             f"{self.n_train} training / {self.n_val} validation cases per fold",
+            self.gpu_line or "GPU: not planned",
             f"network space: {self.voxels_mean / 1e6:.1f} M voxels per case (mean), {self.voxels_max / 1e6:.1f} M max; "
             f"spacing {self.spacing or 'as read'}",
             f"RAM per rank: {gb(c.budget_bytes)} budget of {gb(c.available_bytes)} available; training cache "
@@ -395,6 +397,8 @@ def make_plan(cfg: Mapping[str, Any], shapes: Sequence[tuple[Sequence[int], Sequ
     `shapes` [(shape, spacing), ...], `n_train` / `n_val` cases per fold, on `gpus` ranks of one node
     (`cuda`: ranks that drive GPUs, with a CUDA context and validation on the GPU; `gpu`: the GPU plan
     that chose the ROI and batch, reported with the plan)."""
+    from petclick.training.gpuplan import no_gpu_line
+
     data, tr = cfg["data"], cfg["training"]
     preset = str(cfg.get("preset", "autopet"))
     times = times or STEP_TIMES.get(preset, STEP_TIMES["autopet"])
@@ -448,7 +452,8 @@ def make_plan(cfg: Mapping[str, Any], shapes: Sequence[tuple[Sequence[int], Sequ
                                                     on_device=cuda),
                    process_bytes=process_bytes(0, cuda),
                    worker_bytes=process_bytes(int(data.get("num_workers", 0)), cuda) - process_bytes(0, cuda),
-                   load_bytes=cache.load_bytes, available_bytes=cache.available_bytes, gpu=gpu)
+                   load_bytes=cache.load_bytes, available_bytes=cache.available_bytes, gpu=gpu,
+                   gpu_line=gpu.line() if gpu is not None else no_gpu_line(cfg))
     if gpus * plan.peak_bytes > plan.available_bytes:
         plan.notes.append(f"the node's ranks may peak at {gpus * plan.peak_bytes / GB:.0f} GB, over the "
                           f"{plan.available_bytes / GB:.0f} GB available: lower data.cache_memory_fraction or "
