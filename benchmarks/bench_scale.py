@@ -43,28 +43,46 @@ MB = 2**20
 
 
 class PeakRSS(threading.Thread):
-    """Samples the memory (PSS) of this process and all its children every `every_s` seconds; `.peak` bytes."""
+    """Samples the memory (PSS) of this process and all its children every `every_s` seconds: `.peak` bytes,
+    `.when` its time, `.parts` the peak split into this process, its children (the training processes) and
+    their descendants (loader workers), and `.timeline` [(time, total, this process)]."""
 
-    def __init__(self, every_s: float = 0.5):
+    def __init__(self, every_s: float = 0.25):
         super().__init__(daemon=True)
         import psutil
 
         self.root, self.every_s, self.peak, self.stop = psutil.Process(), every_s, 0, threading.Event()
-        self.when = 0.0  # time.time() of the peak
+        self.when, self.parts, self.timeline = 0.0, {}, []
 
-    def run(self) -> None:
+    def _pss(self, p) -> int:
         import psutil
 
+        try:
+            return int(p.memory_full_info().pss)  # proportional: pages shared with forked workers count once
+        except psutil.Error:
+            return 0
+
+    def run(self) -> None:
         while not self.stop.is_set():
-            total = 0
-            for p in [self.root] + self.root.children(recursive=True):
-                try:
-                    total += p.memory_full_info().pss  # proportional: pages shared with forked workers count once
-                except psutil.Error:
-                    pass
+            parent = self._pss(self.root)
+            children = self.root.children()
+            direct = sum(self._pss(c) for c in children)
+            deeper = sum(self._pss(d) for c in children for d in _descendants(c))
+            total = parent + direct + deeper
+            self.timeline.append((time.time(), total, parent))
             if total > self.peak:
                 self.peak, self.when = total, time.time()
+                self.parts = {"this process": parent, "training process": direct, "its loader workers": deeper}
             time.sleep(self.every_s)
+
+
+def _descendants(p) -> list:
+    import psutil
+
+    try:
+        return p.children(recursive=True)
+    except psutil.Error:
+        return []
 
 
 def rss(pss: bool = False) -> int:
@@ -272,19 +290,39 @@ def measure_load(datalist: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def peak_phase(work: Path, when: float) -> str:
-    """The training log line (either fold's train.log) that the peak came after, or the stage before training."""
+def _log_times(work: Path, fold: int) -> list[tuple[float, str]]:
     import datetime
 
-    lines = []
+    log = work / f"segresnet_{fold}" / "model" / "train.log"
+    out = []
+    for line in (log.read_text().splitlines() if log.is_file() else []):
+        try:
+            out.append((datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp(), line[24:]))
+        except ValueError:
+            continue
+    return out
+
+
+def phase_peaks(work: Path, timeline: list, base: int) -> dict[str, int]:
+    """The sampled peak (minus `base`, this process before AutoRunner) of each fold's two phases: filling its
+    caches (from its first log line to "caches filled") and training + validating (to "done in")."""
+    out = {}
     for f in (0, 1):
-        log = work / f"segresnet_{f}" / "model" / "train.log"
-        for line in (log.read_text().splitlines() if log.is_file() else []):
-            try:
-                t = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-            except ValueError:
-                continue
-            lines.append((t, f"fold {f}: {line[24:]}"))
+        lines = _log_times(work, f)
+        filled = [t for t, x in lines if "caches filled" in x]
+        done = [t for t, x in lines if " done in " in x]
+        if not lines or not filled or not done:
+            continue
+        for name, (a, b) in {f"fold {f}: filling the caches": (lines[0][0] - 1, filled[0]),
+                             f"fold {f}: training and validating": (filled[0], done[-1])}.items():
+            inside = [total for t, total, _ in timeline if a <= t <= b]
+            out[name] = (max(inside) - base) if inside else 0
+    return out
+
+
+def peak_phase(work: Path, when: float) -> str:
+    """The training log line (either fold's train.log) that the peak came after, or the stage before training."""
+    lines = [(t, f"fold {f}: {x}") for f in (0, 1) for t, x in _log_times(work, f)]
     before = [x for x in sorted(lines) if x[0] <= when]
     return before[-1][1][:200] if before else "before training (AutoRunner's analysis and bundle generation)"
 
@@ -324,7 +362,8 @@ def run_autorunner(args: argparse.Namespace, datalist: Path, work: Path) -> dict
         folds[f]["val_every"] = cfg["training"]["val_every"]
         folds[f]["plan"] = cfg.get("plan")
     return {"wall_s": round(wall, 1), "peak_rss": sampler.peak, "parent_rss": base, "folds": folds,
-            "peak_after": peak_phase(work, sampler.when)}
+            "peak_after": peak_phase(work, sampler.when), "peak_parts": sampler.parts,
+            "phase_peaks": phase_peaks(work, sampler.timeline, base)}
 
 
 def project(measured: dict[str, Any], cfg: dict[str, Any], ram_gb: float) -> list[str]:
@@ -427,6 +466,11 @@ def main() -> None:
         print(f"peak of the training process tree (PSS, this process's {ar['parent_rss'] / MB:.0f} MB left out): "
               f"{peak / MB:.0f} MB, after \"{ar['peak_after']}\"; the larger fold plan {planned / MB:.0f} MB: "
               f"{100 * (peak / planned - 1):+.0f}%")
+        print("at the peak: " + ", ".join(f"{k} {v / MB:.0f} MB" for k, v in ar["peak_parts"].items()))
+        for name, got in ar["phase_peaks"].items():
+            q = plans[int(name.split()[1].rstrip(":"))]
+            want = q["caches"] + q["process"] + (q["load"] if "filling" in name else q["workers"] + q["work"])
+            print(f"{name}: peak {got / MB:.0f} MB, planned {want / MB:.0f} MB ({100 * (got / want - 1):+.0f}%)")
         for f, v in ar["folds"].items():
             print(f"fold {f}: validation {v['validation_s']} s for {v['n_cases']} cases "
                   f"({v['val_s_per_case'] and round(v['val_s_per_case'], 1)} s per case), score {v['score']}, "

@@ -155,7 +155,7 @@ def test_ddp_resumes_after_one_rank_is_killed(make_bundle, tiny_cohort, tmp_path
 
     timeout_s = 60
     bundle = make_bundle(tmp_path, algo_overrides={"segresnet": {"network": {"kwargs": {"init_filters": 4}}}},
-                         overrides={"training": {"num_epochs": 8, "num_iterations_per_epoch": 2, "val_every": 4,
+                         overrides={"training": {"num_epochs": 4, "num_iterations_per_epoch": 2, "val_every": 4,
                                                  "val_cases": 2, "lr": 0.01, "dist_timeout_s": timeout_s},
                                     "data": {"num_workers": 0}})
     repeat = bundle / "model" / "repeat0"
@@ -183,19 +183,20 @@ def test_ddp_resumes_after_one_rank_is_killed(make_bundle, tiny_cohort, tmp_path
                 p.kill()
     assert ranks[1].wait() == -9
     assert ranks[0].returncode != 0 and waited < timeout_s, (waited, out0[-3000:])
+    print(f"rank 0 exited with {ranks[0].returncode} {waited:.1f} s after rank 1 was killed")
     assert "rank 0 of 2: lost the other ranks" in out0 and "Relaunch every rank" in out0, out0[-3000:]
     # only whole checkpoints: no temporary file left, last.pt loads and is mid-run
     assert not [p.name for p in repeat.iterdir() if p.name.startswith(".tmp-")]
     state = torch.load(last, weights_only=True)
     at_kill = int(state["epoch"])
-    assert 1 <= at_kill < 8 and not state["finished"]
+    assert 1 <= at_kill < 4 and not state["finished"]
     # both ranks relaunched (as AutoRunner would, under torchrun): training continues from that epoch
     again = _train_torchrun(bundle)
     assert again.returncode == 0, again.stderr[-3000:]
     state = torch.load(last, weights_only=True)
-    assert state["epoch"] == 8 and state["finished"]
+    assert state["epoch"] == 4 and state["finished"]
     assert f"resumed from {last} at epoch {at_kill}" in (bundle / "model" / "train.log").read_text()
-    assert [e["epoch"] for e in yaml.safe_load((repeat / "progress.yaml").read_text())] == [4, 8]
+    assert [e["epoch"] for e in yaml.safe_load((repeat / "progress.yaml").read_text())] == [4]
     entry = resolve_entry(load_datalist(tiny_cohort)["testing"][0], tiny_cohort.parent)
     case = load_case(entry["image"], entry["pet"], entry.get("label"))
     prob = EnsemblePredictor([repeat / "model.pt"]).predict(case, read_clicks(entry["clicks"]).first(2))

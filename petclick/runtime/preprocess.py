@@ -16,6 +16,7 @@ to the PET grid.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -93,6 +94,21 @@ class ReplaceNonFinited(MapTransform):
         return d
 
 
+#: One resampling at a time in a process (SerialSpacingd).
+_RESAMPLE_LOCK = threading.Lock()
+
+
+class SerialSpacingd(Spacingd):
+    """MONAI's Spacingd, one call at a time per process. Resampling is each case's memory peak (its sampling
+    grid holds 3 coordinates per output voxel beside the loaded volumes); the threads that fill a training
+    cache preprocess whole cases in parallel, and this keeps their peaks from coinciding
+    (petclick.training.plan.load_bytes). Results are Spacingd's."""
+
+    def __call__(self, data, lazy: bool | None = None):
+        with _RESAMPLE_LOCK:
+            return super().__call__(data, lazy=lazy)
+
+
 def body_or_everything(ct: torch.Tensor) -> torch.Tensor:
     """CropForeground's selection: the CT above the window's lower bound, else every voxel (so an
     all-air CT is not cropped to nothing)."""
@@ -119,7 +135,7 @@ def preprocess_transforms(pre: Mapping[str, Any], label_key: str | Sequence[str]
         modes = ["bilinear", "bilinear"] + ["nearest"] * len(labels)
         # float32 resampling: MONAI's default (float64) holds a float64 copy, a float64 sampling grid of 3
         # coordinates per output voxel and a float64 output: 2x the memory of a case being cached
-        out.append(Spacingd(keys=spatial, pixdim=pre["spacing"], mode=modes, dtype=torch.float32))
+        out.append(SerialSpacingd(keys=spatial, pixdim=pre["spacing"], mode=modes, dtype=torch.float32))
     lo, hi = pre["ct_window"]
     out.append(ScaleIntensityRanged(keys="image", a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True))
     p0, p1 = pre["pet_clip"]

@@ -317,7 +317,7 @@ def fold_cache_plan(cfg: Mapping[str, Any], train_files: Sequence[Mapping[str, A
     """The cache plan (petclick.training.plan.plan_cache) of this rank's training and validation cases,
     from the image headers (no voxel is read)."""
     from petclick.training.distributed import rank_device
-    from petclick.training.plan import local_ranks, network_voxels, plan_cache, preprocess_bytes
+    from petclick.training.plan import local_ranks, network_voxels, plan_cache, preprocess_peaks
 
     data = cfg["data"]
     spacing = data.get("spacing") if data.get("spacing") not in ("auto",) else None
@@ -329,7 +329,7 @@ def fold_cache_plan(cfg: Mapping[str, Any], train_files: Sequence[Mapping[str, A
     v_vox = float(np.mean(vox[n_t:])) if val_files else 0.0
     v_pet = float(np.mean([math.prod(s) for s, _ in shapes[n_t:]])) if val_files else 0.0
     ranks = min(max(1, world_size), local_ranks()) if world_size > 1 else 1
-    loads = [preprocess_bytes(s, sp, spacing, validation=n >= n_t) for n, (s, sp) in enumerate(shapes)]
+    loads = [preprocess_peaks(s, sp, spacing, validation=n >= n_t) for n, (s, sp) in enumerate(shapes)]
     cuda = rank_device(cfg["training"].get("device")).type == "cuda"
     return plan_cache(data, n_t, t_vox, len(val_files), v_vox, v_pet, available, ranks, cache_dir_for(cfg),
                       case_loads=loads[:n_t], val_loads=loads[n_t:], cuda=cuda)

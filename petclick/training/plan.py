@@ -135,14 +135,23 @@ def resampled_voxels(shape: Sequence[int], spacing: Sequence[float], target: Seq
     return float(math.prod(float(s) * float(sp) / float(t) for s, sp, t in zip(shape, spacing, target)))
 
 
-def preprocess_bytes(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float] | None,
-                     validation: bool = False) -> int:
-    """Peak host bytes of preprocessing one case of PET grid `shape` / `spacing` to `target` spacing (None: as
-    read) in one cache thread: the larger of the unresampled chain and the resampling step."""
+def preprocess_peaks(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float] | None,
+                     validation: bool = False) -> tuple[int, int]:
+    """(resampling, the rest): peak host bytes of preprocessing one case of PET grid `shape` / `spacing` to
+    `target` spacing (None: as read) in one cache thread while it resamples (0 when it does not) and outside
+    resampling (the loaded volumes; after resampling the chain on the resampled grid)."""
     pet = float(math.prod(int(x) for x in shape))
     out = resampled_voxels(shape, spacing, target)
+    if not out:
+        return 0, int(LOAD_BYTES_PER_VOXEL * pet)
     held, per_out = (VAL_HELD_BYTES, VAL_RESAMPLE_BYTES) if validation else (LOAD_HELD_BYTES, RESAMPLE_BYTES_PER_VOXEL)
-    return int(max(LOAD_BYTES_PER_VOXEL * pet, held * pet + per_out * out))
+    return int(held * pet + per_out * out), int(max(held * pet, LOAD_BYTES_PER_VOXEL * out))
+
+
+def preprocess_bytes(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float] | None,
+                     validation: bool = False) -> int:
+    """Peak host bytes of preprocessing one case in one thread (the larger of preprocess_peaks)."""
+    return max(preprocess_peaks(shape, spacing, target, validation))
 
 
 def cache_threads(workers: int, ranks: int | None = None) -> int:
@@ -150,7 +159,7 @@ def cache_threads(workers: int, ranks: int | None = None) -> int:
     return max(1, int(workers) // max(1, local_ranks() if ranks is None else int(ranks)))
 
 
-def fitting_threads(threads: int, case_loads: Sequence[int], headroom: float) -> int:
+def fitting_threads(threads: int, case_loads: Sequence[tuple[int, int]], headroom: float) -> int:
     """At most `threads` cache threads, fewer when the largest cases preprocessed at once would not fit in
     `headroom` bytes (what the node leaves a rank after its caches): fewer whole cases in flight, at least 1."""
     n = max(1, int(threads))
@@ -159,9 +168,19 @@ def fitting_threads(threads: int, case_loads: Sequence[int], headroom: float) ->
     return n
 
 
-def load_bytes(case_loads: Sequence[int], threads: int) -> int:
-    """Host bytes of filling the cache: the `threads` largest cases' preprocessing (`preprocess_bytes`) at once."""
-    return int(sum(sorted((int(b) for b in case_loads), reverse=True)[:max(1, int(threads))]))
+def load_bytes(case_loads: Sequence[tuple[int, int]], threads: int) -> int:
+    """Host bytes of filling the cache with `threads` threads, from each case's preprocess_peaks: one case
+    resamples at a time (petclick.runtime.preprocess.SerialSpacingd), so the peak is the largest resampling
+    beside the other threads' largest cases outside resampling, or those of all threads."""
+    k = max(1, int(threads))
+    order = sorted(range(len(case_loads)), key=lambda i: -int(case_loads[i][1]))[:k]
+    top = [int(case_loads[i][1]) for i in order]
+    peak = sum(top)                                   # no thread resampling
+    for i, (r, n) in enumerate(case_loads):           # case i resampling beside the k-1 largest others
+        if r:
+            others = sum(top) - int(n) if i in order else sum(top[:k - 1])
+            peak = max(peak, int(r) + others)
+    return int(peak)
 
 
 #: A training process's own host memory: Python, PyTorch and MONAI after import (430 MB RSS measured on this
@@ -209,12 +228,12 @@ def _auto(v: Any) -> bool:
 
 def plan_cache(data: Mapping[str, Any], n_train: int, train_voxels: float, n_val: int = 0, val_voxels: float = 0.0,
                val_pet_voxels: float = 0.0, available: int | None = None, ranks: int = 1,
-               cache_dir: str | Path | None = None, case_loads: Sequence[int] = (),
-               val_loads: Sequence[int] = (), cuda: bool = True) -> CachePlan:
+               cache_dir: str | Path | None = None, case_loads: Sequence[tuple[int, int]] = (),
+               val_loads: Sequence[tuple[int, int]] = (), cuda: bool = True) -> CachePlan:
     """The cache of one rank holding `n_train` training cases of `train_voxels` mean network-space voxels
     and `n_val` validation cases; `available` bytes of RAM on the node (default: the probe) shared by
     `ranks` processes. Explicit `data.cache_rate` / `data.cache_dtype` values are kept. `case_loads`
-    (preprocess_bytes of each training case) and `val_loads` (of each validation case) size the cache
+    (preprocess_peaks of each training case) and `val_loads` (of each validation case) size the cache
     threads: `data.num_workers` shared by the ranks, fewer when the largest cases preprocessed at once would
     not fit beside the caches and the process (`cuda`: with its CUDA context)."""
     available = available_memory() if available is None else int(available)
@@ -243,10 +262,10 @@ def plan_cache(data: Mapping[str, Any], n_train: int, train_voxels: float, n_val
     rest = n_train - ram
     disk_dir = None if cache_dir is None else str(cache_dir)
     disk = rest if disk_dir else 0
-    loads = list(case_loads) + list(val_loads) or [0]
+    loads = list(case_loads) + list(val_loads) or [(0, 0)]
     headroom = available / max(1, ranks) - ram * per - val_bytes - process_bytes(0, cuda)
     threads = fitting_threads(cache_threads(int(data.get("num_workers", 0)), ranks), loads, headroom)
-    fill = max(load_bytes(list(case_loads) or [0], threads), load_bytes(list(val_loads) or [0], threads))
+    fill = max(load_bytes(list(case_loads), threads), load_bytes(list(val_loads), threads))
     return CachePlan(dtype=dtype, cache_rate=round(ram / n_train, 4) if n_train else 1.0, ram_cases=ram,
                      disk_cases=disk, uncached=rest - disk, case_bytes=per, ram_bytes=ram * per,
                      disk_bytes=disk * case_bytes(train_voxels, dtype), val_bytes=val_bytes,
@@ -414,7 +433,7 @@ def make_plan(cfg: Mapping[str, Any], shapes: Sequence[tuple[Sequence[int], Sequ
     pet_vox = val_pet_voxels if val_pet_voxels is not None else (
         sum(math.prod(int(x) for x in s) for s, _ in shapes) / max(1, len(shapes)))
     max_pet = max((math.prod(int(x) for x in s) for s, _ in shapes), default=0)
-    loads = [preprocess_bytes(s, sp, spacing) for s, sp in shapes]  # every case taken through the training chain
+    loads = [preprocess_peaks(s, sp, spacing) for s, sp in shapes]  # every case taken through the training chain
     gpus = max(1, int(gpus))
     train_rank = int(math.ceil(n_train / gpus))
     val_total = n_val if tr.get("val_cases") in (None, "all") else min(n_val, int(tr["val_cases"]))
