@@ -218,23 +218,28 @@ def measure_cache(cfg: dict[str, Any], out: Path, iterations: int) -> dict[str, 
 
 
 def fold_plans(cfg: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    """Each fold's planned peak for its training process on this CPU (petclick.training.plan): its caches,
-    the process, and the larger of filling the cache and loader workers + validating the largest case."""
+    """Each fold's planned peak for its training process on this CPU (petclick.training.plan, as RunPlan.peak_bytes):
+    the process plus the larger of filling the caches and the caches + loader workers + validating the
+    largest case."""
     from petclick.training.data import _header_shape, fold_cache_plan, fold_files
-    from petclick.training.plan import network_voxels, process_bytes, validation_work_bytes
+    from petclick.training.plan import network_voxels, process_bytes, resampled_voxels, validation_work_bytes
 
     out = {}
     for f in (0, 1):
         files = fold_files(cfg["datalist"], cfg["dataroot"], f)
         plan = fold_cache_plan(dict(cfg, fold=f), files.train, files.val)
-        work = max(validation_work_bytes(network_voxels(s, sp, cfg["data"]["spacing"], cfg["data"]["roi"]),
-                                         math.prod(s), cfg["infer"]["overlap"], on_device=False)
+        target = cfg["data"]["spacing"]
+        work = max(validation_work_bytes(network_voxels(s, sp, target, cfg["data"]["roi"]), math.prod(s),
+                                         cfg["infer"]["overlap"], on_device=False,
+                                         resampled=bool(resampled_voxels(s, sp, target)))
                    for s, sp in (_header_shape(e["pet"]) for e in files.val))
         proc = process_bytes(0, cuda=False)
         workers = process_bytes(cfg["data"]["num_workers"], cuda=False) - proc
         caches = plan.ram_bytes + plan.val_bytes
+        fill, validating = proc + plan.fill_peak_bytes, proc + caches + workers + work
         out[f] = {"caches": caches, "process": proc, "load": plan.load_bytes, "threads": plan.threads,
-                  "workers": workers, "work": work, "peak": caches + proc + max(plan.load_bytes, workers + work)}
+                  "workers": workers, "work": work, "fill": fill, "validating": validating,
+                  "peak": max(fill, validating)}
     return out
 
 
@@ -456,9 +461,10 @@ def main() -> None:
     print(f"data time per iteration ({args.workers} workers, batch 1 x 1 crop of {args.roi}): "
           f"{measured['data_s_per_iteration']} s (first batch {measured['first_batch_s']} s)", flush=True)
     for f, q in plans.items():
-        print(f"fold {f}'s planned peak {q['peak'] / MB:.0f} MB = caches {q['caches'] / MB:.0f} MB + process "
-              f"{q['process'] / MB:.0f} MB + the larger of filling the cache {q['load'] / MB:.0f} MB ({q['threads']} "
-              f"thread(s)) and {q['workers'] / MB:.0f} MB workers + {q['work'] / MB:.0f} MB validating its largest case")
+        print(f"fold {f}'s planned peak {q['peak'] / MB:.0f} MB: the larger of filling the caches {q['fill'] / MB:.0f} MB "
+              f"(process {q['process'] / MB:.0f} MB + preprocessing {q['load'] / MB:.0f} MB on {q['threads']} thread(s) "
+              f"[+ the training cache]) and validating {q['validating'] / MB:.0f} MB (process + caches "
+              f"{q['caches'] / MB:.0f} MB + {q['workers'] / MB:.0f} MB workers + {q['work'] / MB:.0f} MB its largest case)")
     if not args.skip_autorunner:
         planned = max(q["peak"] for q in plans.values())
         peak = ar["peak_rss"] - ar["parent_rss"]
@@ -469,7 +475,7 @@ def main() -> None:
         print("at the peak: " + ", ".join(f"{k} {v / MB:.0f} MB" for k, v in ar["peak_parts"].items()))
         for name, got in ar["phase_peaks"].items():
             q = plans[int(name.split()[1].rstrip(":"))]
-            want = q["caches"] + q["process"] + (q["load"] if "filling" in name else q["workers"] + q["work"])
+            want = q["fill"] if "filling" in name else q["validating"]
             print(f"{name}: peak {got / MB:.0f} MB, planned {want / MB:.0f} MB ({100 * (got / want - 1):+.0f}%)")
         for f, v in ar["folds"].items():
             print(f"fold {f}: validation {v['validation_s']} s for {v['n_cases']} cases "

@@ -267,3 +267,27 @@ def test_bundles_and_plan_command_take_the_gpu_plan(tiny_cohort, monkeypatch, ca
     monkeypatch.setattr(gpuplan, "gpu_memory", lambda indices=None: [])
     assert main(["plan", "--datalist", str(tiny_cohort)]) == 0
     assert "GPU: none found on this machine: the preset's ROI 192x192x384" in capsys.readouterr().out
+
+
+def test_cache_fill_is_planned_per_case_and_its_threads_fit_the_memory():
+    from petclick.training.plan import fitting_threads, load_bytes, preprocess_bytes, preprocess_peaks
+
+    as_is = preprocess_peaks((400, 400, 326), (2.04, 2.04, 3.0), [2.04, 2.04, 3.0])
+    assert as_is == (0, 24 * 400 * 400 * 326)                       # not resampled: the chain's 24 bytes per voxel
+    long = preprocess_peaks((400, 400, 600), (2.04, 2.04, 2.0), [2.04, 2.04, 3.0])
+    assert long == (12 * 400 * 400 * 600 + 40 * 400 * 400 * 400, 24 * 400 * 400 * 400)
+    val = preprocess_peaks((400, 400, 600), (2.04, 2.04, 2.0), [2.04, 2.04, 3.0], validation=True)
+    assert val[0] < long[0] and preprocess_bytes((400, 400, 600), (2.04, 2.04, 2.0), [2.04, 2.04, 3.0]) == long[0]
+    # one case resamples at a time: the largest resampling beside the other threads' largest cases
+    assert load_bytes([long, as_is, as_is], 2) == long[0] + as_is[1]
+    assert load_bytes([long, as_is, as_is], 3) == long[0] + 2 * as_is[1]
+    assert load_bytes([as_is, as_is], 2) == 2 * as_is[1] and load_bytes([long], 4) == long[0]
+    # threads are cut until the fill fits the headroom
+    loads = [long] + [as_is] * 10
+    assert fitting_threads(4, loads, 100 * GB) == 4
+    assert fitting_threads(4, loads, long[0] + as_is[1] + 1) == 2 and fitting_threads(4, loads, 1) == 1
+    data = {**DATA, "num_workers": 4}
+    roomy = plan_cache(data, 10, VOX, available=400 * GB, case_loads=loads)
+    tight = plan_cache(data, 10, VOX, available=int(10 * case_bytes(VOX, "float32") / 0.5) + 3 * GB, case_loads=loads)
+    assert roomy.threads == 4 and roomy.load_bytes == long[0] + 3 * as_is[1]
+    assert tight.ram_cases == 10 and tight.threads == 2 and tight.load_bytes == load_bytes(loads, 2)

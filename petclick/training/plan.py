@@ -105,14 +105,20 @@ def case_bytes(voxels: float, dtype: str, label_voxels: float | None = None, ind
     return int(n + ITEM_OVERHEAD)
 
 
-def validation_work_bytes(voxels: float, pet_voxels: float, overlap: float, on_device: bool = False) -> int:
+def validation_work_bytes(voxels: float, pet_voxels: float, overlap: float, on_device: bool = False,
+                          resampled: bool = False) -> int:
     """Host bytes of validating one case besides its cache: on the CPU the 4-channel input, logits,
     probabilities and the exact mode's tile outputs (one pass: coverage (1 / (1 - overlap))^3 of the
-    case, capped at 8); with a GPU (`on_device`) these live in GPU memory. Always on the host: the
-    probabilities on the PET grid, the thresholded mask and the metric's component labels."""
+    case, capped at 8) and, for a `resampled` case, the sampling grid of one slab of the PET grid
+    (petclick.runtime.grid.SLAB_VOXELS, 32 bytes per voxel with its output); with a GPU (`on_device`) these
+    live in GPU memory. Always on the host: the probabilities on the PET grid, the thresholded mask and
+    the metric's component labels."""
+    from petclick.runtime.grid import SLAB_VOXELS
+
     coverage = min(8.0, (1.0 / max(1e-3, 1.0 - float(overlap))) ** 3)
     host_pet = pet_voxels * (4 + 1 + 8)
-    return int(host_pet + (0 if on_device else voxels * (16 + 4 + 4 + 4 * coverage)))
+    slab = 32 * min(float(pet_voxels), SLAB_VOXELS) if resampled else 0.0
+    return int(host_pet + (0 if on_device else voxels * (16 + 4 + 4 + 4 * coverage) + slab))
 
 
 #: Host bytes of preprocessing one case for the cache, per voxel (float32 volumes; benchmarks/bench_scale.py
@@ -186,10 +192,11 @@ def load_bytes(case_loads: Sequence[tuple[int, int]], threads: int) -> int:
 #: A training process's own host memory: Python, PyTorch and MONAI after import (430 MB RSS measured on this
 #: project's CPU machine, docs/benchmarks/scale.md) plus the model, optimiser and allocator pools; a process
 #: that drives a GPU adds its CUDA context on the host (CUDA_CONTEXT_BYTES, a conservative figure: not
-#: measured here, no GPU was lent). Each loader worker's own memory (the cache it shares is counted once).
+#: measured here, no GPU was lent). Each loader worker's own memory (the cache it shares is counted once):
+#: 2 workers held 739 MB (PSS) at the peak of benchmarks/bench_scale.py at c637796 (docs/benchmarks/scale.md).
 PROCESS_BYTES = 600 * 1024**2
 CUDA_CONTEXT_BYTES = 400 * 1024**2
-WORKER_BYTES = 300 * 1024**2
+WORKER_BYTES = 370 * 1024**2
 
 
 def process_bytes(workers: int = 0, cuda: bool = True) -> int:
@@ -216,7 +223,8 @@ class CachePlan:
     cache_dir: str | None
     reason: str
     threads: int = 1         # cache threads (whole cases preprocessed at once), fitting_threads
-    load_bytes: int = 0      # filling the cache: the `threads` largest cases at once (load_bytes)
+    load_bytes: int = 0      # filling the cache with those threads (load_bytes), the larger of the two caches
+    fill_peak_bytes: int = 0  # the training cache filling, or the validation cache beside the training cache
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -265,12 +273,13 @@ def plan_cache(data: Mapping[str, Any], n_train: int, train_voxels: float, n_val
     loads = list(case_loads) + list(val_loads) or [(0, 0)]
     headroom = available / max(1, ranks) - ram * per - val_bytes - process_bytes(0, cuda)
     threads = fitting_threads(cache_threads(int(data.get("num_workers", 0)), ranks), loads, headroom)
-    fill = max(load_bytes(list(case_loads), threads), load_bytes(list(val_loads), threads))
+    train_fill, val_fill = load_bytes(list(case_loads), threads), load_bytes(list(val_loads), threads)
     return CachePlan(dtype=dtype, cache_rate=round(ram / n_train, 4) if n_train else 1.0, ram_cases=ram,
                      disk_cases=disk, uncached=rest - disk, case_bytes=per, ram_bytes=ram * per,
                      disk_bytes=disk * case_bytes(train_voxels, dtype), val_bytes=val_bytes,
                      available_bytes=available, budget_bytes=budget, cache_dir=disk_dir, reason=reason,
-                     threads=threads, load_bytes=fill)
+                     threads=threads, load_bytes=max(train_fill, val_fill),
+                     fill_peak_bytes=max(train_fill, ram * per + val_fill))
 
 
 @dataclass
@@ -357,7 +366,7 @@ class RunPlan:
     work_bytes: int = 0          # validating the largest case, host side (validation_work_bytes)
     process_bytes: int = 0       # the training process itself (process_bytes without workers)
     worker_bytes: int = 0        # its loader workers (started after the caches are filled)
-    load_bytes: int = 0          # filling the cache: the largest cases, one per cache thread (load_bytes)
+    load_bytes: int = 0          # filling the cache (CachePlan.load_bytes)
     available_bytes: int = 0
     notes: list[str] = field(default_factory=list)
     gpu: Any = None              # the GPU plan (petclick.training.gpuplan.GpuPlan), None without a GPU
@@ -365,11 +374,12 @@ class RunPlan:
 
     @property
     def peak_bytes(self) -> int:
-        """Peak host bytes of one rank: its caches and the process, plus the larger of filling the cache
-        (before the loader workers start) and training / validating the largest case (workers alive)."""
+        """Peak host bytes of one rank: the process plus the larger of filling the caches (the training cache
+        first, then the validation cache beside it; no loader workers yet) and training / validating the
+        largest case beside both caches, with the loader workers alive."""
         c = self.cache
-        return int(c.ram_bytes + c.val_bytes + self.process_bytes
-                   + max(self.load_bytes, self.worker_bytes + self.work_bytes))
+        return int(self.process_bytes + max(c.fill_peak_bytes or self.load_bytes,
+                                            c.ram_bytes + c.val_bytes + self.worker_bytes + self.work_bytes))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -389,9 +399,10 @@ class RunPlan:
             f"RAM per rank: {gb(c.budget_bytes)} budget of {gb(c.available_bytes)} available; training cache "
             f"{c.ram_cases} cases x {c.case_bytes / 2**20:.0f} MB in {c.dtype} = {gb(c.ram_bytes)} "
             f"(cache_rate {c.cache_rate}: {c.reason}); validation cache {gb(c.val_bytes)}",
-            f"peak host RAM per rank: {gb(self.peak_bytes)} = caches + {gb(self.process_bytes)} process + the larger "
-            f"of {gb(self.load_bytes)} filling the cache ({c.threads} case(s) at once) and {gb(self.worker_bytes)} "
-            f"loader workers + {gb(self.work_bytes)} validating the largest case; the node's {self.gpus} rank(s): "
+            f"peak host RAM per rank: {gb(self.peak_bytes)} = {gb(self.process_bytes)} process + the larger of "
+            f"{gb(c.fill_peak_bytes or self.load_bytes)} filling the caches ({c.threads} case(s) at once, "
+            f"{gb(self.load_bytes)} preprocessing) and the caches + {gb(self.worker_bytes)} loader workers + "
+            f"{gb(self.work_bytes)} validating the largest case; the node's {self.gpus} rank(s): "
             f"{gb(self.gpus * self.peak_bytes)} of {gb(self.available_bytes)}",
             f"disk cache: {c.disk_cases} cases, {gb(c.disk_bytes)} under {c.cache_dir or '(none)'}; "
             f"{c.uncached} cases preprocessed at every load"
@@ -433,13 +444,15 @@ def make_plan(cfg: Mapping[str, Any], shapes: Sequence[tuple[Sequence[int], Sequ
     pet_vox = val_pet_voxels if val_pet_voxels is not None else (
         sum(math.prod(int(x) for x in s) for s, _ in shapes) / max(1, len(shapes)))
     max_pet = max((math.prod(int(x) for x in s) for s, _ in shapes), default=0)
-    loads = [preprocess_peaks(s, sp, spacing) for s, sp in shapes]  # every case taken through the training chain
+    loads = [preprocess_peaks(s, sp, spacing) for s, sp in shapes]  # every case through the training chain
+    val_loads = [preprocess_peaks(s, sp, spacing, validation=True) for s, sp in shapes]
+    largest = max(shapes, key=lambda s: math.prod(int(x) for x in s[0])) if shapes else None
     gpus = max(1, int(gpus))
     train_rank = int(math.ceil(n_train / gpus))
     val_total = n_val if tr.get("val_cases") in (None, "all") else min(n_val, int(tr["val_cases"]))
     val_rank = int(math.ceil(val_total / gpus))
     cache = plan_cache(data, train_rank, mean_vox, val_rank, mean_vox, pet_vox, available, gpus, cache_dir,
-                       case_loads=loads, cuda=cuda)
+                       case_loads=loads, val_loads=val_loads, cuda=cuda)
     batch = int(data.get("batch_size", 1))
     iters = int(tr.get("num_iterations_per_epoch") or max(1, math.ceil(train_rank / batch)))
     iters_full = int(tr.get("num_iterations_per_epoch") or max(1, math.ceil(n_train / batch)))
@@ -468,7 +481,8 @@ def make_plan(cfg: Mapping[str, Any], shapes: Sequence[tuple[Sequence[int], Sequ
                    disk_free_bytes=free_disk(cache_dir) if cache_dir else None,
                    dist_timeout_s=dist_timeout_s(tr, vplan.seconds), notes=notes,
                    work_bytes=validation_work_bytes(max_vox, max_pet, float(cfg.get("infer", {}).get("overlap", 0.625)),
-                                                    on_device=cuda),
+                                                    on_device=cuda, resampled=bool(
+                                                        largest and resampled_voxels(*largest, spacing))),
                    process_bytes=process_bytes(0, cuda),
                    worker_bytes=process_bytes(int(data.get("num_workers", 0)), cuda) - process_bytes(0, cuda),
                    load_bytes=cache.load_bytes, available_bytes=cache.available_bytes, gpu=gpu,
