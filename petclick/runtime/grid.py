@@ -6,7 +6,7 @@ the data were resampled, a spacing change. The first case is a pure copy into a 
 two affines, zeros outside the network's field of view, in slabs along the last axis of at most
 SLAB_VOXELS output voxels: each output voxel samples the same point as in one pass (the slab's affine is
 the PET affine shifted by the slab's first slice), while the sampling grid (28 bytes per output voxel)
-stays bounded: 2.7 GB in one pass for a 400x400x600 PET grid, 0.2 GB per slab.
+stays bounded: about 3 GB in one pass for a 400x400x600 PET grid, 0.25 GB per slab.
 """
 
 from __future__ import annotations
