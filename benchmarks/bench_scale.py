@@ -11,8 +11,11 @@ Stages:
    what the cache holds (bytes of its tensors and RSS growth per case); the disk cache's bytes per case
    (MONAI PersistentDataset); data time per iteration (the loader alone, `data.num_workers` workers);
 3. AutoRunner (analysis, bundles, training of 2 folds, `--iterations` iterations, one validation each;
-   no ensemble), the process tree's peak RSS sampled, each fold's validation time per case from its
-   progress.yaml, against the plan's RAM;
+   no ensemble), the process tree's peak PSS sampled (and the training log line it came after), each
+   fold's validation time per case from its progress.yaml, against the larger of the two folds' planned
+   peaks (petclick.training.plan: caches, process, the larger of filling the cache and workers + validation);
+   the peak of preprocessing one case of each grid in one thread (a fresh process, RSS sampled every 5 ms)
+   against the plan's per-case model (petclick.training.plan.preprocess_bytes);
 4. projections to 1,611 studies on 1 and 8 GPUs (petclick.training.plan.make_plan at the recorded H100
    step times, the measured bytes per case scaling the plan's model).
 
@@ -40,26 +43,46 @@ MB = 2**20
 
 
 class PeakRSS(threading.Thread):
-    """Samples the memory (PSS) of this process and all its children every `every_s` seconds; `.peak` bytes."""
+    """Samples the memory (PSS) of this process and all its children every `every_s` seconds: `.peak` bytes,
+    `.when` its time, `.parts` the peak split into this process, its children (the training processes) and
+    their descendants (loader workers), and `.timeline` [(time, total, this process)]."""
 
-    def __init__(self, every_s: float = 0.5):
+    def __init__(self, every_s: float = 0.25):
         super().__init__(daemon=True)
         import psutil
 
         self.root, self.every_s, self.peak, self.stop = psutil.Process(), every_s, 0, threading.Event()
+        self.when, self.parts, self.timeline = 0.0, {}, []
 
-    def run(self) -> None:
+    def _pss(self, p) -> int:
         import psutil
 
+        try:
+            return int(p.memory_full_info().pss)  # proportional: pages shared with forked workers count once
+        except psutil.Error:
+            return 0
+
+    def run(self) -> None:
         while not self.stop.is_set():
-            total = 0
-            for p in [self.root] + self.root.children(recursive=True):
-                try:
-                    total += p.memory_full_info().pss  # proportional: pages shared with forked workers count once
-                except psutil.Error:
-                    pass
-            self.peak = max(self.peak, total)
+            parent = self._pss(self.root)
+            children = self.root.children()
+            direct = sum(self._pss(c) for c in children)
+            deeper = sum(self._pss(d) for c in children for d in _descendants(c))
+            total = parent + direct + deeper
+            self.timeline.append((time.time(), total, parent))
+            if total > self.peak:
+                self.peak, self.when = total, time.time()
+                self.parts = {"this process": parent, "training process": direct, "its loader workers": deeper}
             time.sleep(self.every_s)
+
+
+def _descendants(p) -> list:
+    import psutil
+
+    try:
+        return p.children(recursive=True)
+    except psutil.Error:
+        return []
 
 
 def rss(pss: bool = False) -> int:
@@ -184,15 +207,7 @@ def measure_cache(cfg: dict[str, Any], out: Path, iterations: int) -> dict[str, 
         pds[i]
     disk_read_s = (time.time() - t0) / max(1, len(pds))
     disk_files = sorted(disk.glob("*.pt"))
-    from petclick.training.data import _header_shape
-    from petclick.training.plan import cache_threads, load_bytes, network_voxels, process_bytes, validation_work_bytes
-
-    shapes = [_header_shape(f["pet"]) for f in files.val]
-    work = max(validation_work_bytes(network_voxels(s, sp, cfg["data"]["spacing"], cfg["data"]["roi"]), math.prod(s),
-                                     cfg["infer"]["overlap"]) for s, sp in shapes)
     return {"plan": plan.to_dict(), "n_train": len(files.train), "n_val": len(files.val),
-            "plan_work_bytes": work, "plan_process_bytes": process_bytes(cfg["data"]["num_workers"]),
-            "plan_load_bytes": load_bytes(max(math.prod(s) for s, _ in shapes), cache_threads(cfg["data"]["num_workers"], 1)),
             "build_s": round(build_s, 1), "held_bytes_per_case": float(np.mean(held)) if held else 0.0,
             "planned_bytes_per_case": plan.case_bytes, "rss_growth_per_case": ram_growth / max(1, len(held)),
             "data_s_per_iteration": round(data_s, 3), "first_batch_s": round(first_s, 1),
@@ -200,6 +215,121 @@ def measure_cache(cfg: dict[str, Any], out: Path, iterations: int) -> dict[str, 
             "val_rss_growth_per_case": val_growth / max(1, len(val_held)),
             "disk_bytes_per_case_float16": float(np.mean([p.stat().st_size for p in disk_files])) if disk_files else 0.0,
             "disk_write_s_per_case": round(disk_write_s, 2), "disk_read_s_per_case": round(disk_read_s, 2)}
+
+
+def fold_plans(cfg: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Each fold's planned peak for its training process on this CPU (petclick.training.plan, as RunPlan.peak_bytes):
+    the process plus the larger of filling the caches and the caches + loader workers + validating the
+    largest case."""
+    from petclick.training.data import _header_shape, fold_cache_plan, fold_files
+    from petclick.training.plan import network_voxels, process_bytes, resampled_voxels, validation_work_bytes
+
+    out = {}
+    for f in (0, 1):
+        files = fold_files(cfg["datalist"], cfg["dataroot"], f)
+        plan = fold_cache_plan(dict(cfg, fold=f), files.train, files.val)
+        target = cfg["data"]["spacing"]
+        work = max(validation_work_bytes(network_voxels(s, sp, target, cfg["data"]["roi"]), math.prod(s),
+                                         cfg["infer"]["overlap"], on_device=False,
+                                         resampled=bool(resampled_voxels(s, sp, target)))
+                   for s, sp in (_header_shape(e["pet"]) for e in files.val))
+        proc = process_bytes(0, cuda=False)
+        workers = process_bytes(cfg["data"]["num_workers"], cuda=False) - proc
+        caches = plan.ram_bytes + plan.val_bytes
+        fill, validating = proc + plan.fill_peak_bytes, proc + caches + workers + work
+        out[f] = {"caches": caches, "process": proc, "load": plan.load_bytes, "threads": plan.threads,
+                  "workers": workers, "work": work, "fill": fill, "validating": validating,
+                  "peak": max(fill, validating)}
+    return out
+
+
+def load_worker(pet: str, ct: str, label: str, cfg: dict[str, Any]) -> None:
+    """(In a fresh process) preprocess one case through the training cache's chain in this thread; print
+    the peak RSS growth (sampled every 5 ms) as JSON."""
+    import psutil
+    from monai.transforms import Compose
+
+    from petclick.training.data import train_transforms
+
+    det, _ = train_transforms({**cfg, "data": {**cfg["data"], "cache_dtype": "float32"}}, cfg["data"]["roi"])
+    chain, proc = Compose(det), psutil.Process()
+    base, peak, stop = proc.memory_info().rss, [0], threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    t0 = time.time()
+    chain({"image": ct, "pet": pet, "label": label})
+    stop.set()
+    sampler.join()
+    print(json.dumps({"peak_growth": peak[0] - base, "seconds": round(time.time() - t0, 1)}))
+
+
+def measure_load(datalist: Path) -> list[dict[str, Any]]:
+    """The first case of each grid preprocessed alone in a fresh process: measured peak growth against
+    petclick.training.plan.preprocess_bytes."""
+    import subprocess
+
+    from petclick.training.data import _header_shape
+    from petclick.training.plan import preprocess_bytes
+
+    rows, seen = [], set()
+    for e in json.loads(datalist.read_text())["training"]:
+        shape, spacing = _header_shape(e["pet"])
+        if (shape, spacing) in seen:
+            continue
+        seen.add((shape, spacing))
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        res = subprocess.run([sys.executable, __file__, "--out", str(datalist.parent), "--load-worker", e["pet"],
+                              e["image"], e["label"]], env=env, capture_output=True, text=True, check=True)
+        got = json.loads(res.stdout.strip().splitlines()[-1])
+        rows.append({"shape": shape, "spacing": spacing, "measured": got["peak_growth"], "seconds": got["seconds"],
+                     "planned": preprocess_bytes(shape, spacing, [2.04, 2.04, 3.0])})
+        print(f"preprocessing one {shape} case at {spacing} mm in one thread: peak +{got['peak_growth'] / MB:.0f} MB "
+              f"in {got['seconds']} s, planned {rows[-1]['planned'] / MB:.0f} MB "
+              f"({100 * (rows[-1]['planned'] / got['peak_growth'] - 1):+.0f}%)", flush=True)
+    return rows
+
+
+def _log_times(work: Path, fold: int) -> list[tuple[float, str]]:
+    import datetime
+
+    log = work / f"segresnet_{fold}" / "model" / "train.log"
+    out = []
+    for line in (log.read_text().splitlines() if log.is_file() else []):
+        try:
+            out.append((datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp(), line[24:]))
+        except ValueError:
+            continue
+    return out
+
+
+def phase_peaks(work: Path, timeline: list, base: int) -> dict[str, int]:
+    """The sampled peak (minus `base`, this process before AutoRunner) of each fold's two phases: filling its
+    caches (from its first log line to "caches filled") and training + validating (to "done in")."""
+    out = {}
+    for f in (0, 1):
+        lines = _log_times(work, f)
+        filled = [t for t, x in lines if "caches filled" in x]
+        done = [t for t, x in lines if " done in " in x]
+        if not lines or not filled or not done:
+            continue
+        for name, (a, b) in {f"fold {f}: filling the caches": (lines[0][0] - 1, filled[0]),
+                             f"fold {f}: training and validating": (filled[0], done[-1])}.items():
+            inside = [total for t, total, _ in timeline if a <= t <= b]
+            out[name] = (max(inside) - base) if inside else 0
+    return out
+
+
+def peak_phase(work: Path, when: float) -> str:
+    """The training log line (either fold's train.log) that the peak came after, or the stage before training."""
+    lines = [(t, f"fold {f}: {x}") for f in (0, 1) for t, x in _log_times(work, f)]
+    before = [x for x in sorted(lines) if x[0] <= when]
+    return before[-1][1][:200] if before else "before training (AutoRunner's analysis and bundle generation)"
 
 
 def run_autorunner(args: argparse.Namespace, datalist: Path, work: Path) -> dict[str, Any]:
@@ -236,7 +366,9 @@ def run_autorunner(args: argparse.Namespace, datalist: Path, work: Path) -> dict
         cfg = read_yaml(work / f"segresnet_{f}" / "configs" / "hyper_parameters.yaml")
         folds[f]["val_every"] = cfg["training"]["val_every"]
         folds[f]["plan"] = cfg.get("plan")
-    return {"wall_s": round(wall, 1), "peak_rss": sampler.peak, "parent_rss": base, "folds": folds}
+    return {"wall_s": round(wall, 1), "peak_rss": sampler.peak, "parent_rss": base, "folds": folds,
+            "peak_after": peak_phase(work, sampler.when), "peak_parts": sampler.parts,
+            "phase_peaks": phase_peaks(work, sampler.timeline, base)}
 
 
 def project(measured: dict[str, Any], cfg: dict[str, Any], ram_gb: float) -> list[str]:
@@ -281,9 +413,14 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--ram-gb", type=float, default=128.0, help="the node the projection plans for")
     ap.add_argument("--skip-autorunner", action="store_true")
+    ap.add_argument("--load-worker", nargs=3, default=None, metavar=("PET", "CT", "LABEL"),
+                    help="(internal) preprocess one case and print its peak RSS growth")
     ap.add_argument("--project-from", type=Path, default=None,
                     help="only print the projection from an earlier run's bench_scale.json (with today's plan model)")
     args = ap.parse_args()
+    if args.load_worker:
+        load_worker(*args.load_worker, config(args, args.out / "datalist.json", args.out / "work_dir"))
+        return
     if args.project_from is not None:
         from petclick.training.data import fold_cache_plan, fold_files
 
@@ -307,6 +444,9 @@ def main() -> None:
     if not args.skip_autorunner:  # first: the process tree's peak RSS without this process's measurements
         ar = run_autorunner(args, datalist, work)
         result["autorunner"] = ar
+    result["load"] = measure_load(datalist)
+    plans = fold_plans(cfg)
+    result["fold_plans"] = plans
     measured = measure_cache(cfg, args.out, max(4, args.iterations))
     result["cache"] = measured
     p = measured["plan"]
@@ -320,15 +460,23 @@ def main() -> None:
           f"{measured['disk_write_s_per_case']} s, read in {measured['disk_read_s_per_case']} s")
     print(f"data time per iteration ({args.workers} workers, batch 1 x 1 crop of {args.roi}): "
           f"{measured['data_s_per_iteration']} s (first batch {measured['first_batch_s']} s)", flush=True)
+    for f, q in plans.items():
+        print(f"fold {f}'s planned peak {q['peak'] / MB:.0f} MB: the larger of filling the caches {q['fill'] / MB:.0f} MB "
+              f"(process {q['process'] / MB:.0f} MB + preprocessing {q['load'] / MB:.0f} MB on {q['threads']} thread(s) "
+              f"[+ the training cache]) and validating {q['validating'] / MB:.0f} MB (process + caches "
+              f"{q['caches'] / MB:.0f} MB + {q['workers'] / MB:.0f} MB workers + {q['work'] / MB:.0f} MB its largest case)")
     if not args.skip_autorunner:
-        caches = p["ram_bytes"] + p["val_bytes"]
-        planned = caches + max(measured["plan_work_bytes"], measured["plan_load_bytes"]) + measured["plan_process_bytes"]
+        planned = max(q["peak"] for q in plans.values())
+        peak = ar["peak_rss"] - ar["parent_rss"]
         print(f"== AutoRunner (analysis, 2 folds x {args.iterations} iterations + 1 validation): {ar['wall_s']} s")
         print(f"peak of the training process tree (PSS, this process's {ar['parent_rss'] / MB:.0f} MB left out): "
-              f"{(ar['peak_rss'] - ar['parent_rss']) / MB:.0f} MB; fold 0's plan {planned / MB:.0f} MB (caches "
-              f"{caches / MB:.0f} MB + process and workers {measured['plan_process_bytes'] / MB:.0f} MB + the larger of "
-              f"filling the cache {measured['plan_load_bytes'] / MB:.0f} MB and validating its largest case "
-              f"{measured['plan_work_bytes'] / MB:.0f} MB): {100 * ((ar['peak_rss'] - ar['parent_rss']) / planned - 1):+.0f}%")
+              f"{peak / MB:.0f} MB, after \"{ar['peak_after']}\"; the larger fold plan {planned / MB:.0f} MB: "
+              f"{100 * (peak / planned - 1):+.0f}%")
+        print("at the peak: " + ", ".join(f"{k} {v / MB:.0f} MB" for k, v in ar["peak_parts"].items()))
+        for name, got in ar["phase_peaks"].items():
+            q = plans[int(name.split()[1].rstrip(":"))]
+            want = q["fill"] if "filling" in name else q["validating"]
+            print(f"{name}: peak {got / MB:.0f} MB, planned {want / MB:.0f} MB ({100 * (got / want - 1):+.0f}%)")
         for f, v in ar["folds"].items():
             print(f"fold {f}: validation {v['validation_s']} s for {v['n_cases']} cases "
                   f"({v['val_s_per_case'] and round(v['val_s_per_case'], 1)} s per case), score {v['score']}, "

@@ -127,3 +127,77 @@ def test_ddp_training_trains_validates_checkpoints_and_resumes(make_bundle, tiny
     case = load_case(entry["image"], entry["pet"], entry.get("label"))
     prob = EnsemblePredictor([repeat / "model.pt"]).predict(case, read_clicks(entry["clicks"]).first(2))
     assert prob.shape == case.pet.array.shape and np.isfinite(prob).all() and 0 <= prob.min() <= prob.max() <= 1
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_ddp_resumes_after_one_rank_is_killed(make_bundle, tiny_cohort, tmp_path):
+    """Rank 1 is SIGKILLed once the first checkpoint exists: rank 0 exits non-zero with a clear error well
+    within training.dist_timeout_s (no hang), leaves only whole checkpoints; both ranks relaunched under
+    torchrun resume from that checkpoint's epoch, finish, and the checkpoint loads and predicts. The ranks
+    are started as torchrun starts its workers (RANK, WORLD_SIZE, MASTER_* in the environment) but without
+    its agent, so that the survivor's own failure handling is what is tested, not the agent's SIGTERM."""
+    import time
+
+    import torch
+    import yaml
+
+    from petclick.inference.predictor import EnsemblePredictor
+    from petclick.io.clickfile import read_clicks
+    from petclick.io.datalist import load_datalist, resolve_entry
+    from petclick.io.images import load_case
+
+    timeout_s = 60
+    bundle = make_bundle(tmp_path, algo_overrides={"segresnet": {"network": {"kwargs": {"init_filters": 4}}}},
+                         overrides={"training": {"num_epochs": 4, "num_iterations_per_epoch": 2, "val_every": 4,
+                                                 "val_cases": 2, "lr": 0.01, "dist_timeout_s": timeout_s},
+                                    "data": {"num_workers": 0}})
+    repeat = bundle / "model" / "repeat0"
+    last = repeat / "last.pt"
+    cmd = [sys.executable, str(bundle / "scripts" / "train.py"), "run",
+           f"--config_file={bundle / 'configs' / 'hyper_parameters.yaml'}"]
+    port = _free_port()
+    env = {r: dict(os.environ, OMP_NUM_THREADS="1", RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2",
+                   LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)) for r in (0, 1)}
+    ranks = [subprocess.Popen(cmd, env=env[r], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for r in (0, 1)]
+    try:
+        deadline = time.time() + 240
+        while not last.is_file():
+            assert all(p.poll() is None for p in ranks), ranks[0].communicate()[0][-3000:]
+            assert time.time() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.02)
+        ranks[1].kill()                                              # SIGKILL: no cleanup, no goodbye
+        killed_at = time.time()
+        out0 = ranks[0].communicate(timeout=timeout_s + 60)[0]
+        waited = time.time() - killed_at
+    finally:
+        for p in ranks:
+            if p.poll() is None:
+                p.kill()
+    assert ranks[1].wait() == -9
+    assert ranks[0].returncode != 0 and waited < timeout_s, (waited, out0[-3000:])
+    print(f"rank 0 exited with {ranks[0].returncode} {waited:.1f} s after rank 1 was killed")
+    assert "rank 0 of 2: lost the other ranks" in out0 and "Relaunch every rank" in out0, out0[-3000:]
+    # only whole checkpoints: no temporary file left, last.pt loads and is mid-run
+    assert not [p.name for p in repeat.iterdir() if p.name.startswith(".tmp-")]
+    state = torch.load(last, weights_only=True)
+    at_kill = int(state["epoch"])
+    assert 1 <= at_kill < 4 and not state["finished"]
+    # both ranks relaunched (as AutoRunner would, under torchrun): training continues from that epoch
+    again = _train_torchrun(bundle)
+    assert again.returncode == 0, again.stderr[-3000:]
+    state = torch.load(last, weights_only=True)
+    assert state["epoch"] == 4 and state["finished"]
+    assert f"resumed from {last} at epoch {at_kill}" in (bundle / "model" / "train.log").read_text()
+    assert [e["epoch"] for e in yaml.safe_load((repeat / "progress.yaml").read_text())] == [4]
+    entry = resolve_entry(load_datalist(tiny_cohort)["testing"][0], tiny_cohort.parent)
+    case = load_case(entry["image"], entry["pet"], entry.get("label"))
+    prob = EnsemblePredictor([repeat / "model.pt"]).predict(case, read_clicks(entry["clicks"]).first(2))
+    assert prob.shape == case.pet.array.shape and np.isfinite(prob).all() and 0 <= prob.min() <= prob.max() <= 1

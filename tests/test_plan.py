@@ -173,3 +173,121 @@ def test_each_rank_takes_its_gpu_its_threads_and_a_planned_timeout(monkeypatch):
     assert dist_timeout_s({"dist_timeout_s": "auto"}, validation_s=100) == 1800
     assert dist_timeout_s({"dist_timeout_s": "auto"}, validation_s=3000) == 6000
     assert dist_timeout_s({"dist_timeout_s": 900}, validation_s=3000) == 900
+
+
+# ---------------------------------------------------------------------------- ROI and batch from GPU memory
+def _autopet_cfg():
+    from pathlib import Path
+
+    from petclick.auto3dseg.algo import merged_config
+    from petclick.core.yamlio import read_yaml
+
+    template = read_yaml(Path(__file__).resolve().parent.parent / "petclick" / "bundles" / "segresnet" / "configs"
+                         / "hyper_parameters.yaml")
+    return merged_config(template, {"preset": "autopet"}, "segresnet")
+
+
+#: The autopet segresnet's footprint as gpuplan.footprint measures it (1908.5 saved bytes per voxel, the largest
+#: activation 128, 87.2 M parameters; measured on this CPU, 2026-12-08): patched in so that these tests do not
+#: spend 10-30 s measuring the full-size network.
+AUTOPET_FOOTPRINT = dict(act_per_voxel=1908.5, const_bytes=95_232, peak_per_voxel=128.0, params=87_166_308,
+                         probe_rois=((32, 32, 32), (48, 48, 48)))
+
+
+def test_gpu_plan_keeps_shrinks_or_refuses_the_roi_by_free_memory(monkeypatch):
+    from petclick.core.errors import InputError
+    from petclick.training import gpuplan
+    from petclick.training.gpuplan import Footprint, GpuInfo, plan_gpu, step_bytes
+
+    monkeypatch.setattr(gpuplan, "footprint", lambda cfg: Footprint(**AUTOPET_FOOTPRINT))
+    cfg = _autopet_cfg()
+    fp = Footprint(**AUTOPET_FOOTPRINT)
+    big = plan_gpu(cfg, probe=[GpuInfo(0, "H100", 80 * GB, 80 * GB)])
+    assert big.roi == [192, 192, 384] and big.batch_size == 1 and "configured ROI fits" in big.reason
+    assert big.step_bytes == step_bytes(fp, [192, 192, 384], 2) <= big.budget_bytes == int(0.85 * 80 * GB)
+    # 12 GB free: a smaller ROI, every axis a multiple of segresnet's 16, the largest that fits, proportions kept
+    small = plan_gpu(cfg, probe=[GpuInfo(0, "H100", 80 * GB, 80 * GB), GpuInfo(1, "busy", 12 * GB, 80 * GB)], gpus=2)
+    assert small.gpu.startswith("cuda:1") and all(r % 16 == 0 for r in small.roi)
+    assert math.prod(small.roi) < math.prod([192, 192, 384]) and small.step_bytes <= small.budget_bytes
+    assert small.roi[2] > small.roi[0] == small.roi[1] and small.roi[0] >= 96
+    bigger = [r + 16 for r in small.roi]
+    assert step_bytes(fp, bigger, 2, ranks=2) > small.budget_bytes  # one divisor more on every axis does not fit
+    # the one GPU figure on record: 25.2 GB for one 192x192x320 sample on an H100 (docs/benchmarks/networks.md)
+    assert step_bytes(fp, [192, 192, 320], 1) / GB == pytest.approx(25.2, rel=0.02)
+    # a batch may grow when max_batch_size allows it: 96x96x192 patches, 2 crops each, fit 8 times in 68 GB
+    cfg["data"].update(max_batch_size=4, roi=[96, 96, 192])
+    assert plan_gpu(cfg, probe=[GpuInfo(0, "H100", 80 * GB, 80 * GB)]).batch_size == 4
+    cfg["data"].update(max_batch_size=None, roi=[192, 192, 384])
+    # too little memory: refused, naming what to set
+    with pytest.raises(InputError, match="data.roi.*init_filters.*gpu_memory_fraction"):
+        plan_gpu(cfg, probe=[GpuInfo(0, "small", 3 * GB, 4 * GB)])
+    cfg["data"]["gpu_memory_fraction"] = None  # not probed: ROI and batch as set
+    assert plan_gpu(cfg, probe=[GpuInfo(0, "small", 3 * GB, 4 * GB)]) is None
+
+
+def test_activation_footprint_is_measured_and_scales_with_voxels():
+    import torch
+
+    from petclick.networks.factory import build_network
+    from petclick.training.gpuplan import _measure, _saved
+
+    kwargs = {"init_filters": 4, "blocks_down": [1, 1], "dsdepth": 1}
+    import json as _json
+
+    fp = _measure("segresnet", _json.dumps(kwargs, sort_keys=True), 4, 0)
+    assert fp.params > 0 and fp.act_per_voxel > 4 * 4  # at least the input and one feature map per voxel
+    torch.manual_seed(0)
+    model = build_network("segresnet", 4, 1, **kwargs).train()
+    saved, largest = _saved(model, 4, (64, 32, 48))  # a third ROI: the linear model predicts it
+    assert saved == pytest.approx(fp.const_bytes + fp.act_per_voxel * 64 * 32 * 48, rel=0.02)
+    assert largest / (64 * 32 * 48) == pytest.approx(fp.peak_per_voxel, rel=0.01)  # 4 filters x 4 bytes or more
+
+
+def test_bundles_and_plan_command_take_the_gpu_plan(tiny_cohort, monkeypatch, capsys):
+    from petclick.auto3dseg.algo import derive_from_data
+    from petclick.cli import main
+    from petclick.training import gpuplan
+    from petclick.training.gpuplan import Footprint, GpuInfo
+
+    monkeypatch.setattr(gpuplan, "footprint", lambda cfg: Footprint(**AUTOPET_FOOTPRINT))
+    cfg = _autopet_cfg()
+    same = {"median": [2.04, 2.04, 3.0], "min": [2.04, 2.04, 3.0], "max": [2.04, 2.04, 3.0]}
+    stats = {"stats_summary": {"image_stats": {"spacing": same, "shape": {"median": [400, 400, 326]}}}}
+    monkeypatch.setattr(gpuplan, "gpu_memory", lambda indices=None: [])
+    none = derive_from_data(cfg, stats, 1290, 321)
+    assert none["data"]["roi"] == [192, 192, 320] and "none found" in none["plan"]["gpu"]["none"]
+    monkeypatch.setattr(gpuplan, "gpu_memory", lambda indices=None: [GpuInfo(0, "L4", 12 * GB, 24 * GB)])
+    fitted = derive_from_data(cfg, stats, 1290, 321)
+    assert fitted["data"]["roi"] == fitted["plan"]["gpu"]["roi"] and math.prod(fitted["data"]["roi"]) < 192 * 192 * 320
+    assert fitted["plan"]["gpu"]["gpu"] == "cuda:0 (L4)"
+    monkeypatch.setattr(planmod, "available_memory", lambda: 128 * GB)
+    assert main(["plan", "--datalist", str(tiny_cohort), "--gpu-gb", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "GPU cuda:0 (given with --gpu-gb): 12.0 GB free" in out and "needs" in out
+    monkeypatch.setattr(gpuplan, "gpu_memory", lambda indices=None: [])
+    assert main(["plan", "--datalist", str(tiny_cohort)]) == 0
+    assert "GPU: none found on this machine: the preset's ROI 192x192x384" in capsys.readouterr().out
+
+
+def test_cache_fill_is_planned_per_case_and_its_threads_fit_the_memory():
+    from petclick.training.plan import fitting_threads, load_bytes, preprocess_bytes, preprocess_peaks
+
+    as_is = preprocess_peaks((400, 400, 326), (2.04, 2.04, 3.0), [2.04, 2.04, 3.0])
+    assert as_is == (0, 24 * 400 * 400 * 326)                       # not resampled: the chain's 24 bytes per voxel
+    long = preprocess_peaks((400, 400, 600), (2.04, 2.04, 2.0), [2.04, 2.04, 3.0])
+    assert long == (12 * 400 * 400 * 600 + 40 * 400 * 400 * 400, 24 * 400 * 400 * 400)
+    val = preprocess_peaks((400, 400, 600), (2.04, 2.04, 2.0), [2.04, 2.04, 3.0], validation=True)
+    assert val[0] < long[0] and preprocess_bytes((400, 400, 600), (2.04, 2.04, 2.0), [2.04, 2.04, 3.0]) == long[0]
+    # one case resamples at a time: the largest resampling beside the other threads' largest cases
+    assert load_bytes([long, as_is, as_is], 2) == long[0] + as_is[1]
+    assert load_bytes([long, as_is, as_is], 3) == long[0] + 2 * as_is[1]
+    assert load_bytes([as_is, as_is], 2) == 2 * as_is[1] and load_bytes([long], 4) == long[0]
+    # threads are cut until the fill fits the headroom
+    loads = [long] + [as_is] * 10
+    assert fitting_threads(4, loads, 100 * GB) == 4
+    assert fitting_threads(4, loads, long[0] + as_is[1] + 1) == 2 and fitting_threads(4, loads, 1) == 1
+    data = {**DATA, "num_workers": 4}
+    roomy = plan_cache(data, 10, VOX, available=400 * GB, case_loads=loads)
+    tight = plan_cache(data, 10, VOX, available=int(10 * case_bytes(VOX, "float32") / 0.5) + 3 * GB, case_loads=loads)
+    assert roomy.threads == 4 and roomy.load_bytes == long[0] + 3 * as_is[1]
+    assert tight.ram_cases == 10 and tight.threads == 2 and tight.load_bytes == load_bytes(loads, 2)

@@ -247,6 +247,21 @@ def test_to_pet_grid_shift_and_resample():
     assert up.shape == (1, 8, 8, 8) and float(up[0, 2, 2, 2]) == pytest.approx(1.0)
 
 
+def test_to_pet_grid_resamples_in_slabs_exactly_as_in_one_pass(monkeypatch):
+    from petclick.runtime import grid
+
+    pet_affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    pet_affine[:3, 3] = [5, -3, 11]
+    net = np.diag([2.0, 2.0, 3.0, 1.0])       # 3 mm slices in the network's space, cropped
+    net[:3, 3] = pet_affine[:3, 3] + [4.0, 2.0, 7.0]
+    values = torch.rand(1, 14, 12, 15, generator=torch.Generator().manual_seed(0))
+    whole = grid.to_pet_grid(values, net, pet_affine, (20, 16, 24))
+    monkeypatch.setattr(grid, "SLAB_VOXELS", 20 * 16 * 5)  # slabs of 5 slices, the last one of 4
+    slabs = grid.to_pet_grid(values, net, pet_affine, (20, 16, 24))
+    assert whole.abs().sum() > 0 and (whole == 0).any()     # interpolated inside, zeros outside the crop
+    torch.testing.assert_close(slabs, whole, rtol=0, atol=1e-6)
+
+
 # ---------------------------------------------------------------------------- repeat modes
 def _repeat_cfg(trained, mode: str, **training):
     cfg = dict(trained["cfg"])

@@ -65,7 +65,8 @@ def _summary(stats: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 def derive_from_data(cfg: dict[str, Any], stats: Mapping[str, Any], n_train: int, n_val: int = 0,
                      gpus: int = 1) -> dict[str, Any]:
     """Resolve `auto` values from MONAI's data analysis: spacing (none when every case shares it),
-    ROI shrunk to the data and rounded to the network's divisor, epochs, and the validation interval
+    ROI shrunk to the data and rounded to the network's divisor, then (with a GPU) the largest ROI and batch
+    that fit its free memory (petclick.training.gpuplan), epochs, and the validation interval
     of the run plan (petclick.training.plan: validation within `training.val_fraction` of the training
     time at the preset's recorded step times, for `n_val` validation cases shared by `gpus` ranks)."""
     from petclick.networks.roi import fit_roi
@@ -83,6 +84,12 @@ def derive_from_data(cfg: dict[str, Any], stats: Mapping[str, Any], n_train: int
         shape = [s * o / n for s, o, n in zip(shape, median_sp, data["spacing"])]
     shape = [max(1, int(round(s))) for s in shape]
     data["roi"] = list(fit_roi(data["roi"], shape, name, **kwargs))
+    from petclick.training.gpuplan import apply_gpu_plan, no_gpu_line
+
+    gpus = max(1, int(gpus))
+    probe_cfg = {**cfg, "data": data, "training": tr}
+    gpu = apply_gpu_plan(probe_cfg, gpus)  # the ROI and batch that fit the GPUs' free memory (none: as set)
+    data = cfg["data"] = probe_cfg["data"]
     infer = dict(cfg.get("infer") or {})
     if infer.get("roi") is not None:
         infer["roi"] = list(fit_roi(infer["roi"], shape, name, **kwargs))
@@ -95,10 +102,10 @@ def derive_from_data(cfg: dict[str, Any], stats: Mapping[str, Any], n_train: int
     vox = network_voxels(shape, [1.0, 1.0, 1.0], None, data["roi"])
     n_vals = n_val if tr.get("val_cases") is None else min(n_val, int(tr["val_cases"]))
     case_s = validation_case_seconds(times, vox, len(cfg["clicks"].get("val_steps", [0, 5, 10])))
-    gpus = max(1, int(gpus))
     vplan = plan_validation(tr, int(tr["num_epochs"]), max(1, -(-iters // gpus)), times.step_s, n_vals, case_s, gpus)
     tr["val_every"] = int(vplan.val_every)
-    cfg["plan"] = {"validation": vplan.to_dict(), "gpus": gpus, "times_source": times.source}
+    cfg["plan"] = {"validation": vplan.to_dict(), "gpus": gpus, "times_source": times.source,
+                   "gpu": gpu.to_dict() if gpu is not None else {"none": no_gpu_line(probe_cfg)}}
     cfg.update(data=data, training=tr, infer=infer, analysed_shape=shape, analysed_spacing=median_sp)
     return cfg
 

@@ -37,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--step-s", type=_positive, default=None, help="measured seconds per training step")
     p.add_argument("--pass-s", type=_positive, default=None,
                    help="measured seconds per whole-body 400x400x326 pass (validation cost)")
+    p.add_argument("--gpu-gb", type=_positive, default=None,
+                   help="plan the ROI and batch for a GPU with this many GB free (default: probe this machine's GPUs)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=run)
 
@@ -57,9 +59,13 @@ def run(args: argparse.Namespace) -> int:
     import nibabel as nib
 
     from petclick.io.datalist import load_datalist, resolve_entry, split_fold
+    from petclick.training.gpuplan import GpuInfo, apply_gpu_plan
     from petclick.training.plan import GB, STEP_TIMES, StepTimes, make_plan
 
     cfg = _config(args)
+    given = None if args.gpu_gb is None else [GpuInfo(0, "given with --gpu-gb", int(args.gpu_gb * GB),
+                                                       int(args.gpu_gb * GB))]
+    gpu = apply_gpu_plan(cfg, args.gpus, given)  # data.roi / batch_size from the GPU's free memory
     data = load_datalist(args.datalist)
     root = args.dataroot or args.datalist.parent
     entries = data.get("training", [])
@@ -83,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         cache_dir = Path(cfg["data"]["cache_dir"]) if cfg["data"]["cache_dir"] != "auto" else Path("work_dir") / "cache"
     folds = int(data.get("num_folds") or (max(int(e.get("fold", 0)) for e in entries) + 1))
     plan = make_plan(cfg, shapes, len(train), len(val), gpus=args.gpus, folds=folds, times=times,
-                     available=None if args.ram_gb is None else int(args.ram_gb * GB), cache_dir=cache_dir)
+                     available=None if args.ram_gb is None else int(args.ram_gb * GB), cache_dir=cache_dir, gpu=gpu)
     missing = [e for e in entries if not e.get("clicks")]
     if missing and max(int(s) for s in cfg["clicks"]["val_steps"]) > 0:
         plan.notes.append(f"{len(missing)} of {len(entries)} training cases have no click file: training refuses to "

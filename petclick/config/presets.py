@@ -47,6 +47,9 @@ AUTOPET: dict[str, Any] = {
         "cache_dir": "auto",          # disk cache (MONAI PersistentDataset) of the cases past RAM; auto: <work_dir>/cache,
                                       # null: those cases are preprocessed at every load
         "num_workers": 4,
+        "gpu_memory_fraction": 0.85,  # with a GPU: the largest ROI (<= roi) and batch whose training step fits this share
+                                      # of its free memory (petclick.training.gpuplan); null: roi and batch as set
+        "max_batch_size": None,       # the GPU plan may raise batch_size up to this (None: batch_size stays)
         "batch_transforms": True,     # intensity augmentation and click encoding on the batch, on the device
     },
     "augment": {

@@ -165,6 +165,8 @@ for _path, _rule in {
     "data.cache_rate": number(0, 1, allow=("auto",)), "data.num_workers": number(0, integer=True),
     "data.cache_dtype": choice("auto", "float16", "bfloat16", "float32", none=True), "data.crop_body": FLAG,
     "data.cache_memory_fraction": number(0, 1, lo_open=True), "data.cache_dir": TEXT,   # petclick.training.plan
+    "data.gpu_memory_fraction": number(0, 1, lo_open=True, none=True),                  # petclick.training.gpuplan
+    "data.max_batch_size": number(1, integer=True, none=True),
     "augment.prob": number(0, 1), "augment.flip_prob": number(0, 1), "augment.rotate_deg": number(0),
     "augment.scale": number(0), "augment.smooth_sigma": numbers(2, 0), "augment.noise_std": number(0),
     "augment.shift": number(0), "augment.scale_intensity": number(0),

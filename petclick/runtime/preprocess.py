@@ -16,6 +16,7 @@ to the PET grid.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -70,9 +71,13 @@ class ReplaceNonFinite(Transform):
 
     def __call__(self, img):
         if isinstance(img, torch.Tensor):
-            return torch.where(torch.isfinite(img), img, torch.as_tensor(self.value, dtype=img.dtype))
+            finite = torch.isfinite(img)
+            if bool(finite.all()):  # the usual case: no copy of a whole volume
+                return img
+            return torch.where(finite, img, torch.as_tensor(self.value, dtype=img.dtype))
         arr = np.asarray(img)
-        return np.where(np.isfinite(arr), arr, np.asarray(self.value, dtype=arr.dtype))
+        finite = np.isfinite(arr)
+        return arr if bool(finite.all()) else np.where(finite, arr, np.asarray(self.value, dtype=arr.dtype))
 
 
 class ReplaceNonFinited(MapTransform):
@@ -87,6 +92,21 @@ class ReplaceNonFinited(MapTransform):
         for key in self.key_iterator(d):
             d[key] = self.replace(d[key])
         return d
+
+
+#: One resampling at a time in a process (SerialSpacingd).
+_RESAMPLE_LOCK = threading.Lock()
+
+
+class SerialSpacingd(Spacingd):
+    """MONAI's Spacingd, one call at a time per process. Resampling is each case's memory peak (its sampling
+    grid holds 3 coordinates per output voxel beside the loaded volumes); the threads that fill a training
+    cache preprocess whole cases in parallel, and this keeps their peaks from coinciding
+    (petclick.training.plan.load_bytes). Results are Spacingd's."""
+
+    def __call__(self, data, lazy: bool | None = None):
+        with _RESAMPLE_LOCK:
+            return super().__call__(data, lazy=lazy)
 
 
 def body_or_everything(ct: torch.Tensor) -> torch.Tensor:
@@ -113,7 +133,9 @@ def preprocess_transforms(pre: Mapping[str, Any], label_key: str | Sequence[str]
                  ReplaceNonFinited(keys="image", value=CT_FILL_HU), ReplaceNonFinited(keys="pet", value=PET_FILL_SUV)]
     if pre["spacing"] is not None:
         modes = ["bilinear", "bilinear"] + ["nearest"] * len(labels)
-        out.append(Spacingd(keys=spatial, pixdim=pre["spacing"], mode=modes))
+        # float32 resampling: MONAI's default (float64) holds a float64 copy, a float64 sampling grid of 3
+        # coordinates per output voxel and a float64 output: 2x the memory of a case being cached
+        out.append(SerialSpacingd(keys=spatial, pixdim=pre["spacing"], mode=modes, dtype=torch.float32))
     lo, hi = pre["ct_window"]
     out.append(ScaleIntensityRanged(keys="image", a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True))
     p0, p1 = pre["pet_clip"]

@@ -242,11 +242,14 @@ def val_transforms(cfg: Mapping[str, Any], dtype: str | None = None) -> list:
     return out
 
 
-def _cache_workers(cfg: Mapping[str, Any]) -> int:
-    """Threads that fill a cache: `data.num_workers` shared by the torchrun ranks of the node (each
-    thread holds a whole case while it is preprocessed: petclick.training.plan.load_bytes)."""
+def _cache_workers(cfg: Mapping[str, Any], plan: Any = None) -> int:
+    """Threads that fill a cache: the plan's (`data.num_workers` shared by the torchrun ranks of the node,
+    fewer when the largest cases preprocessed at once would not fit: each thread holds a whole case while
+    it is preprocessed, petclick.training.plan.fitting_threads); without a plan the workers' share."""
     from petclick.training.plan import cache_threads
 
+    if plan is not None and getattr(plan, "threads", 0):
+        return int(plan.threads)
     return cache_threads(int(cfg["data"]["num_workers"]))
 
 
@@ -313,7 +316,8 @@ def fold_cache_plan(cfg: Mapping[str, Any], train_files: Sequence[Mapping[str, A
                     val_files: Sequence[Mapping[str, Any]], world_size: int = 1, available: int | None = None):
     """The cache plan (petclick.training.plan.plan_cache) of this rank's training and validation cases,
     from the image headers (no voxel is read)."""
-    from petclick.training.plan import local_ranks, network_voxels, plan_cache
+    from petclick.training.distributed import rank_device
+    from petclick.training.plan import local_ranks, network_voxels, plan_cache, preprocess_peaks
 
     data = cfg["data"]
     spacing = data.get("spacing") if data.get("spacing") not in ("auto",) else None
@@ -325,7 +329,10 @@ def fold_cache_plan(cfg: Mapping[str, Any], train_files: Sequence[Mapping[str, A
     v_vox = float(np.mean(vox[n_t:])) if val_files else 0.0
     v_pet = float(np.mean([math.prod(s) for s, _ in shapes[n_t:]])) if val_files else 0.0
     ranks = min(max(1, world_size), local_ranks()) if world_size > 1 else 1
-    return plan_cache(data, n_t, t_vox, len(val_files), v_vox, v_pet, available, ranks, cache_dir_for(cfg))
+    loads = [preprocess_peaks(s, sp, spacing, validation=n >= n_t) for n, (s, sp) in enumerate(shapes)]
+    cuda = rank_device(cfg["training"].get("device")).type == "cuda"
+    return plan_cache(data, n_t, t_vox, len(val_files), v_vox, v_pet, available, ranks, cache_dir_for(cfg),
+                      case_loads=loads[:n_t], val_loads=loads[n_t:], cuda=cuda)
 
 
 def train_dataset(cfg: Mapping[str, Any], files: list[dict], roi: Sequence[int], rank: int = 0,
@@ -351,15 +358,16 @@ def train_dataset(cfg: Mapping[str, Any], files: list[dict], roi: Sequence[int],
                         "the organ loss: %s", len(missing), len(files), ORGAN_KEY, ", ".join(map(str, missing[:10])))
     transform = Compose(det + rand)
     ram = min(len(items), int(plan.ram_cases))
-    log.info("training cache: %d of %d cases in RAM (%s, %.0f MB each), %d on disk (%s), %d uncached: %s", ram,
-             len(items), plan.dtype, plan.case_bytes / 2**20, plan.disk_cases, plan.cache_dir, plan.uncached, plan.reason)
+    log.info("training cache: %d of %d cases in RAM (%s, %.0f MB each), %d on disk (%s), %d uncached: %s; %d "
+             "cache thread(s)", ram, len(items), plan.dtype, plan.case_bytes / 2**20, plan.disk_cases, plan.cache_dir,
+             plan.uncached, plan.reason, _cache_workers(cfg, plan))
     if not plan.disk_cases or ram >= len(items):
-        return CacheDataset(items, transform=transform, cache_num=ram, cache_rate=1.0, num_workers=_cache_workers(cfg),
-                            progress=False)
+        return CacheDataset(items, transform=transform, cache_num=ram, cache_rate=1.0,
+                            num_workers=_cache_workers(cfg, plan), progress=False)
     from monai.data.utils import json_hashing
 
     parts = [] if not ram else [CacheDataset(items[:ram], transform=transform, cache_rate=1.0,
-                                             num_workers=_cache_workers(cfg), progress=False)]
+                                             num_workers=_cache_workers(cfg, plan), progress=False)]
     Path(plan.cache_dir).mkdir(parents=True, exist_ok=True)
     parts.append(PersistentDataset(items[ram:], transform=transform, cache_dir=plan.cache_dir,
                                    hash_transform=json_hashing))
@@ -378,7 +386,7 @@ def val_dataset(cfg: Mapping[str, Any], files: list[dict], plan: Any = None) -> 
         log.warning("validation cache: %d of %d cases fit the RAM budget; the rest are read at every validation",
                     n, len(items))
     return CacheDataset(items, transform=Compose(val_transforms(cfg, dtype)), cache_num=n, cache_rate=1.0,
-                        num_workers=_cache_workers(cfg), progress=False)
+                        num_workers=_cache_workers(cfg, plan), progress=False)
 
 
 def train_loader(cfg: Mapping[str, Any], dataset, seed: int) -> DataLoader:

@@ -441,6 +441,38 @@ def _timeout(cfg: Mapping[str, Any], val_files: list[dict], world: int) -> float
     return dist_timeout_s(cfg["training"], case_s * math.ceil(len(val_files) / max(1, world)))
 
 
+def _check_gpu_fit(cfg: Mapping[str, Any], world: int) -> None:
+    """Warn when the configured ROI needs more memory than this rank's GPU has free (petclick.training.gpuplan):
+    a bundle generated on another machine keeps its ROI, and an out-of-memory error later says less."""
+    from petclick.training.gpuplan import plan_gpu
+
+    try:
+        gpu = plan_gpu(cfg, world)
+    except InputError as exc:
+        log.warning("GPU plan: %s", exc)
+        return
+    if gpu is not None and list(gpu.roi) != [int(r) for r in cfg["data"]["roi"]]:
+        log.warning("GPU plan: %s; this run keeps data.roi %s and batch_size %s as configured", gpu.line(),
+                    cfg["data"]["roi"], cfg["data"]["batch_size"])
+
+
+def _lost_rank(exc: BaseException) -> bool:
+    """True for the errors a collective raises when a peer rank died or timed out (gloo/NCCL backend errors,
+    a closed connection, a timeout), not for a bug of this rank's own."""
+    import torch.distributed as dist
+
+    if isinstance(exc, getattr(dist, "DistError", ())):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(w in text for w in (
+        "gloo", "nccl", "connection closed", "connection reset", "broken pipe", "timed out", "timeout"))
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}"
+
+
 def train_fold(cfg: Mapping[str, Any]) -> dict[int, float]:
     """Train every repeat of the config's fold (or `repeats: [..]` only); returns {repeat: best score}."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -458,13 +490,19 @@ def train_fold(cfg: Mapping[str, Any]) -> dict[int, float]:
         files = fold_files(cfg["datalist"], cfg["dataroot"], int(cfg["fold"]))
         val_all = _validation_files(cfg, files, 0, 1)
         val_files = rank_share(val_all, ctx.rank, ctx.world_size)
+        if ctx.device.type == "cuda":
+            _check_gpu_fit(cfg, ctx.world_size)
         log.info("fold %s: %d training / %d validation cases (%d validated), device %s, world size %d, %d CPU "
                  "threads (OMP_WAIT_POLICY %s)", cfg["fold"], len(files.train), len(files.val), len(val_all),
                  ctx.device, ctx.world_size, threads, os.environ.get("OMP_WAIT_POLICY", "unset"))
         shard = rank_share(files.train, ctx.rank, ctx.world_size)  # the size of this rank's shard (for the plan)
         plan = fold_cache_plan(cfg, shard, val_files, ctx.world_size)
+        t0 = time.time()
         train_ds = train_dataset(cfg, files.train, cfg["data"]["roi"], ctx.rank, ctx.world_size, plan=plan)
+        t1 = time.time()
         val_ds = val_dataset(cfg, val_files, plan)
+        log.info("caches filled: training %.1f s, validation %.1f s (%d thread(s); planned %.0f MB at once)",
+                 t1 - t0, time.time() - t1, plan.threads, plan.load_bytes / 2**20)
         repeats = [int(r) for r in cfg.get("repeats") or range(int(cfg.get("num_repeats", 1)))]
         cfg = fit_time_budget(cfg, ctx, train_ds, val_ds, repeats, ckpt_path)
         status = FoldStatus(ckpt_path, int(cfg["fold"]), {r: repeat_epochs(cfg["training"], r) for r in repeats},
@@ -477,6 +515,14 @@ def train_fold(cfg: Mapping[str, Any]) -> dict[int, float]:
             if ctx.is_main:
                 update_fold_progress(ckpt_path, scores)
         return scores
+    except Exception as exc:
+        if ctx.world_size > 1 and _lost_rank(exc):
+            raise RuntimeError(
+                f"rank {ctx.rank} of {ctx.world_size}: lost the other ranks in a collective operation ({_first_line(exc)}): "
+                f"a rank died or stalled past the collective timeout (training.dist_timeout_s, "
+                f"{'torch default' if timeout is None else f'{timeout:.0f} s'}). Relaunch every rank with the same "
+                f"command: each repeat resumes from its last.pt under {ckpt_path}") from exc
+        raise
     finally:
         if handler is not None:
             logging.getLogger("petclick").removeHandler(handler)

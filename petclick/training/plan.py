@@ -42,9 +42,6 @@ INDEX_SAMPLES = 20000
 INDEX_FRACTION = 0.005
 #: Per-item overhead of a cached MetaTensor dict (affines, metadata), bytes.
 ITEM_OVERHEAD = 64 * 1024
-#: A training process's own memory (PyTorch, MONAI, CUDA context on the host) and each loader worker's.
-PROCESS_BYTES = 1024**3
-WORKER_BYTES = 300 * 1024**2
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 REFERENCE_VOXELS = 400 * 400 * 326
 
@@ -108,19 +105,59 @@ def case_bytes(voxels: float, dtype: str, label_voxels: float | None = None, ind
     return int(n + ITEM_OVERHEAD)
 
 
-def validation_work_bytes(voxels: float, pet_voxels: float, overlap: float, on_device: bool = False) -> int:
+def validation_work_bytes(voxels: float, pet_voxels: float, overlap: float, on_device: bool = False,
+                          resampled: bool = False) -> int:
     """Host bytes of validating one case besides its cache: on the CPU the 4-channel input, logits,
     probabilities and the exact mode's tile outputs (one pass: coverage (1 / (1 - overlap))^3 of the
-    case, capped at 8); with a GPU (`on_device`) these live in GPU memory. Always on the host: the
-    probabilities on the PET grid, the thresholded mask and the metric's component labels."""
+    case, capped at 8) and, for a `resampled` case, the sampling grid of one slab of the PET grid
+    (petclick.runtime.grid.SLAB_VOXELS, 32 bytes per voxel with its output); with a GPU (`on_device`) these
+    live in GPU memory. Always on the host: the probabilities on the PET grid, the thresholded mask and
+    the metric's component labels."""
+    from petclick.runtime.grid import SLAB_VOXELS
+
     coverage = min(8.0, (1.0 / max(1e-3, 1.0 - float(overlap))) ** 3)
     host_pet = pet_voxels * (4 + 1 + 8)
-    return int(host_pet + (0 if on_device else voxels * (16 + 4 + 4 + 4 * coverage)))
+    slab = 32 * min(float(pet_voxels), SLAB_VOXELS) if resampled else 0.0
+    return int(host_pet + (0 if on_device else voxels * (16 + 4 + 4 + 4 * coverage) + slab))
 
 
-#: Host bytes per PET-grid voxel while one case is loaded and preprocessed for the cache (CT, PET and
-#: label read as float32, resampled, windowed, concatenated, cropped; intermediates freed as it goes).
+#: Host bytes of preprocessing one case for the cache, per voxel (float32 volumes; benchmarks/bench_scale.py
+#: measures them per grid, docs/benchmarks/scale.md). Without resampling: the loaded CT, PET and label, their
+#: windowed copies and the concatenated image (24 bytes per PET voxel, measured 24.2 on a 400x400x326 phantom).
+#: With resampling (MONAI Spacingd in float32, one volume at a time), while the last volume is resampled:
+#: the three loaded volumes (12 bytes per PET voxel) plus, per output voxel, the sampling grid (homogeneous
+#: base grid 16 + coordinates 12), the resampled volume (4) and the two resampled before it (8).
 LOAD_BYTES_PER_VOXEL = 24
+LOAD_HELD_BYTES = 12
+RESAMPLE_BYTES_PER_VOXEL = 40
+#: Validation cases load CT and PET only (the lesion mask later, as uint8): 2 volumes held, 1 resampled before.
+VAL_HELD_BYTES, VAL_RESAMPLE_BYTES = 8, 36
+
+
+def resampled_voxels(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float] | None) -> float:
+    """Voxels of a case's whole field of view at `target` spacing (0 when it is not resampled)."""
+    if not target or all(math.isclose(float(a), float(b), rel_tol=1e-3) for a, b in zip(spacing, target)):
+        return 0.0
+    return float(math.prod(float(s) * float(sp) / float(t) for s, sp, t in zip(shape, spacing, target)))
+
+
+def preprocess_peaks(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float] | None,
+                     validation: bool = False) -> tuple[int, int]:
+    """(resampling, the rest): peak host bytes of preprocessing one case of PET grid `shape` / `spacing` to
+    `target` spacing (None: as read) in one cache thread while it resamples (0 when it does not) and outside
+    resampling (the loaded volumes; after resampling the chain on the resampled grid)."""
+    pet = float(math.prod(int(x) for x in shape))
+    out = resampled_voxels(shape, spacing, target)
+    if not out:
+        return 0, int(LOAD_BYTES_PER_VOXEL * pet)
+    held, per_out = (VAL_HELD_BYTES, VAL_RESAMPLE_BYTES) if validation else (LOAD_HELD_BYTES, RESAMPLE_BYTES_PER_VOXEL)
+    return int(held * pet + per_out * out), int(max(held * pet, LOAD_BYTES_PER_VOXEL * out))
+
+
+def preprocess_bytes(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float] | None,
+                     validation: bool = False) -> int:
+    """Peak host bytes of preprocessing one case in one thread (the larger of preprocess_peaks)."""
+    return max(preprocess_peaks(shape, spacing, target, validation))
 
 
 def cache_threads(workers: int, ranks: int | None = None) -> int:
@@ -128,14 +165,43 @@ def cache_threads(workers: int, ranks: int | None = None) -> int:
     return max(1, int(workers) // max(1, local_ranks() if ranks is None else int(ranks)))
 
 
-def load_bytes(pet_voxels: float, threads: int) -> int:
-    """Host bytes of filling the cache: `threads` cases of `pet_voxels` preprocessed at once."""
-    return int(pet_voxels * LOAD_BYTES_PER_VOXEL * max(1, int(threads)))
+def fitting_threads(threads: int, case_loads: Sequence[tuple[int, int]], headroom: float) -> int:
+    """At most `threads` cache threads, fewer when the largest cases preprocessed at once would not fit in
+    `headroom` bytes (what the node leaves a rank after its caches): fewer whole cases in flight, at least 1."""
+    n = max(1, int(threads))
+    while n > 1 and load_bytes(case_loads, n) > headroom:
+        n -= 1
+    return n
 
 
-def process_bytes(workers: int) -> int:
-    """Host bytes of one training process and its loader workers (their own memory; the cache they share)."""
-    return int(PROCESS_BYTES + max(0, int(workers)) * WORKER_BYTES)
+def load_bytes(case_loads: Sequence[tuple[int, int]], threads: int) -> int:
+    """Host bytes of filling the cache with `threads` threads, from each case's preprocess_peaks: one case
+    resamples at a time (petclick.runtime.preprocess.SerialSpacingd), so the peak is the largest resampling
+    beside the other threads' largest cases outside resampling, or those of all threads."""
+    k = max(1, int(threads))
+    order = sorted(range(len(case_loads)), key=lambda i: -int(case_loads[i][1]))[:k]
+    top = [int(case_loads[i][1]) for i in order]
+    peak = sum(top)                                   # no thread resampling
+    for i, (r, n) in enumerate(case_loads):           # case i resampling beside the k-1 largest others
+        if r:
+            others = sum(top) - int(n) if i in order else sum(top[:k - 1])
+            peak = max(peak, int(r) + others)
+    return int(peak)
+
+
+#: A training process's own host memory: Python, PyTorch and MONAI after import (430 MB RSS measured on this
+#: project's CPU machine, docs/benchmarks/scale.md) plus the model, optimiser and allocator pools; a process
+#: that drives a GPU adds its CUDA context on the host (CUDA_CONTEXT_BYTES, a conservative figure: not
+#: measured here, no GPU was lent). Each loader worker's own memory (the cache it shares is counted once):
+#: 2 workers held 739 MB (PSS) at the peak of benchmarks/bench_scale.py at c637796 (docs/benchmarks/scale.md).
+PROCESS_BYTES = 600 * 1024**2
+CUDA_CONTEXT_BYTES = 400 * 1024**2
+WORKER_BYTES = 370 * 1024**2
+
+
+def process_bytes(workers: int = 0, cuda: bool = True) -> int:
+    """Host bytes of one training process (with its CUDA context when `cuda`) and its loader workers."""
+    return int(PROCESS_BYTES + (CUDA_CONTEXT_BYTES if cuda else 0) + max(0, int(workers)) * WORKER_BYTES)
 
 
 @dataclass
@@ -156,6 +222,9 @@ class CachePlan:
     budget_bytes: int
     cache_dir: str | None
     reason: str
+    threads: int = 1         # cache threads (whole cases preprocessed at once), fitting_threads
+    load_bytes: int = 0      # filling the cache with those threads (load_bytes), the larger of the two caches
+    fill_peak_bytes: int = 0  # the training cache filling, or the validation cache beside the training cache
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,10 +236,14 @@ def _auto(v: Any) -> bool:
 
 def plan_cache(data: Mapping[str, Any], n_train: int, train_voxels: float, n_val: int = 0, val_voxels: float = 0.0,
                val_pet_voxels: float = 0.0, available: int | None = None, ranks: int = 1,
-               cache_dir: str | Path | None = None) -> CachePlan:
+               cache_dir: str | Path | None = None, case_loads: Sequence[tuple[int, int]] = (),
+               val_loads: Sequence[tuple[int, int]] = (), cuda: bool = True) -> CachePlan:
     """The cache of one rank holding `n_train` training cases of `train_voxels` mean network-space voxels
     and `n_val` validation cases; `available` bytes of RAM on the node (default: the probe) shared by
-    `ranks` processes. Explicit `data.cache_rate` / `data.cache_dtype` values are kept."""
+    `ranks` processes. Explicit `data.cache_rate` / `data.cache_dtype` values are kept. `case_loads`
+    (preprocess_peaks of each training case) and `val_loads` (of each validation case) size the cache
+    threads: `data.num_workers` shared by the ranks, fewer when the largest cases preprocessed at once would
+    not fit beside the caches and the process (`cuda`: with its CUDA context)."""
     available = available_memory() if available is None else int(available)
     fraction = float(data.get("cache_memory_fraction", 0.6))
     budget = int(available * fraction / max(1, ranks))
@@ -197,10 +270,16 @@ def plan_cache(data: Mapping[str, Any], n_train: int, train_voxels: float, n_val
     rest = n_train - ram
     disk_dir = None if cache_dir is None else str(cache_dir)
     disk = rest if disk_dir else 0
+    loads = list(case_loads) + list(val_loads) or [(0, 0)]
+    headroom = available / max(1, ranks) - ram * per - val_bytes - process_bytes(0, cuda)
+    threads = fitting_threads(cache_threads(int(data.get("num_workers", 0)), ranks), loads, headroom)
+    train_fill, val_fill = load_bytes(list(case_loads), threads), load_bytes(list(val_loads), threads)
     return CachePlan(dtype=dtype, cache_rate=round(ram / n_train, 4) if n_train else 1.0, ram_cases=ram,
                      disk_cases=disk, uncached=rest - disk, case_bytes=per, ram_bytes=ram * per,
                      disk_bytes=disk * case_bytes(train_voxels, dtype), val_bytes=val_bytes,
-                     available_bytes=available, budget_bytes=budget, cache_dir=disk_dir, reason=reason)
+                     available_bytes=available, budget_bytes=budget, cache_dir=disk_dir, reason=reason,
+                     threads=threads, load_bytes=max(train_fill, val_fill),
+                     fill_peak_bytes=max(train_fill, ram * per + val_fill))
 
 
 @dataclass
@@ -285,21 +364,27 @@ class RunPlan:
     disk_free_bytes: int | None = None
     dist_timeout_s: float = 1800.0
     work_bytes: int = 0          # validating the largest case, host side (validation_work_bytes)
-    process_bytes: int = 0       # the process and its loader workers (process_bytes)
-    load_bytes: int = 0          # filling the cache: the largest case per cache thread (load_bytes)
+    process_bytes: int = 0       # the training process itself (process_bytes without workers)
+    worker_bytes: int = 0        # its loader workers (started after the caches are filled)
+    load_bytes: int = 0          # filling the cache (CachePlan.load_bytes)
     available_bytes: int = 0
+    notes: list[str] = field(default_factory=list)
+    gpu: Any = None              # the GPU plan (petclick.training.gpuplan.GpuPlan), None without a GPU
+    gpu_line: str = ""           # what the GPU plan chose and why, or that there was none
 
     @property
     def peak_bytes(self) -> int:
-        """Peak host bytes of one rank: its caches, the process, and the larger of filling the cache and
-        validating the largest case."""
+        """Peak host bytes of one rank: the process plus the larger of filling the caches (the training cache
+        first, then the validation cache beside it; no loader workers yet) and training / validating the
+        largest case beside both caches, with the loader workers alive."""
         c = self.cache
-        return int(c.ram_bytes + c.val_bytes + self.process_bytes + max(self.work_bytes, self.load_bytes))
-    notes: list[str] = field(default_factory=list)
+        return int(self.process_bytes + max(c.fill_peak_bytes or self.load_bytes,
+                                            c.ram_bytes + c.val_bytes + self.worker_bytes + self.work_bytes))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["cache"], d["validation"] = self.cache.to_dict(), self.validation.to_dict()
+        d["gpu"] = None if self.gpu is None else self.gpu.to_dict()
         return d
 
     def lines(self) -> list[str]:
@@ -308,14 +393,17 @@ class RunPlan:
         out = [
             f"preset {self.preset}, {self.gpus} GPU(s) (ranks), {self.n_cases} training cases, {self.folds} folds: "
             f"{self.n_train} training / {self.n_val} validation cases per fold",
+            self.gpu_line or "GPU: not planned",
             f"network space: {self.voxels_mean / 1e6:.1f} M voxels per case (mean), {self.voxels_max / 1e6:.1f} M max; "
             f"spacing {self.spacing or 'as read'}",
             f"RAM per rank: {gb(c.budget_bytes)} budget of {gb(c.available_bytes)} available; training cache "
             f"{c.ram_cases} cases x {c.case_bytes / 2**20:.0f} MB in {c.dtype} = {gb(c.ram_bytes)} "
             f"(cache_rate {c.cache_rate}: {c.reason}); validation cache {gb(c.val_bytes)}",
-            f"peak host RAM per rank: {gb(self.peak_bytes)} = caches + {gb(self.process_bytes)} process and workers + "
-            f"the larger of {gb(self.load_bytes)} filling the cache and {gb(self.work_bytes)} validating the largest "
-            f"case; the node's {self.gpus} rank(s): {gb(self.gpus * self.peak_bytes)} of {gb(self.available_bytes)}",
+            f"peak host RAM per rank: {gb(self.peak_bytes)} = {gb(self.process_bytes)} process + the larger of "
+            f"{gb(c.fill_peak_bytes or self.load_bytes)} filling the caches ({c.threads} case(s) at once, "
+            f"{gb(self.load_bytes)} preprocessing) and the caches + {gb(self.worker_bytes)} loader workers + "
+            f"{gb(self.work_bytes)} validating the largest case; the node's {self.gpus} rank(s): "
+            f"{gb(self.gpus * self.peak_bytes)} of {gb(self.available_bytes)}",
             f"disk cache: {c.disk_cases} cases, {gb(c.disk_bytes)} under {c.cache_dir or '(none)'}; "
             f"{c.uncached} cases preprocessed at every load"
             + (f"; {gb(self.disk_free_bytes)} free there" if self.disk_free_bytes is not None else ""),
@@ -334,9 +422,13 @@ class RunPlan:
 def make_plan(cfg: Mapping[str, Any], shapes: Sequence[tuple[Sequence[int], Sequence[float]]], n_train: int,
               n_val: int, gpus: int = 1, folds: int = 5, times: StepTimes | None = None,
               available: int | None = None, cache_dir: str | Path | None = None,
-              val_pet_voxels: float | None = None) -> RunPlan:
+              val_pet_voxels: float | None = None, cuda: bool = True, gpu: Any = None) -> RunPlan:
     """The plan of one fold of config `cfg` (sections data, training, clicks, num_repeats) for cases of
-    `shapes` [(shape, spacing), ...], `n_train` / `n_val` cases per fold, on `gpus` ranks of one node."""
+    `shapes` [(shape, spacing), ...], `n_train` / `n_val` cases per fold, on `gpus` ranks of one node
+    (`cuda`: ranks that drive GPUs, with a CUDA context and validation on the GPU; `gpu`: the GPU plan
+    that chose the ROI and batch, reported with the plan)."""
+    from petclick.training.gpuplan import no_gpu_line
+
     data, tr = cfg["data"], cfg["training"]
     preset = str(cfg.get("preset", "autopet"))
     times = times or STEP_TIMES.get(preset, STEP_TIMES["autopet"])
@@ -352,11 +444,15 @@ def make_plan(cfg: Mapping[str, Any], shapes: Sequence[tuple[Sequence[int], Sequ
     pet_vox = val_pet_voxels if val_pet_voxels is not None else (
         sum(math.prod(int(x) for x in s) for s, _ in shapes) / max(1, len(shapes)))
     max_pet = max((math.prod(int(x) for x in s) for s, _ in shapes), default=0)
+    loads = [preprocess_peaks(s, sp, spacing) for s, sp in shapes]  # every case through the training chain
+    val_loads = [preprocess_peaks(s, sp, spacing, validation=True) for s, sp in shapes]
+    largest = max(shapes, key=lambda s: math.prod(int(x) for x in s[0])) if shapes else None
     gpus = max(1, int(gpus))
     train_rank = int(math.ceil(n_train / gpus))
     val_total = n_val if tr.get("val_cases") in (None, "all") else min(n_val, int(tr["val_cases"]))
     val_rank = int(math.ceil(val_total / gpus))
-    cache = plan_cache(data, train_rank, mean_vox, val_rank, mean_vox, pet_vox, available, gpus, cache_dir)
+    cache = plan_cache(data, train_rank, mean_vox, val_rank, mean_vox, pet_vox, available, gpus, cache_dir,
+                       case_loads=loads, val_loads=val_loads, cuda=cuda)
     batch = int(data.get("batch_size", 1))
     iters = int(tr.get("num_iterations_per_epoch") or max(1, math.ceil(train_rank / batch)))
     iters_full = int(tr.get("num_iterations_per_epoch") or max(1, math.ceil(n_train / batch)))
@@ -385,10 +481,12 @@ def make_plan(cfg: Mapping[str, Any], shapes: Sequence[tuple[Sequence[int], Sequ
                    disk_free_bytes=free_disk(cache_dir) if cache_dir else None,
                    dist_timeout_s=dist_timeout_s(tr, vplan.seconds), notes=notes,
                    work_bytes=validation_work_bytes(max_vox, max_pet, float(cfg.get("infer", {}).get("overlap", 0.625)),
-                                                    on_device=True),
-                   process_bytes=process_bytes(int(data.get("num_workers", 0))),
-                   load_bytes=load_bytes(max_pet, cache_threads(int(data.get("num_workers", 0)), gpus)),
-                   available_bytes=cache.available_bytes)
+                                                    on_device=cuda, resampled=bool(
+                                                        largest and resampled_voxels(*largest, spacing))),
+                   process_bytes=process_bytes(0, cuda),
+                   worker_bytes=process_bytes(int(data.get("num_workers", 0)), cuda) - process_bytes(0, cuda),
+                   load_bytes=cache.load_bytes, available_bytes=cache.available_bytes, gpu=gpu,
+                   gpu_line=gpu.line() if gpu is not None else no_gpu_line(cfg))
     if gpus * plan.peak_bytes > plan.available_bytes:
         plan.notes.append(f"the node's ranks may peak at {gpus * plan.peak_bytes / GB:.0f} GB, over the "
                           f"{plan.available_bytes / GB:.0f} GB available: lower data.cache_memory_fraction or "
