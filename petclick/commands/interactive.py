@@ -8,7 +8,8 @@ from pathlib import Path
 
 from petclick.commands.argtypes import steps_count
 from petclick.commands.predict import (BY_STEP_OPTION, add_algo_weights_arg, add_first_args, add_session_args,
-                                       algo_weights, click_policy, postprocess_config, refuse_routes_for_scribbles)
+                                       algo_weights, click_policy, fast_checkpoints, postprocess_config,
+                                       refuse_routes_for_scribbles)
 from petclick.core.errors import InputError
 from petclick.inference.predictors import BUILTIN
 from petclick.inference.routing import parse_step_routes
@@ -29,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "on the previous prediction's largest error (the official rule); Dice, DMM, FPV, "
                                    "FNV and both AUC-DMM aggregations.")
     p.add_argument("--predictor", default=None, help=f"built-in name ({', '.join(BUILTIN)}) or a trained model "
-                                                     "(AutoRunner work_dir, bundle folder or checkpoint)")
+                                                     "(AutoRunner work_dir, bundle folder, checkpoint or a "
+                                                     "`petclick subset` file)")
     p.add_argument(BY_STEP_OPTION, nargs="+", default=None, metavar="RANGE=MODELS|FILE.yaml",
                    help="instead of --predictor: model choice by click count, e.g. 0-5=work_dir_a 6-10=work_dir_b, "
                         "or a YAML file (as `petclick predict`)")
@@ -63,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--enable", nargs="+", default=[], choices=RULES, metavar="RULE", help="switch rules on")
     p.add_argument("--disable", nargs="+", default=[], choices=RULES, metavar="RULE", help="switch rules off")
     add_session_args(p)
-    add_first_args(p)
+    add_first_args(p, subset_files=True)
     p.set_defaults(func=run)
 
 
@@ -93,6 +95,6 @@ def _run(args: argparse.Namespace, shards) -> int:
         dataroot=args.dataroot, save_predictions=args.save_predictions, compare=list(args.compare),
         device=args.device, algo_weights=algo_weights(args), suv_threshold=args.suv_threshold, cases=args.cases,
         no_mip=args.no_mip, click_policy=click_policy(args), incremental=args.incremental,
-        tile_cache_mb=args.tile_cache_mb, first=args.first, fast_checkpoints=args.fast_checkpoints,
+        tile_cache_mb=args.tile_cache_mb, first=args.first, fast_checkpoints=fast_checkpoints(args),
         protocol=args.protocol, steps=args.steps, strategy=args.strategy,
         postprocess=None if args.postprocess == "off" and not args.enable else postprocess_config(args)), shards)

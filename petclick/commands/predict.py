@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from pathlib import Path
 
 from petclick.core.errors import InputError
 from petclick.inference.engine import MODES as INCREMENTAL_MODES
@@ -52,16 +53,41 @@ def add_session_args(p: argparse.ArgumentParser) -> None:
                         "infer.tile_cache_mb, else $PETCLICK_TILE_CACHE_MB, else 2048); past it tiles are recomputed")
 
 
-def add_first_args(p: argparse.ArgumentParser) -> None:
-    """Step 0's choice (petclick.inference.session `first`): the full ensemble, or fast then refined."""
+def add_first_args(p: argparse.ArgumentParser, subset_files: bool = False) -> None:
+    """Step 0's choice (petclick.inference.session `first`): the full ensemble, or fast then refined.
+    `subset_files`: --fast-checkpoints also takes a subset file of `petclick subset` (fast_checkpoints())."""
     from petclick.inference.session import DEFAULT_FAST_CHECKPOINTS, FIRST_CHOICES
 
     p.add_argument("--first", choices=FIRST_CHOICES, default="ensemble",
                    help="step 0: ensemble (default: the full ensemble answers the first prediction) or fast (the first "
                         "--fast-checkpoints checkpoints answer at once, the full ensemble refines it in the "
                         "background; the first click waits for it)")
-    p.add_argument("--fast-checkpoints", type=int, default=None, metavar="K",
-                   help=f"checkpoints of the fast step 0 (--first fast; default {DEFAULT_FAST_CHECKPOINTS})")
+    if subset_files:
+        p.add_argument("--fast-checkpoints", type=_count_or_file, default=None, metavar="K|SUBSET.json",
+                       help=f"checkpoints of the fast step 0 (--first fast): the first K (default "
+                            f"{DEFAULT_FAST_CHECKPOINTS}) or those of a `petclick subset` file")
+    else:
+        p.add_argument("--fast-checkpoints", type=int, default=None, metavar="K",
+                       help=f"checkpoints of the fast step 0 (--first fast; default {DEFAULT_FAST_CHECKPOINTS})")
+
+
+def _count_or_file(text: str) -> int | Path:
+    """--fast-checkpoints: a count, or the path of a subset file (read when the command runs)."""
+    try:
+        return int(text)
+    except ValueError:
+        return Path(text)
+
+
+def fast_checkpoints(args: argparse.Namespace) -> int | list[Path] | None:
+    """--fast-checkpoints as the session takes it: a count, or a subset file's checkpoints (resolved,
+    as the ensemble lists them); a bad file raises InputError naming it."""
+    value = getattr(args, "fast_checkpoints", None)
+    if not isinstance(value, Path):
+        return value
+    from petclick.inference.subset import read_subset
+
+    return [c.resolve() for c in read_subset(value)]
 
 
 def click_policy(args: argparse.Namespace) -> ClickPolicy:

@@ -50,7 +50,7 @@ class EnsemblePredictor(CheckpointSet):
 def load_model_predictor(paths: str | Path | Sequence[str | Path], device: str | torch.device = "cpu",
                          algo_weights: Mapping[str, float] | None = None, **kwargs: Any) -> EnsemblePredictor:
     """An EnsemblePredictor over every `model.pt` under `paths` (AutoRunner work_dir, bundle folders,
-    model folders or .pt files); keyword arguments go to EnsemblePredictor. `algo_weights` None: the
+    model folders, .pt files or checkpoint subset .json files of `petclick subset`); keyword arguments go to EnsemblePredictor. `algo_weights` None: the
     `ensemble_weights` of a work_dir's input.yaml among `paths`, if any (else the plain mean)."""
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)
     checkpoints = find_checkpoints(items)
@@ -66,15 +66,22 @@ def load_model_predictor(paths: str | Path | Sequence[str | Path], device: str |
 
 def work_dir_weights(items: Sequence[str | Path]) -> dict[str, float] | None:
     """`ensemble_weights` of `<work_dir>/input.yaml` (AutoRunner's copy of its input) for the folders
-    among `items` that hold one, validated; None where none has the key. Work_dirs that disagree
-    raise InputError (give --algo-weights)."""
+    among `items` that hold one, and the `algo_weights` a checkpoint subset file (`petclick subset`)
+    was chosen with, validated; None where none has the key. Sources that disagree raise
+    InputError (give --algo-weights)."""
+    from petclick.inference.subset import read_subset_file   # lazy: the subset module imports this one
+    from petclick.runtime.checkpoint import SUBSET_SUFFIX
+
     found: dict[str, float] | None = None
     source: Path | None = None
     for item in items:
-        cfg_path = Path(item) / "input.yaml"
-        if not cfg_path.is_file():
-            continue
-        raw = read_yaml(cfg_path).get("ensemble_weights")
+        if Path(item).is_file() and Path(item).suffix.lower() == SUBSET_SUFFIX:
+            cfg_path, raw = Path(item), read_subset_file(item).get("algo_weights")
+        else:
+            cfg_path = Path(item) / "input.yaml"
+            if not cfg_path.is_file():
+                continue
+            raw = read_yaml(cfg_path).get("ensemble_weights")
         if raw is None:
             continue
         weights = check_algo_weights(raw, f"{cfg_path} ensemble_weights")

@@ -215,13 +215,24 @@ def write_subset(path: str | Path, checkpoints: Sequence[Path], meta: dict[str, 
     return atomic_write_text(path, json.dumps({"checkpoints": items, **(meta or {})}, indent=1) + "\n")
 
 
+def read_subset_file(path: str | Path) -> dict[str, Any]:
+    """The JSON object of a `write_subset` file (its `checkpoints`, a non-empty list of paths, and
+    its meta); anything else raises InputError naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        items = data["checkpoints"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(path, f"not a checkpoint subset file ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(items, list) or not items or not all(isinstance(i, str) and i for i in items):
+        raise InputError(path, "not a checkpoint subset file ('checkpoints' must be a non-empty list of paths)")
+    return data
+
+
 def read_subset(path: str | Path) -> list[Path]:
     """The checkpoints a `write_subset` file names (relative ones below its folder); a bad file raises InputError."""
     path = Path(path)
-    try:
-        items = json.loads(path.read_text())["checkpoints"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(path, f"not a checkpoint subset file ({exc})") from exc
+    items = read_subset_file(path)["checkpoints"]
     out = [Path(i) if Path(i).is_absolute() else path.parent / i for i in items]
     missing = [str(p) for p in out if not p.is_file()]
     if missing:

@@ -33,6 +33,8 @@ FORMAT = "petclick-checkpoint-1"
 BEST_NAME = "model.pt"
 LAST_NAME = "last.pt"
 REQUIRED = ("state_dict", "network", "in_channels", "preprocess")
+#: A model path with this suffix is a checkpoint subset file (petclick.inference.subset).
+SUBSET_SUFFIX = ".json"
 
 
 def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
@@ -72,13 +74,19 @@ def build_model(ckpt: Mapping[str, Any], device: str | torch.device = "cpu") -> 
 
 def find_checkpoints(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     """Every inference checkpoint under `paths`: .pt files as given; folders (an AutoRunner work_dir,
-    bundle folders, model folders) searched recursively for `model.pt`. Sorted, without duplicates;
-    nothing found raises InputError."""
+    bundle folders, model folders) searched recursively for `model.pt`; a `.json` file is a
+    checkpoint subset (`petclick subset`, petclick.inference.subset.read_subset) and gives its
+    checkpoints in its order (a .json that is not one raises InputError naming it). Without
+    duplicates; nothing found raises InputError."""
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)
     found: list[Path] = []
     for item in items:
         p = Path(item)
-        if p.is_file():
+        if p.is_file() and p.suffix.lower() == SUBSET_SUFFIX:
+            from petclick.inference.subset import read_subset   # lazy: the subset module imports the predictor
+
+            found += [c.resolve() for c in read_subset(p)]
+        elif p.is_file():
             found.append(p.resolve())
         elif p.is_dir():
             found += sorted(q.resolve() for q in p.rglob(BEST_NAME) if "algorithm_templates" not in q.parts)

@@ -59,7 +59,7 @@ class InteractiveJob:
     incremental: str | None = None
     tile_cache_mb: float | None = None
     first: str = "ensemble"
-    fast_checkpoints: int | None = None
+    fast_checkpoints: int | list[Path] | None = None   # a count, or a subset's checkpoints
     postprocess: dict | None = field(default_factory=make_config)
     protocol: str = "autopet-iv"
     steps: int | None = None
