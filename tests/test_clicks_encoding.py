@@ -356,3 +356,17 @@ def test_uptake_needs_the_pet_channel():
         enc(_pet_image(_two_blobs()), _clicks(tumor=[(8, 8, 8)]))
     with pytest.raises(ValueError, match="reads the PET channel"):
         enc.encode(np.array([[8.0, 8.0, 8.0]]), SHAPE, (1.0, 1.0, 1.0), torch.device("cpu"))
+
+
+def test_uptake_flood_fill_equals_cc3d_components():
+    """The device path (flood fill, used on CUDA) finds the same components as cc3d (the CPU path)."""
+    from scipy.ndimage import gaussian_filter
+
+    from petclick.clicks.encoding import component_at_cc3d, component_at_flood
+
+    rng = np.random.default_rng(3)
+    boxes = np.stack([gaussian_filter(rng.random((17, 15, 13)), 1.2) for _ in range(6)])
+    candidate = torch.from_numpy(boxes > np.median(boxes, axis=(1, 2, 3), keepdims=True))
+    seed = (8, 7, 6)
+    a, b = component_at_cc3d(candidate, seed), component_at_flood(candidate, seed)
+    assert torch.equal(a, b) and a.any() and not a.all()

@@ -42,6 +42,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
+import cc3d
 import numpy as np
 import torch
 from monai.transforms import MapTransform, Transform
@@ -127,8 +128,9 @@ def uptake_regions(pet: torch.Tensor, ball: torch.Tensor, half: tuple[int, int, 
     pet, ball: (N, Wx, Wy, Wz) boxes around the clicks (the box's voxel at index `half` is the
     click's), the PET and the click's ball (within the array). Returns a boolean (N, Wx, Wy, Wz): the
     voxels of the ball at or above ``lo + fraction x (peak - lo)`` (peak: the 3x3x3 maximum at the
-    click; lo: the ball's minimum) connected (26) to the click, grown by repeated 3x3x3 dilation
-    inside that set (a geodesic flood fill: plain tensor ops, so the same code runs on CUDA);
+    click; lo: the ball's minimum) connected (26) to the click: cc3d's components on a CPU, on CUDA
+    repeated 3x3x3 dilation inside that set (a geodesic flood fill of plain tensor ops, no host
+    synchronisation; a path winding longer than 2 (Wx + Wy + Wz) voxels is cut);
     empty where the region fills more than half of the ball (flat uptake) or the click has no contrast.
     """
     big = torch.finfo(pet.dtype).max
@@ -139,19 +141,33 @@ def uptake_regions(pet: torch.Tensor, ball: torch.Tensor, half: tuple[int, int, 
     lo = torch.where(ball, pet, torch.full_like(pet, big)).flatten(1).amin(1)
     thr = lo + fraction * (peak - lo)
     candidate = ball & (pet >= thr[:, None, None, None]) & (peak > lo)[:, None, None, None]
-    region = torch.zeros_like(candidate)
-    region[:, hx, hy, hz] = candidate[:, hx, hy, hz]
-    grow = region[:, None].to(torch.float32)
-    cand = candidate[:, None]
-    for step in range(2 * (hx + hy + hz) + 2):  # geodesic reach: a path winding longer than this is cut
-        nxt = (torch.nn.functional.max_pool3d(grow, 3, 1, 1) > 0) & cand
-        if pet.device.type == "cpu" and step % 4 == 3 and torch.equal(nxt, grow > 0):  # converged (CPU: no sync cost)
-            grow = nxt.to(torch.float32)
-            break
-        grow = nxt.to(torch.float32)
-    region = grow[:, 0] > 0
+    # exact components with cc3d on a CPU (about 8x faster there than the flood)
+    region = (component_at_cc3d if pet.device.type == "cpu" else component_at_flood)(candidate, half)
     flat_uptake = region.flatten(1).sum(1) > UNBOUNDED_FRACTION * ball.flatten(1).sum(1)
     return region & ~flat_uptake[:, None, None, None]
+
+
+def component_at_cc3d(candidate: torch.Tensor, seed: tuple[int, int, int]) -> torch.Tensor:
+    """For each box n of a boolean (N, Wx, Wy, Wz) CPU tensor, its 26-connected component holding
+    voxel `seed` (empty where the seed is not in it), by cc3d."""
+    region = torch.zeros_like(candidate)
+    for n in range(candidate.shape[0]):
+        if bool(candidate[(n, *seed)]):
+            labels = cc3d.connected_components(candidate[n].numpy().astype(np.uint8), connectivity=26)
+            region[n] = torch.from_numpy(labels == labels[seed])
+    return region
+
+
+def component_at_flood(candidate: torch.Tensor, seed: tuple[int, int, int]) -> torch.Tensor:
+    """component_at_cc3d by repeated 3x3x3 dilation inside `candidate` from the seed: plain tensor ops
+    on any device, no host synchronisation; a path winding longer than 2 (Wx + Wy + Wz) voxels is cut."""
+    region = torch.zeros_like(candidate)
+    region[(slice(None), *seed)] = candidate[(slice(None), *seed)]
+    grow = region[:, None].to(torch.float32)
+    cand = candidate[:, None]
+    for _ in range(2 * sum(seed) + 2):
+        grow = ((torch.nn.functional.max_pool3d(grow, 3, 1, 1) > 0) & cand).to(torch.float32)
+    return grow[:, 0] > 0
 
 
 class EncodeClicks(Transform):
