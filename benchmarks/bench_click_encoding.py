@@ -40,6 +40,7 @@ CONFIGS: dict[str, dict] = {
     "gaussian s=3 unit": {"encoding": "gaussian", "sigma": 3, "gaussian_norm": "unit"},
     "edt r=5 signed": {"encoding": "edt", "radius": 5, "channels": "signed"},
     "gaussian s=3 signed": {"encoding": "gaussian", "sigma": 3, "channels": "signed"},
+    "uptake r=5 u=15 vox": {"encoding": "uptake", "radius": 5, "uptake_radius": 15},  # the autopet preset's
 }
 
 
