@@ -69,7 +69,7 @@ def work_dir_weights(items: Sequence[str | Path]) -> dict[str, float] | None:
     among `items` that hold one, and the `algo_weights` a checkpoint subset file (`petclick subset`)
     was chosen with, validated; None where none has the key. Sources that disagree raise
     InputError (give --algo-weights)."""
-    from petclick.inference.subset import read_subset_file   # lazy: the subset module imports this one
+    from petclick.runtime.subsetfile import read_subset_file
     from petclick.runtime.checkpoint import SUBSET_SUFFIX
 
     found: dict[str, float] | None = None

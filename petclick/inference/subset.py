@@ -24,7 +24,6 @@ tolerance is read off it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,12 +31,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from petclick.core.atomic import atomic_write_text
 from petclick.core.errors import InputError
 from petclick.inference.predictor import EnsemblePredictor
 from petclick.io.clickfile import Clicks
 from petclick.io.images import CaseVolumes
 from petclick.runtime.grid import to_pet_grid
+from petclick.runtime.subsetfile import read_subset, read_subset_file, write_subset  # noqa: F401 (the file format)
 
 #: How a subset's agreement with the whole ensemble is scored (module docstring).
 CRITERIA = ("mask", "worst-mask", "prob")
@@ -200,41 +199,4 @@ def prefix_report(data: SubsetData, order: Sequence[Path]) -> list[dict[str, Any
             curve = np.array([np.mean(diff[st]) for st in steps])
             row.update(label_dice_step_gap=float(np.abs(curve).max()), label_dice_sum_gap=float(curve.sum()))
         out.append(row)
-    return out
-
-
-def write_subset(path: str | Path, checkpoints: Sequence[Path], meta: dict[str, Any] | None = None) -> Path:
-    """The chosen checkpoints as JSON (paths relative to the file's folder where they lie below it),
-    with `meta` (e.g. the criterion and the validation cases) beside them."""
-    path = Path(path)
-    root = path.parent.resolve()
-    items = []
-    for c in checkpoints:
-        c = Path(c).resolve()
-        items.append(str(c.relative_to(root)) if c.is_relative_to(root) else str(c))
-    return atomic_write_text(path, json.dumps({"checkpoints": items, **(meta or {})}, indent=1) + "\n")
-
-
-def read_subset_file(path: str | Path) -> dict[str, Any]:
-    """The JSON object of a `write_subset` file (its `checkpoints`, a non-empty list of paths, and
-    its meta); anything else raises InputError naming the file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-        items = data["checkpoints"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(path, f"not a checkpoint subset file ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(items, list) or not items or not all(isinstance(i, str) and i for i in items):
-        raise InputError(path, "not a checkpoint subset file ('checkpoints' must be a non-empty list of paths)")
-    return data
-
-
-def read_subset(path: str | Path) -> list[Path]:
-    """The checkpoints a `write_subset` file names (relative ones below its folder); a bad file raises InputError."""
-    path = Path(path)
-    items = read_subset_file(path)["checkpoints"]
-    out = [Path(i) if Path(i).is_absolute() else path.parent / i for i in items]
-    missing = [str(p) for p in out if not p.is_file()]
-    if missing:
-        raise InputError(path, f"checkpoint(s) not found: {', '.join(missing)}")
     return out

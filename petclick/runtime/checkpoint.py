@@ -27,13 +27,14 @@ import torch
 from petclick.core.atomic import atomic_path
 from petclick.core.errors import InputError
 from petclick.io.torchfile import load_torch_file
+from petclick.runtime.subsetfile import read_subset
 
 log = logging.getLogger(__name__)
 FORMAT = "petclick-checkpoint-1"
 BEST_NAME = "model.pt"
 LAST_NAME = "last.pt"
 REQUIRED = ("state_dict", "network", "in_channels", "preprocess")
-#: A model path with this suffix is a checkpoint subset file (petclick.inference.subset).
+#: A model path with this suffix is a checkpoint subset file (petclick.runtime.subsetfile).
 SUBSET_SUFFIX = ".json"
 
 
@@ -75,7 +76,7 @@ def build_model(ckpt: Mapping[str, Any], device: str | torch.device = "cpu") -> 
 def find_checkpoints(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     """Every inference checkpoint under `paths`: .pt files as given; folders (an AutoRunner work_dir,
     bundle folders, model folders) searched recursively for `model.pt`; a `.json` file is a
-    checkpoint subset (`petclick subset`, petclick.inference.subset.read_subset) and gives its
+    checkpoint subset (`petclick subset`, petclick.runtime.subsetfile.read_subset) and gives its
     checkpoints in its order (a .json that is not one raises InputError naming it). Without
     duplicates; nothing found raises InputError."""
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)
@@ -83,8 +84,6 @@ def find_checkpoints(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     for item in items:
         p = Path(item)
         if p.is_file() and p.suffix.lower() == SUBSET_SUFFIX:
-            from petclick.inference.subset import read_subset   # lazy: the subset module imports the predictor
-
             found += [c.resolve() for c in read_subset(p)]
         elif p.is_file():
             found.append(p.resolve())
