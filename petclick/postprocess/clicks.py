@@ -115,16 +115,21 @@ def enforce_clicks(mask: np.ndarray, clicks: Clicks, pet: np.ndarray, spacing: S
     tumour = clicks_inside(clicks.tumor, out.shape)
     background = clicks_inside(clicks.background, out.shape)
     suv_only = grow in ("always-suv", "suv-replace")
+    grown = np.zeros_like(out)  # what the clicks added: a later click replaces the model's voxels, never these
     for p in tumour:
         if grow != "missed" or not out[p]:
             box, region, ball = _grow(p, pet, None if suv_only else prob, spacing, low, max_radius_mm,
                                       min_radius_mm, suv_fraction, peak_radius_mm)
             if grow == "suv-replace" and ball is not None:  # a bounded iso-contour delineates this lesion
                 local = tuple(int(c - s.start) for c, s in zip(p, box))
-                out[box] &= ~_connected_to(out[box] & ball, local)
+                model = out[box] & ~grown[box]
+                out[box] &= ~_connected_to(model & ball, local)
             out[box] |= region
+            grown[box] |= region
     covered = [q for q in background if out[q]]
     if not covered:
+        for p in tumour:
+            out[p] = True
         return out
     comp = components(out)
     boxes = comp.boxes()
