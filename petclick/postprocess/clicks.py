@@ -122,7 +122,7 @@ def enforce_clicks(mask: np.ndarray, clicks: Clicks, pet: np.ndarray, spacing: S
                                       min_radius_mm, suv_fraction, peak_radius_mm)
             if grow == "suv-replace" and ball is not None:  # a bounded iso-contour delineates this lesion
                 # the mask's voxels connected to the click give way, an earlier click's region included: the
-                # later click re-delineates from its own peak (6.42 against 6.30 Dice AUC at the demo scale
+                # later click re-delineates from its own peak (6.46 against 6.30 Dice AUC at the demo scale
                 # when earlier regions were kept; docs/benchmarks/quality.md); the clicked voxels return below
                 local = tuple(int(c - s.start) for c, s in zip(p, box))
                 out[box] &= ~_connected_to(out[box] & ball, local)
